@@ -1,0 +1,132 @@
+//! `alba release VERSION`: one `nix build`, every kind, every configured target.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::artifact;
+use crate::bail_input;
+use crate::config::{Kind, Release};
+use crate::names;
+use crate::report::Report;
+use crate::target::{self, Target};
+
+/// Arguments of `alba release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The version to publish, used as the tag (e.g. 0.9).
+    pub version: String,
+    /// Publish only static binaries or only container images.
+    #[arg(long, value_enum)]
+    pub only: Option<Kind>,
+    /// Publish to these targets instead of the configured ones (repeatable).
+    #[arg(long = "target", value_name = "URL")]
+    pub targets: Vec<String>,
+    /// Also publish under these tags, e.g. `--also-tag latest` (repeatable).
+    #[arg(long = "also-tag", value_name = "TAG")]
+    pub also_tags: Vec<String>,
+    /// Print every object that would be written, with exists/new; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The kinds to publish and, for each, its targets.
+struct Plan {
+    kinds: Vec<(Kind, Vec<Target>)>,
+    tags: Vec<String>,
+}
+
+/// Runs `alba release`.
+pub async fn run(global: &Global, args: ReleaseArgs) -> Result<()> {
+    let ui = global.ui();
+    let nix = global.nix()?;
+    let flake = nix.lock(&global.flake).await?;
+    let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
+    let plan = plan(&release, &args)?;
+    let kinds: Vec<Kind> = plan.kinds.iter().map(|(k, _)| *k).collect();
+    ui.section(format!("build {} {} with nix", release.name, args.version));
+    let set = artifact::build(&nix, &flake, &release, &kinds).await?;
+    let mut report = Report::default();
+    let result = publish(global, &set, &plan, args.dry_run, &mut report).await;
+    global.print_report(&report)?;
+    result
+}
+
+/// Checks tags and targets before anything is built or written.
+fn plan(release: &Release, args: &ReleaseArgs) -> Result<Plan> {
+    let kinds: Vec<Kind> = match args.only {
+        Some(kind) if release.section(kind).is_none() => {
+            bail_input!("--only {kind:?}: the release description has no such part")
+        }
+        Some(kind) => vec![kind],
+        None => release.sections().into_iter().map(|(k, _)| k).collect(),
+    };
+    if kinds.is_empty() {
+        bail_input!("the release description has neither `static` nor `container`: nothing to publish");
+    }
+    let tags: Vec<String> = std::iter::once(args.version.clone()).chain(args.also_tags.iter().cloned()).collect();
+    let explicit: Vec<Target> = args.targets.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+    let mut planned = Vec::new();
+    for kind in kinds {
+        for tag in &tags {
+            match kind {
+                Kind::Static => names::check_static_tag(tag)?,
+                Kind::Container => names::check_oci_tag(tag)?,
+            }
+        }
+        let targets = targets_for(release, kind, &explicit)?;
+        planned.push((kind, targets));
+    }
+    Ok(Plan { kinds: planned, tags })
+}
+
+/// The targets of one kind: `--target` ones that suit it, else the configured ones.
+fn targets_for(release: &Release, kind: Kind, explicit: &[Target]) -> Result<Vec<Target>> {
+    let suits = |t: &Target| kind == Kind::Container || !matches!(t, Target::Registry(_));
+    let targets: Vec<Target> = if explicit.is_empty() {
+        let section = release.section(kind).map(|s| s.targets.clone()).unwrap_or_default();
+        let parsed: Vec<Target> = section.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+        if let Some(bad) = parsed.iter().find(|t| !suits(t)) {
+            bail_input!("static.targets lists {bad}, a registry; static binaries go to s3:// or file: targets");
+        }
+        parsed
+    } else {
+        explicit.iter().filter(|t| suits(t)).cloned().collect()
+    };
+    if targets.is_empty() {
+        let part = if kind == Kind::Static { "static" } else { "container" };
+        bail_input!("no {part} target: add {part}.targets to the release description or pass --target URL");
+    }
+    Ok(targets)
+}
+
+async fn publish(global: &Global, set: &artifact::ArtifactSet, plan: &Plan, dry_run: bool, report: &mut Report) -> Result<()> {
+    let ui = global.ui();
+    let mut failure = None;
+    for (kind, targets) in &plan.kinds {
+        let result = match kind {
+            Kind::Static => publish_static(global, set, targets, &plan.tags, dry_run, report).await,
+            Kind::Container => super::container::publish_all(global, &ui, &set.name, &plan.tags, &set.images(), targets, dry_run, report).await,
+        };
+        if let Err(e) = result {
+            failure.get_or_insert(e);
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+async fn publish_static(
+    global: &Global,
+    set: &artifact::ArtifactSet,
+    targets: &[Target],
+    tags: &[String],
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let ui = global.ui();
+    let files = set.static_files()?;
+    for tag in tags {
+        super::static_cmd::publish_all(global, &ui, &set.name, tag, &files, targets, dry_run, report).await?;
+    }
+    Ok(())
+}

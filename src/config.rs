@@ -1,0 +1,198 @@
+//! The flake's release description: schema, validation and defaults.
+//!
+//! Unknown keys are refused: a typo such as `tagets` must not silently publish nowhere.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::bail_input;
+use crate::platform::Platform;
+
+/// The `release` output of a flake, as written by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The release name: df-dist-v1 name and default image repository name.
+    pub name: String,
+    /// Nix systems to build, e.g. `x86_64-linux`.
+    pub systems: Vec<String>,
+    /// Static binaries, if the release has any.
+    #[serde(rename = "static", default)]
+    pub static_: Option<Section>,
+    /// Container images, if the release has any.
+    #[serde(default)]
+    pub container: Option<Section>,
+}
+
+/// The `static` or `container` part of a release description.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// Attribute path with `{system}` replaced per system.
+    #[serde(default)]
+    pub attr: Option<String>,
+    /// Per-system attribute paths that override `attr`.
+    #[serde(default)]
+    pub attrs: BTreeMap<String, String>,
+    /// Target URLs to publish to.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// The two kinds of artifacts a release publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Static binaries (df-dist-v1).
+    Static,
+    /// Container images (OCI).
+    Container,
+}
+
+/// One thing to build: a kind, a system and the flake attribute that builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installable {
+    /// Static or container.
+    pub kind: Kind,
+    /// The Nix system.
+    pub system: String,
+    /// The platform of that system.
+    pub platform: Platform,
+    /// The flake attribute path, e.g. `packages.x86_64-linux.albatros`.
+    pub attr: String,
+}
+
+impl Release {
+    /// Parses and validates the JSON that `nix eval --json` printed.
+    pub fn from_json(json: &str, source: &str) -> Result<Release> {
+        let release: Release = serde_json::from_str(json).map_err(|e| {
+            crate::error::input(format!(
+                "the release description {source} is not valid: {e}\n  expected {{ name = \"...\"; systems = [ ... ]; static = {{ attr; attrs; targets; }}; container = {{ ... }}; }}"
+            ))
+        })?;
+        release.validate(source)?;
+        Ok(release)
+    }
+
+    fn validate(&self, source: &str) -> Result<()> {
+        crate::names::check_name(&self.name)?;
+        if self.systems.is_empty() {
+            bail_input!("{source}: `systems` is empty; list at least one, e.g. [ \"x86_64-linux\" ]");
+        }
+        for system in &self.systems {
+            if Platform::from_nix_system(system).is_none() {
+                bail_input!(
+                    "{source}: unknown system {system:?}; known systems: {}",
+                    Platform::known_systems().join(", ")
+                );
+            }
+        }
+        for (kind, section) in self.sections() {
+            for system in section.attrs.keys() {
+                if !self.systems.contains(system) {
+                    bail_input!("{source}: {kind:?} attrs names {system:?}, which is not in `systems`");
+                }
+            }
+            if let Some(attr) = &section.attr
+                && attr.trim().is_empty()
+            {
+                bail_input!("{source}: {kind:?} attr is empty; remove it to use the default");
+            }
+        }
+        Ok(())
+    }
+
+    /// The sections present, with their kind.
+    pub fn sections(&self) -> Vec<(Kind, &Section)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.static_ {
+            out.push((Kind::Static, s));
+        }
+        if let Some(c) = &self.container {
+            out.push((Kind::Container, c));
+        }
+        out
+    }
+
+    /// The section of one kind, if present.
+    pub fn section(&self, kind: Kind) -> Option<&Section> {
+        match kind {
+            Kind::Static => self.static_.as_ref(),
+            Kind::Container => self.container.as_ref(),
+        }
+    }
+
+    /// Everything to build for the given kinds, in a stable order (kind, then system order).
+    pub fn installables(&self, kinds: &[Kind]) -> Vec<Installable> {
+        let mut out = Vec::new();
+        for (kind, section) in self.sections() {
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            for system in &self.systems {
+                let attr = section.attr_for(kind, &self.name, system);
+                let platform = Platform::from_nix_system(system).expect("validated");
+                out.push(Installable { kind, system: system.clone(), platform, attr });
+            }
+        }
+        out
+    }
+}
+
+impl Section {
+    /// The attribute path for one system: `attrs`, else `attr`, else the default.
+    pub fn attr_for(&self, kind: Kind, name: &str, system: &str) -> String {
+        if let Some(a) = self.attrs.get(system) {
+            return a.clone();
+        }
+        let template = match (&self.attr, kind) {
+            (Some(a), _) => a.clone(),
+            (None, Kind::Static) => format!("packages.{{system}}.{name}"),
+            (None, Kind::Container) => format!("packages.{{system}}.docker.{name}"),
+        };
+        template.replace("{system}", system)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"{"name":"albatros","systems":["x86_64-linux","armv6l-linux"],
+        "static":{"targets":["file:out"]},
+        "container":{"attr":"packages.{system}.img","attrs":{"armv6l-linux":"legacy.arm"},"targets":[]}}"#;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let r = Release::from_json(FULL, "test").unwrap();
+        let all = r.installables(&[Kind::Static, Kind::Container]);
+        let attrs: Vec<_> = all.iter().map(|i| i.attr.as_str()).collect();
+        assert_eq!(
+            attrs,
+            ["packages.x86_64-linux.albatros", "packages.armv6l-linux.albatros", "packages.x86_64-linux.img", "legacy.arm"]
+        );
+        assert_eq!(r.installables(&[Kind::Container]).len(), 2);
+        let c = Section::default();
+        assert_eq!(c.attr_for(Kind::Container, "a", "i686-linux"), "packages.i686-linux.docker.a");
+    }
+
+    #[test]
+    fn refuses_bad_descriptions() {
+        for (bad, needle) in [
+            (r#"{"name":"a","systems":["x86_64-linux"],"statc":{}}"#, "statc"),
+            (r#"{"name":"a","systems":["x86_64-linux"],"static":{"tagets":[]}}"#, "tagets"),
+            (r#"{"name":"a","systems":"x86_64-linux"}"#, "invalid type"),
+            (r#"{"name":"a","systems":["mips-linux"]}"#, "mips-linux"),
+            (r#"{"name":"a/b","systems":["x86_64-linux"]}"#, "a/b"),
+            (r#"{"systems":["x86_64-linux"]}"#, "name"),
+            (r#"{"name":"a","systems":[]}"#, "empty"),
+            (r#"{"name":"a","systems":["x86_64-linux"],"static":{"attrs":{"i686-linux":"x"}}}"#, "i686-linux"),
+        ] {
+            let err = Release::from_json(bad, "test").unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2);
+            assert!(format!("{err:#}").contains(needle), "{bad}: {err:#}");
+        }
+    }
+}

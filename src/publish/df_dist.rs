@@ -1,0 +1,334 @@
+//! Static binaries on an object store, in the `df-dist-v1` layout the Go tool wrote.
+//!
+//! ```text
+//! df-dist-v1/<name>/<tag>/<os>/<arch>/<file>   the binary
+//! df-dist-v1/<name>/<tag>                      {"flavors":[{"resources":[{"path":..}],"platform":{..}}]}
+//! df-dist-v1/<name>                            {"name":..,"tags":[newest first]}
+//! ```
+//! Write order: binaries, then the tag document, then the name document, so a reader never
+//! follows a listed tag to a missing file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::lists::{self, Order};
+use crate::artifact::StaticFile;
+use crate::platform::Platform;
+use crate::report::{Status, TargetReport};
+use crate::store::fs::sha256_file;
+use crate::store::{Body, ObjectStore, Put};
+use crate::ui::{Ui, human_size};
+
+/// The root of the layout.
+pub const ROOT: &str = "df-dist-v1";
+const JSON: &str = "application/json";
+const BINARY: &str = "application/octet-stream";
+
+/// The tag document: one flavor per platform.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TagDocument {
+    /// One entry per platform.
+    pub flavors: Vec<Flavor>,
+}
+
+/// The files of one platform.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Flavor {
+    /// The files.
+    pub resources: Vec<Resource>,
+    /// The platform, `architecture` before `os` as the Go tool wrote it.
+    pub platform: DfPlatform,
+}
+
+/// One file of a flavor; `size` and `sha256` are additions readers may ignore.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Resource {
+    /// File name, relative to `<tag>/<os>/<arch>/`.
+    pub path: String,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Hex sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// A platform in df-dist-v1 documents.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct DfPlatform {
+    /// CPU architecture.
+    pub architecture: String,
+    /// Operating system.
+    pub os: String,
+    /// CPU variant, where the platform has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// The name document: every tag, newest first.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct NameDocument {
+    /// The release name.
+    pub name: String,
+    /// Tags, newest first.
+    pub tags: Vec<String>,
+}
+
+/// Key of the name document.
+pub fn name_key(name: &str) -> String {
+    format!("{ROOT}/{name}")
+}
+
+/// Key of a tag document.
+pub fn tag_key(name: &str, tag: &str) -> String {
+    format!("{ROOT}/{name}/{tag}")
+}
+
+/// Key of a binary.
+pub fn file_key(name: &str, tag: &str, platform: &Platform, file: &str) -> String {
+    format!("{ROOT}/{name}/{tag}/{}/{file}", platform.path())
+}
+
+/// What to publish: a name, a tag and the files.
+pub struct StaticRelease<'a> {
+    /// Release name.
+    pub name: &'a str,
+    /// Tag.
+    pub tag: &'a str,
+    /// The binaries.
+    pub files: &'a [StaticFile],
+    /// Print and report, write nothing.
+    pub dry_run: bool,
+    /// Uploads at once.
+    pub jobs: usize,
+}
+
+/// A binary with its digest, ready to upload.
+struct Prepared {
+    file: StaticFile,
+    key: String,
+    size: u64,
+    sha256: String,
+}
+
+/// Publishes a static release to one store.
+pub async fn publish(store: Arc<dyn ObjectStore>, release: &StaticRelease<'_>, ui: &Ui, report: &mut TargetReport) -> Result<()> {
+    store.check().await?;
+    let prepared = prepare(release).await?;
+    upload_binaries(&store, release, &prepared, ui, report).await?;
+    let tag_doc = tag_document(&prepared)?;
+    write_document(&*store, &tag_key(release.name, release.tag), tag_doc, release.dry_run, ui, report).await?;
+    update_name_document(&*store, release.name, Some(release.tag), release.dry_run, ui, report).await?;
+    if !release.dry_run {
+        super::nginx::refresh(&*store).await?;
+    }
+    Ok(())
+}
+
+/// Hashes every binary (in parallel, off the async threads).
+async fn prepare(release: &StaticRelease<'_>) -> Result<Vec<Prepared>> {
+    let tasks = release.files.iter().cloned().map(|file| {
+        let key = file_key(release.name, release.tag, &file.platform, &file.file_name);
+        tokio::task::spawn_blocking(move || -> Result<Prepared> {
+            let size = std::fs::metadata(&file.path).with_context(|| format!("reading {}", file.path.display()))?.len();
+            let sha256 = sha256_file(&file.path)?;
+            Ok(Prepared { file, key, size, sha256 })
+        })
+    });
+    let mut out = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        out.push(task??);
+    }
+    Ok(out)
+}
+
+async fn upload_binaries(
+    store: &Arc<dyn ObjectStore>,
+    release: &StaticRelease<'_>,
+    prepared: &[Prepared],
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
+    let total: u64 = prepared.iter().map(|p| p.size).sum();
+    let bar = ui.bytes_bar(total, "binaries");
+    let statuses: Vec<Status> = futures::stream::iter(prepared)
+        .map(|p| {
+            let (store, bar) = (store.clone(), bar.clone());
+            async move {
+                let status = upload_one(&*store, p, release.dry_run).await?;
+                bar.inc(p.size);
+                bar.suspend(|| {
+                    ui.line(format!("{} -> {} ({}, {})", p.file.path.display(), p.key, human_size(p.size), label(status)))
+                });
+                anyhow::Ok(status)
+            }
+        })
+        .buffered(release.jobs.max(1))
+        .try_collect()
+        .await?;
+    bar.finish_and_clear();
+    for (p, status) in prepared.iter().zip(statuses) {
+        report.record(&p.key, p.size, status, Some(format!("sha256:{}", p.sha256)));
+    }
+    Ok(())
+}
+
+fn label(status: Status) -> &'static str {
+    match status {
+        Status::New => "new",
+        Status::Exists => "exists",
+        Status::Updated => "updated",
+        Status::Deleted => "deleted",
+    }
+}
+
+async fn upload_one(store: &dyn ObjectStore, p: &Prepared, dry_run: bool) -> Result<Status> {
+    if let Some(info) = store.head(&p.key).await?
+        && info.size == p.size
+        && info.sha256.as_deref() == Some(p.sha256.as_str())
+    {
+        return Ok(Status::Exists);
+    }
+    if !dry_run {
+        let put = Put { key: p.key.clone(), body: Body::File(p.file.path.clone()), content_type: BINARY.into(), sha256: p.sha256.clone() };
+        store.put(&put).await?;
+    }
+    Ok(Status::New)
+}
+
+/// The tag document for the prepared binaries, flavors sorted by platform.
+fn tag_document(prepared: &[Prepared]) -> Result<Bytes> {
+    let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
+    for p in prepared {
+        by_platform.entry(&p.file.platform).or_default().push(Resource {
+            path: p.file.file_name.clone(),
+            size: Some(p.size),
+            sha256: Some(p.sha256.clone()),
+        });
+    }
+    let flavors = by_platform
+        .into_iter()
+        .map(|(platform, resources)| Flavor {
+            resources,
+            platform: DfPlatform {
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
+            },
+        })
+        .collect();
+    Ok(Bytes::from(serde_json::to_vec(&TagDocument { flavors })?))
+}
+
+/// Writes a small JSON document unless the store already holds exactly these bytes.
+async fn write_document(store: &dyn ObjectStore, key: &str, bytes: Bytes, dry_run: bool, ui: &Ui, report: &mut TargetReport) -> Result<()> {
+    let existing = store.get(key).await?;
+    let status = match existing {
+        Some(old) if old == bytes => Status::Exists,
+        Some(_) => Status::Updated,
+        None => Status::New,
+    };
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if status != Status::Exists && !dry_run {
+        let size = bytes.len() as u64;
+        store.put(&Put { key: key.to_string(), body: Body::Bytes(bytes.clone()), content_type: JSON.into(), sha256: sha256.clone() }).await?;
+        ui.detail(format!("{key}: {} ({})", String::from_utf8_lossy(&bytes), human_size(size)));
+    }
+    ui.line(format!("document {key} ({})", label(status)));
+    report.record(key, bytes.len() as u64, status, Some(format!("sha256:{sha256}")));
+    Ok(())
+}
+
+/// The tags whose tag documents exist in the store.
+pub async fn present_tags(store: &dyn ObjectStore, name: &str) -> Result<BTreeSet<String>> {
+    let prefix = format!("{ROOT}/{name}/");
+    let keys = store.list(&prefix).await?;
+    Ok(keys.iter().filter_map(|k| k.strip_prefix(&prefix)).filter(|rest| !rest.contains('/')).map(str::to_string).collect())
+}
+
+/// Reads the stored name document's tags (an unreadable document counts as empty: it is rebuilt).
+pub async fn stored_tags(store: &dyn ObjectStore, name: &str, ui: &Ui) -> Result<Vec<String>> {
+    let Some(bytes) = store.get(&name_key(name)).await? else { return Ok(Vec::new()) };
+    match serde_json::from_slice::<NameDocument>(&bytes) {
+        Ok(doc) => Ok(doc.tags),
+        Err(e) => {
+            ui.warn(format!("{} is not a valid name document ({e}); rebuilding it from the store", name_key(name)));
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Rebuilds the name document from the store (adding `new`), writes it if it changed, and
+/// reads it back once to repair a concurrent writer's lost update.
+pub async fn update_name_document(
+    store: &dyn ObjectStore,
+    name: &str,
+    new: Option<&str>,
+    dry_run: bool,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
+    let key = name_key(name);
+    let stored = stored_tags(store, name, ui).await?;
+    let mut present = present_tags(store, name).await?;
+    if let Some(tag) = new {
+        // In a dry run the tag document is not there yet; count it as present.
+        present.insert(tag.to_string());
+    }
+    let tags = lists::merge(&stored, &present, new, Order::NewestFirst);
+    let doc = Bytes::from(serde_json::to_vec(&NameDocument { name: name.to_string(), tags: tags.clone() })?);
+    write_document(store, &key, doc.clone(), dry_run, ui, report).await?;
+    if dry_run {
+        return Ok(());
+    }
+    // Read back once: a concurrent release may have written its own list meanwhile.
+    let again = stored_tags(store, name, ui).await?;
+    if again != tags {
+        let present = present_tags(store, name).await?;
+        let merged = lists::merge(&again, &present, new, Order::NewestFirst);
+        let doc = Bytes::from(serde_json::to_vec(&NameDocument { name: name.to_string(), tags: merged })?);
+        write_document(store, &key, doc, dry_run, ui, report).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fs::FolderStore;
+
+    fn file(dir: &std::path::Path, platform: &str, name: &str, content: &str) -> StaticFile {
+        let path = dir.join(format!("{}-{name}", platform.replace('/', "_")));
+        std::fs::write(&path, content).unwrap();
+        StaticFile { platform: Platform::parse(platform).unwrap(), file_name: name.into(), path }
+    }
+
+    #[tokio::test]
+    async fn publishes_layout_and_merges_tags() {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FolderStore::new(out.path()).unwrap());
+        let files = vec![file(src.path(), "linux/amd64", "albatros", "A"), file(src.path(), "linux/arm/v6", "albatros", "B")];
+        for tag in ["0.9", "1.0"] {
+            let release = StaticRelease { name: "albatros", tag, files: &files, dry_run: false, jobs: 2 };
+            let mut report = TargetReport::new("t", "static", "albatros", &[], false);
+            publish(store.clone(), &release, &Ui::silent(), &mut report).await.unwrap();
+        }
+        let name_doc = store.get("df-dist-v1/albatros").await.unwrap().unwrap();
+        assert_eq!(name_doc, r#"{"name":"albatros","tags":["1.0","0.9"]}"#);
+        let tag_doc: serde_json::Value = serde_json::from_slice(&store.get("df-dist-v1/albatros/0.9").await.unwrap().unwrap()).unwrap();
+        assert_eq!(tag_doc["flavors"][0]["platform"], serde_json::json!({"architecture":"amd64","os":"linux"}));
+        assert_eq!(tag_doc["flavors"][1]["platform"], serde_json::json!({"architecture":"arm","os":"linux","variant":"v6"}));
+        assert_eq!(store.get("df-dist-v1/albatros/0.9/linux/arm/v6/albatros").await.unwrap().unwrap(), "B");
+        // Same release again: nothing sent.
+        let release = StaticRelease { name: "albatros", tag: "1.0", files: &files, dry_run: false, jobs: 2 };
+        let mut report = TargetReport::new("t", "static", "albatros", &[], false);
+        publish(store.clone(), &release, &Ui::silent(), &mut report).await.unwrap();
+        assert_eq!(report.bytes_sent, 0);
+    }
+}

@@ -1,0 +1,94 @@
+//! The machine-readable report that `--json` prints: what was published where.
+
+use serde::Serialize;
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Written now (or would be, in a dry run).
+    New,
+    /// Already there with the same content: not sent.
+    Exists,
+    /// Rewritten with other content (documents, lists).
+    Updated,
+    /// Removed (rm, gc).
+    Deleted,
+}
+
+/// One object written, skipped or deleted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Object {
+    /// The object's key (or registry reference).
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What happened.
+    pub status: Status,
+    /// `sha256:<hex>` of the content, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// What one publisher did on one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// The target, as the user wrote it (no secrets in it: credentials never go in URLs).
+    pub target: String,
+    /// `static` or `container`.
+    pub kind: String,
+    /// Release name.
+    pub name: String,
+    /// Tags written.
+    pub tags: Vec<String>,
+    /// Objects in write order.
+    pub objects: Vec<Object>,
+    /// Bytes actually sent.
+    pub bytes_sent: u64,
+    /// Dry run: nothing was written.
+    pub dry_run: bool,
+    /// The image index digest, for containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
+}
+
+impl TargetReport {
+    /// An empty report for a target.
+    pub fn new(target: &str, kind: &str, name: &str, tags: &[String], dry_run: bool) -> TargetReport {
+        TargetReport {
+            target: target.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            tags: tags.to_vec(),
+            objects: Vec::new(),
+            bytes_sent: 0,
+            dry_run,
+            index_digest: None,
+        }
+    }
+
+    /// Records an object; new and updated objects count as sent unless this is a dry run.
+    pub fn record(&mut self, key: &str, size: u64, status: Status, digest: Option<String>) {
+        if matches!(status, Status::New | Status::Updated) && !self.dry_run {
+            self.bytes_sent += size;
+        }
+        self.objects.push(Object { key: key.to_string(), size, status, digest });
+    }
+}
+
+/// The whole run's report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// One entry per (kind, target).
+    pub targets: Vec<TargetReport>,
+    /// Total bytes sent.
+    pub bytes_sent: u64,
+}
+
+impl Report {
+    /// Adds one target's report.
+    pub fn push(&mut self, target: TargetReport) {
+        self.bytes_sent += target.bytes_sent;
+        self.targets.push(target);
+    }
+}

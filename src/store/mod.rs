@@ -1,0 +1,96 @@
+//! Object stores: one trait, an S3 implementation and a folder implementation.
+//!
+//! Publishers only see [`ObjectStore`]; they never know whether they write to Garage or to
+//! a folder. Keys are `/`-separated, without a leading `/`, relative to the target's prefix.
+
+pub mod fs;
+pub mod s3;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// What a HEAD request tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// The hex sha256 of the content, when the store knows it (object metadata or hashing).
+    pub sha256: Option<String>,
+}
+
+/// The content of an object to write.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Small content held in memory (documents, manifests, configs).
+    Bytes(Bytes),
+    /// A file streamed from disk (binaries in /nix/store, spooled layers).
+    File(PathBuf),
+}
+
+impl Body {
+    /// The size of the content in bytes.
+    pub fn size(&self) -> std::io::Result<u64> {
+        match self {
+            Body::Bytes(b) => Ok(b.len() as u64),
+            Body::File(p) => Ok(std::fs::metadata(p)?.len()),
+        }
+    }
+}
+
+/// One object to write: key, content, content type and the content's sha256.
+#[derive(Debug, Clone)]
+pub struct Put {
+    /// The object's key.
+    pub key: String,
+    /// The object's content.
+    pub body: Body,
+    /// The `Content-Type` readers get.
+    pub content_type: String,
+    /// Hex sha256 of the content, kept as metadata so later runs can skip identical uploads.
+    pub sha256: String,
+}
+
+/// A place objects are written to and read from: an S3 bucket or a folder.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// A human description of the store, for messages (never contains secrets).
+    fn describe(&self) -> String;
+
+    /// The local folder behind this store, if it is one (for the nginx fragment).
+    fn folder(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Checks the store is reachable and the credentials work, before anything is written.
+    async fn check(&self) -> Result<()>;
+
+    /// Size and sha256 of an object, `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
+
+    /// The whole content of a small object, `None` when it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+
+    /// Writes an object; readers never see a partial object.
+    async fn put(&self, put: &Put) -> Result<()>;
+
+    /// Every key that starts with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Opens the object store behind a target URL (`s3://` or `file:`).
+pub async fn open(target: &crate::target::Target) -> Result<std::sync::Arc<dyn ObjectStore>> {
+    use crate::target::Target;
+    match target {
+        Target::S3(s3) => Ok(std::sync::Arc::new(s3::S3Store::new(s3).await?)),
+        Target::Folder(path) => Ok(std::sync::Arc::new(fs::FolderStore::new(path)?)),
+        Target::Registry(_) => Err(crate::error::input(format!(
+            "{target} is a registry, not an object store; use s3://… or file:… here"
+        ))),
+    }
+}
