@@ -5,7 +5,9 @@
 mod artifact;
 mod cli;
 mod config;
+mod digest;
 mod error;
+mod image;
 mod names;
 mod nix;
 mod platform;

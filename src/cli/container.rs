@@ -1,27 +1,263 @@
 //! `alba container push|ls`: multi-arch OCI images.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
+use clap::{Args, Subcommand};
+use oci_client::RegistryOperation;
 
 use super::Global;
+use crate::artifact;
 use crate::bail_input;
+use crate::config::Kind;
+use crate::image::{self, Compression, ImageSet, LoadOptions};
+use crate::names;
 use crate::platform::Platform;
-use crate::report::Report;
-use crate::target::Target;
+use crate::publish::oci::{self, OciSink, PushOptions};
+use crate::publish::credentials;
+use crate::publish::oci_registry::RegistrySink;
+use crate::publish::oci_static::StaticRegistry;
+use crate::report::{Report, TargetReport};
+use crate::store;
+use crate::target::{self, RegistryTarget, Target};
 use crate::ui::Ui;
 
-/// Publishes images under every tag to every target.
+/// `alba container …`
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Publish images: from DIR (<os>.<arch>[.<variant>].tar[.gz]) or, without DIR, from the flake.
+    Push(PushArgs),
+    /// List the tags of an image and the platforms of each.
+    Ls(LsArgs),
+}
+
+/// Arguments of `alba container push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// NAME:TAG to publish, e.g. albatros:0.9.
+    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
+    pub name_tag: String,
+    /// [DIR] [TARGET]: a folder of <os>.<arch>[.<variant>].tar[.gz] files and/or a target URL.
+    #[arg(value_name = "DIR|TARGET", num_args = 0..=2)]
+    pub args: Vec<String>,
+    /// Print every blob and manifest that would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `alba container ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The image name whose tags to list.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub name: String,
+    /// The target URL.
+    pub target: String,
+}
+
+/// Runs `alba container …`.
+pub async fn run(global: &Global, cmd: ContainerCommand) -> Result<()> {
+    match cmd {
+        ContainerCommand::Push(args) => push(global, args).await,
+        ContainerCommand::Ls(args) => ls(global, args).await,
+    }
+}
+
+async fn push(global: &Global, args: PushArgs) -> Result<()> {
+    let nt = names::parse_name_tag(&args.name_tag)?;
+    names::check_oci_tag(&nt.tag)?;
+    let (dir, target) = super::static_cmd::split_dir_target(&args.args)?;
+    let ui = global.ui();
+    let explicit: Vec<Target> = target.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+    let (images, targets) = match dir {
+        Some(dir) => {
+            if explicit.is_empty() {
+                bail_input!("no target given: add a TARGET such as file:out, s3://BUCKET?endpoint=… or docker://HOST/REPO");
+            }
+            (image::scan_dir(&dir)?, explicit)
+        }
+        None => from_flake(global, &ui, explicit).await?,
+    };
+    let mut report = Report::default();
+    let result = publish_all(global, &ui, &nt.name, &[nt.tag.clone()], &images, &targets, args.dry_run, &mut report).await;
+    global.print_report(&report)?;
+    result
+}
+
+/// The flake's images, and its configured container targets unless some were given.
+async fn from_flake(global: &Global, ui: &Ui, explicit: Vec<Target>) -> Result<(Vec<(Platform, PathBuf)>, Vec<Target>)> {
+    let nix = global.nix()?;
+    let flake = nix.lock(&global.flake).await?;
+    let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
+    let Some(section) = release.section(Kind::Container) else {
+        bail_input!("the release description has no `container` part; add one or give DIR");
+    };
+    let targets = if explicit.is_empty() {
+        section.targets.iter().map(|t| target::parse(t)).collect::<Result<Vec<_>>>()?
+    } else {
+        explicit
+    };
+    if targets.is_empty() {
+        bail_input!("no container target: add container.targets to the release description or give a TARGET");
+    }
+    ui.section("build with nix");
+    let set = artifact::build(&nix, &flake, &release, &[Kind::Container]).await?;
+    Ok((set.images(), targets))
+}
+
+/// The layer cache folder: `$XDG_CACHE_HOME/alba`, else `~/.cache/alba`.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("alba"))
+}
+
+/// Loads the images once, then pushes them under every tag to every target.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_all(
-    _global: &Global,
-    _ui: &Ui,
-    _name: &str,
-    _tags: &[String],
-    _images: &[(Platform, PathBuf)],
-    _targets: &[Target],
-    _dry_run: bool,
-    _report: &mut Report,
+    global: &Global,
+    ui: &Ui,
+    name: &str,
+    tags: &[String],
+    images: &[(Platform, PathBuf)],
+    targets: &[Target],
+    dry_run: bool,
+    report: &mut Report,
 ) -> Result<()> {
-    bail_input!("container publishing is not available yet")
+    names::check_name(name)?;
+    for tag in tags {
+        names::check_oci_tag(tag)?;
+    }
+    let repository = name.to_ascii_lowercase();
+    names::check_repository(&repository)?;
+    ui.section("load docker archives");
+    let opts = LoadOptions { compression: global.compression, cache_dir: cache_dir(), jobs: 0 };
+    let set = image::load(images.to_vec(), &opts).await?;
+    ui.section("merge system images");
+    for image in &set.images {
+        ui.line(format!("{} {} ({} layers)", image.platform, image.manifest_digest, image.layers.len()));
+    }
+    ui.line(format!("index {}", set.index_digest));
+    let mut failure = None;
+    for t in targets {
+        let (sink, target_tags) = sink_for(global, t, &repository, tags).await?;
+        ui.section(format!("push to {t}{}", if dry_run { " (dry run)" } else { "" }));
+        let mut target_report = TargetReport::new(&t.to_string(), "container", &repository, &target_tags, dry_run);
+        let result = push_to(&*sink, &set, &target_tags, global, dry_run, ui, &mut target_report).await;
+        report.push(target_report);
+        match result {
+            Ok(()) => ui.line(if dry_run { "✅ dry run done, nothing written" } else { "✅ push succeeded" }),
+            Err(e) => {
+                ui.line(format!("❌ push to {t} failed"));
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+async fn push_to(
+    sink: &dyn OciSink,
+    set: &ImageSet,
+    tags: &[String],
+    global: &Global,
+    dry_run: bool,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
+    let opts = PushOptions { jobs: global.jobs(), dry_run };
+    oci::push(sink, set, tags, &opts, ui, report).await
+}
+
+/// The sink for a target, and the tags to write there: a registry URL's own tag wins over
+/// the given ones (`docker://HOST/REPO:TAG`).
+async fn sink_for(global: &Global, t: &Target, repository: &str, tags: &[String]) -> Result<(Arc<dyn OciSink>, Vec<String>)> {
+    match t {
+        Target::Registry(r) => {
+            let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
+            let tags = r.tag.clone().map_or_else(|| tags.to_vec(), |tag| vec![tag]);
+            Ok((Arc::new(RegistrySink::new(r, credentials)?), tags))
+        }
+        _ => {
+            let store = store::open(t).await?;
+            Ok((Arc::new(StaticRegistry::new(store, repository)), tags.to_vec()))
+        }
+    }
+}
+
+/// One line of `ls`: a tag, the digest of its index (`None` when its manifest is missing)
+/// and the platforms in it.
+type Listing = Vec<(String, Option<String>, Vec<String>)>;
+
+async fn ls(global: &Global, args: LsArgs) -> Result<()> {
+    names::check_name(&args.name)?;
+    let t = target::parse(&args.target)?;
+    let listing = match &t {
+        Target::Registry(r) => registry_listing(global, r).await?,
+        _ => static_listing(&t, &args.name).await?,
+    };
+    if global.json {
+        let tags: Vec<_> = listing
+            .iter()
+            .map(|(tag, digest, platforms)| serde_json::json!({ "tag": tag, "digest": digest, "platforms": platforms }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "name": args.name, "tags": tags }))?);
+        return Ok(());
+    }
+    if listing.is_empty() {
+        println!("{}: no tags on {t}", args.name);
+    }
+    for (tag, digest, platforms) in &listing {
+        println!("{:16} {} {}", tag, digest.as_deref().unwrap_or("missing"), platforms.join(" "));
+    }
+    Ok(())
+}
+
+/// The tags of a static registry on an object store, from its `tags/list`.
+async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
+    let store = store::open(t).await?;
+    store.check().await?;
+    let registry = StaticRegistry::new(store.clone(), &name.to_ascii_lowercase());
+    let mut listing = Vec::new();
+    for tag in registry.stored_tags().await? {
+        let index = store.get(&registry.manifest_key(&tag)).await?;
+        let (digest, platforms) = match index {
+            Some(bytes) => (Some(crate::digest::oci_digest(&bytes)), index_platforms(&bytes)),
+            None => (None, Vec::new()),
+        };
+        listing.push((tag, digest, platforms));
+    }
+    Ok(listing)
+}
+
+/// The tags of a registry repository, through the registry API (`tags/list`, then each tag's
+/// manifest for its digest and platforms).
+async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing> {
+    let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
+    let registry = RegistrySink::new(r, credentials)?;
+    registry.sign_in(RegistryOperation::Pull).await?;
+    let mut listing = Vec::new();
+    for tag in registry.list_tags().await? {
+        let (digest, platforms) = match registry.tag_manifest(&tag).await? {
+            Some((bytes, digest)) => (Some(digest), index_platforms(&bytes)),
+            None => (None, Vec::new()),
+        };
+        listing.push((tag, digest, platforms));
+    }
+    Ok(listing)
+}
+
+/// `os/arch[/variant]` of every entry of an index.
+fn index_platforms(bytes: &[u8]) -> Vec<String> {
+    let Ok(index) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Vec::new() };
+    index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| serde_json::from_value::<Platform>(m["platform"].clone()).ok())
+        .map(|p| p.to_string())
+        .collect()
 }

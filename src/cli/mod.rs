@@ -53,6 +53,16 @@ pub struct Global {
     /// A Nix option passed to every nix call, e.g. `--nix-option max-jobs 4`.
     #[arg(long = "nix-option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
     pub nix_options: Vec<String>,
+    /// How image layers are compressed: gzip (default), zstd or none.
+    #[arg(long, global = true, default_value = "gzip", value_name = "gzip|zstd|none")]
+    pub compression: crate::image::Compression,
+    /// User name for docker:// registries (with --registry-password-stdin); otherwise
+    /// ~/.docker/config.json ($DOCKER_CONFIG) and its credential helpers are used.
+    #[arg(long, global = true, value_name = "USER")]
+    pub registry_user: Option<String>,
+    /// Read the registry password for --registry-user from stdin (never give it as an argument).
+    #[arg(long, global = true)]
+    pub registry_password_stdin: bool,
 }
 
 /// The commands.
@@ -65,6 +75,9 @@ pub enum Command {
     /// Static binaries in the df-dist-v1 layout.
     #[command(subcommand)]
     Static(static_cmd::StaticCommand),
+    /// Multi-arch OCI images: static registries on buckets and folders, and registries.
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
 }
 
 impl Global {
@@ -86,6 +99,11 @@ impl Global {
         Ok(nix)
     }
 
+    /// The registry credentials given on the command line.
+    pub fn registry_credentials(&self) -> crate::publish::credentials::CliCredentials {
+        crate::publish::credentials::CliCredentials { user: self.registry_user.clone(), password_stdin: self.registry_password_stdin }
+    }
+
     /// Prints the report as JSON when `--json` was given.
     pub fn print_report(&self, report: &Report) -> Result<()> {
         if self.json {
@@ -101,5 +119,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Release(args) => release::run(&cli.global, args).await,
         Command::Build(args) => build::run(&cli.global, args).await,
         Command::Static(cmd) => static_cmd::run(&cli.global, cmd).await,
+        Command::Container(cmd) => container::run(&cli.global, cmd).await,
     }
 }

@@ -20,7 +20,7 @@ use super::lists::{self, Order};
 use crate::artifact::StaticFile;
 use crate::platform::Platform;
 use crate::report::{Status, TargetReport};
-use crate::store::fs::sha256_file;
+use crate::digest::{sha256_file, sha256_hex};
 use crate::store::{Body, ObjectStore, Put};
 use crate::ui::{Ui, human_size};
 
@@ -233,7 +233,7 @@ async fn write_document(store: &dyn ObjectStore, key: &str, bytes: Bytes, dry_ru
         Some(_) => Status::Updated,
         None => Status::New,
     };
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     if status != Status::Exists && !dry_run {
         let size = bytes.len() as u64;
         store.put(&Put { key: key.to_string(), body: Body::Bytes(bytes.clone()), content_type: JSON.into(), sha256: sha256.clone() }).await?;

@@ -29,7 +29,7 @@ pub async fn refresh(store: &dyn ObjectStore) -> Result<()> {
             .ok()
             .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
             .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_string());
-        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+        let digest = crate::digest::oci_digest(&bytes);
         manifests.push((key, media_type, digest));
     }
     let text = fragment(root, &manifests);

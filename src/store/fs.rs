@@ -127,22 +127,6 @@ fn set_readable(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The hex sha256 of a file, read in a streaming way.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 #[async_trait]
 impl ObjectStore for FolderStore {
     fn describe(&self) -> String {
@@ -163,7 +147,7 @@ impl ObjectStore for FolderStore {
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let Some(file) = self.existing_file(key)? else { return Ok(None) };
         let size = std::fs::metadata(&file)?.len();
-        let sha256 = tokio::task::spawn_blocking(move || sha256_file(&file)).await??;
+        let sha256 = tokio::task::spawn_blocking(move || crate::digest::sha256_file(&file)).await??;
         Ok(Some(ObjectInfo { size, sha256: Some(sha256) }))
     }
 

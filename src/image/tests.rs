@@ -1,0 +1,482 @@
+//! Tests of the image model on synthetic docker archives, stream scripts and real `gzip`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use super::*;
+use crate::store::Body;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures (the same logic as tests/common/images.rs, kept minimal here).
+
+/// Deterministic data that compresses like code: random bytes mixed with repeated runs.
+fn code_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        if state.is_multiple_of(3) && out.len() > 64 {
+            let back = (state >> 8) as usize % out.len().min(4096) + 1;
+            let start = out.len() - back;
+            for i in 0..(state >> 20) as usize % 48 + 4 {
+                out.push(out[start + i % back]);
+            }
+        } else {
+            out.extend_from_slice(&state.to_le_bytes()[..(state >> 61) as usize + 1]);
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// A layer tar holding the given files.
+fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        builder.append_data(&mut header, name, *data).expect("tar");
+    }
+    builder.into_inner().expect("tar")
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The config a fixture archive holds: pretty-printed, to prove it is kept byte for byte.
+fn config_json(os: &str, arch: &str, diff_ids: &[String]) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "architecture": arch, "os": os, "config": {"Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    serde_json::to_vec_pretty(&doc).expect("json")
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    ManifestFirst,
+    ManifestLast,
+}
+
+/// A docker archive's tar as nixpkgs writes it (`./`-prefixed names when the manifest is first,
+/// like `tar -C image -c .`; manifest last, like streamLayeredImage).
+fn archive_tar(os: &str, arch: &str, layers: &[Vec<u8>], order: Order) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+    let config = config_json(os, arch, &diff_ids);
+    let config_name = format!("{}.json", &sha(&config)[7..]);
+    let names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": config_name, "RepoTags": ["test:latest"], "Layers": names}
+    ]))
+    .expect("json");
+    let mut entries: Vec<(String, Vec<u8>)> = vec![(MANIFEST_NAME.into(), manifest), (config_name, config)];
+    let layer_entries = names.into_iter().zip(layers.iter().cloned());
+    match order {
+        Order::ManifestFirst => entries.extend(layer_entries.map(|(n, l)| (format!("./{n}"), l))),
+        Order::ManifestLast => {
+            entries.reverse();
+            entries.splice(0..0, layer_entries);
+        }
+    }
+    let files: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    layer_tar(&files)
+}
+
+const MANIFEST_NAME: &str = "manifest.json";
+
+#[derive(Clone, Copy, Debug)]
+enum Wrap {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+fn wrap(tar: &[u8], how: Wrap) -> Vec<u8> {
+    match how {
+        Wrap::Plain => tar.to_vec(),
+        Wrap::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(tar).expect("gzip");
+            enc.finish().expect("gzip")
+        }
+        Wrap::Zstd => zstd::encode_all(tar, 1).expect("zstd"),
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// A streamLayeredImage-like script that `cat`s a tar.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = write(dir, name, format!("#!/bin/sh\n{body}\n").as_bytes());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn amd64() -> Platform {
+    Platform::parse("linux/amd64").expect("platform")
+}
+
+fn two_layers() -> Vec<Vec<u8>> {
+    let big = code_like(2 * gzip::BLOCK + 12345, 1);
+    vec![layer_tar(&[("bin/app", &big)]), layer_tar(&[("etc/hello", b"hello\n")])]
+}
+
+fn opts(jobs: usize, cache: Option<&Path>) -> LoadOptions {
+    LoadOptions { compression: Compression::Gzip, cache_dir: cache.map(Path::to_path_buf), jobs }
+}
+
+async fn bytes_of(blob: &Blob) -> Vec<u8> {
+    match blob.materialize().await.expect("materialize") {
+        Body::Bytes(b) => b.to_vec(),
+        Body::File(p) => std::fs::read(p).expect("read blob"),
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    // GzDecoder (not Multi…) reads only the first member: one member must hold everything.
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("gunzip");
+    out
+}
+
+fn input_error_message(result: Result<impl std::fmt::Debug>) -> String {
+    let error = result.expect_err("an error");
+    assert_eq!(crate::error::exit_code(&error), 2, "not an input error: {error:#}");
+    format!("{error:#}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parallel gzip.
+
+fn pargz(data: &[u8], threads: usize, chunk: usize) -> Vec<u8> {
+    let pool = Arc::new(pool::Pool::new(threads).expect("pool"));
+    let mut enc = gzip::ParGzEncoder::new(Vec::new(), pool).expect("encoder");
+    for piece in data.chunks(chunk.max(1)) {
+        enc.write_all(piece).expect("write");
+    }
+    enc.finish().expect("finish")
+}
+
+#[test]
+fn parallel_gzip_is_deterministic_and_one_member() {
+    let data = code_like(3 * gzip::BLOCK + 777, 7);
+    let reference = pargz(&data, 1, 1 << 20);
+    for (threads, chunk) in [(2, 4096), (4, 100_000), (3, 3 * gzip::BLOCK)] {
+        assert!(pargz(&data, threads, chunk) == reference, "output changed with {threads} threads");
+    }
+    assert_eq!(gunzip(&reference), data);
+    assert_eq!(&reference[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255], "fixed header, mtime 0");
+    assert!(reference.len() < data.len() * 3 / 4, "barely compressed: {} of {}", reference.len(), data.len());
+}
+
+#[test]
+fn parallel_gzip_edge_sizes() {
+    for len in [0, 1, gzip::BLOCK - 1, gzip::BLOCK, 2 * gzip::BLOCK] {
+        let data = code_like(len, len as u64);
+        assert_eq!(gunzip(&pargz(&data, 2, 65536)), data, "length {len}");
+    }
+}
+
+#[test]
+fn system_gzip_reads_our_gzip() {
+    let dir = TempDir::new().expect("tempdir");
+    let data = code_like(2 * gzip::BLOCK + 99, 3);
+    let path = write(dir.path(), "layer.gz", &pargz(&data, 2, 1 << 16));
+    let test = std::process::Command::new("gzip").arg("-t").arg(&path).status().expect("gzip -t runs");
+    assert!(test.success(), "gzip -t rejects our output");
+    let out = std::process::Command::new("zcat").arg(&path).output().expect("zcat runs");
+    assert!(out.status.success());
+    assert!(out.stdout == data, "zcat output differs");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading archives.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_and_order_gives_the_same_image() {
+    let dir = TempDir::new().expect("tempdir");
+    let layers = two_layers();
+    let mut digests = Vec::new();
+    for order in [Order::ManifestFirst, Order::ManifestLast] {
+        let tar = archive_tar("linux", "amd64", &layers, order);
+        for how in [Wrap::Plain, Wrap::Gzip, Wrap::Zstd] {
+            let path = write(dir.path(), &format!("{how:?}-{}.img", order as u8), &wrap(&tar, how));
+            let set = load(vec![(amd64(), path)], &opts(2, None)).await.expect("load");
+            let image = &set.images[0];
+            assert_eq!(bytes_of(&image.config).await, config_json("linux", "amd64", &[sha(&layers[0]), sha(&layers[1])]));
+            assert_eq!(image.config.media_type, oci::CONFIG_MEDIA_TYPE);
+            for (blob, original) in image.layers.iter().zip(&layers) {
+                let compressed = bytes_of(blob).await;
+                assert_eq!(sha(&compressed), blob.digest);
+                assert_eq!(compressed.len() as u64, blob.size);
+                assert!(gunzip(&compressed) == *original);
+                assert_eq!(blob.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+            }
+            assert_eq!(set.layers_compressed, 2);
+            digests.push(set.index_digest.clone());
+        }
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests differ: {digests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_and_index_are_oci_and_stable_across_jobs() {
+    let dir = TempDir::new().expect("tempdir");
+    let layers = two_layers();
+    let arm = Platform::from_nix_system("armv6l-linux").expect("platform");
+    let inputs = vec![
+        (arm.clone(), write(dir.path(), "arm", &archive_tar("linux", "arm", &layers, Order::ManifestLast))),
+        (amd64(), write(dir.path(), "amd", &archive_tar("linux", "amd64", &layers, Order::ManifestFirst))),
+    ];
+    let one = load(inputs.clone(), &opts(1, None)).await.expect("load");
+    let three = load(inputs, &opts(3, None)).await.expect("load");
+    assert_eq!(one.index_digest, three.index_digest);
+    assert_eq!(one.index_digest, oci::digest(&one.index));
+
+    let index: serde_json::Value = serde_json::from_slice(&one.index).expect("index json");
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(index["mediaType"], INDEX_MEDIA_TYPE);
+    let platforms: Vec<&serde_json::Value> = index["manifests"].as_array().expect("manifests").iter().map(|m| &m["platform"]).collect();
+    assert_eq!(
+        platforms,
+        [
+            &serde_json::json!({"architecture": "amd64", "os": "linux"}),
+            &serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v6"}),
+        ]
+    );
+    for (entry, image) in index["manifests"].as_array().expect("manifests").iter().zip(&one.images) {
+        assert_eq!(entry["digest"], image.manifest_digest.as_str());
+        assert_eq!(entry["size"], image.manifest.len());
+        assert_eq!(entry["mediaType"], MANIFEST_MEDIA_TYPE);
+        assert_eq!(image.manifest_digest, oci::digest(&image.manifest));
+        let manifest: serde_json::Value = serde_json::from_slice(&image.manifest).expect("manifest json");
+        assert_eq!(manifest["mediaType"], MANIFEST_MEDIA_TYPE);
+        assert_eq!(manifest["schemaVersion"], 2);
+        assert_eq!(manifest["config"]["digest"], image.config.digest.as_str());
+        assert_eq!(manifest["layers"].as_array().expect("layers").len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_scripts_are_run_and_read() {
+    let dir = TempDir::new().expect("tempdir");
+    let layers = two_layers();
+    let tar = write(dir.path(), "image.tar", &archive_tar("linux", "amd64", &layers, Order::ManifestLast));
+    let stream = script(dir.path(), "stream", &format!("echo building >&2\ncat '{}'", tar.display()));
+    let from_file = load(vec![(amd64(), tar)], &opts(2, None)).await.expect("load file");
+    let from_script = load(vec![(amd64(), stream)], &opts(2, None)).await.expect("load script");
+    assert_eq!(from_file.index_digest, from_script.index_digest);
+
+    let failing = script(dir.path(), "failing", "echo 'error: no space left for the tarball' >&2\nexit 3");
+    let message = input_error_message(load(vec![(amd64(), failing)], &opts(2, None)).await);
+    assert!(message.contains("no space left for the tarball") && message.contains("failing"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_hits_avoid_compression() {
+    let dir = TempDir::new().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let layers = two_layers();
+    for (order, name) in [(Order::ManifestLast, "last"), (Order::ManifestFirst, "first")] {
+        let tar = archive_tar("linux", "amd64", &layers, order);
+        let path = write(dir.path(), name, &wrap(&tar, Wrap::Gzip));
+        let stream = script(dir.path(), &format!("{name}.sh"), &format!("gzip -dc '{}'", path.display()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let cold = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache))).await.expect("cold");
+        assert_eq!(cold.layers_compressed, 2);
+        for input in [path, stream] {
+            let warm = load(vec![(amd64(), input)], &opts(2, Some(&cache))).await.expect("warm");
+            assert_eq!(warm.layers_compressed, 0, "a warm run compressed layers");
+            assert_eq!(warm.index_digest, cold.index_digest);
+            let image = &warm.images[0];
+            assert!(image.layers.iter().all(|l| !l.is_ready()), "layers compressed before being asked for");
+            // Asking for one blob compresses the archive's lazy layers once, checked against the cache.
+            let first = bytes_of(&image.layers[0]).await;
+            assert!(image.layers.iter().all(Blob::is_ready));
+            assert_eq!(sha(&first), image.layers[0].digest);
+            assert!(gunzip(&first) == layers[0]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_run_does_not_read_an_unchanged_archive() {
+    let dir = TempDir::new().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let layers = two_layers();
+    let gz = wrap(&archive_tar("linux", "amd64", &layers, Order::ManifestLast), Wrap::Gzip);
+    let path = write(dir.path(), "image.tar.gz", &gz);
+    let cold = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache))).await.expect("cold");
+
+    // Garble the middle in place, keeping size, inode and mtime: only reading could notice.
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(gz.len() as u64 / 2)).expect("seek");
+    file.write_all(&[0x55; 4096]).expect("garble");
+    file.set_modified(mtime).expect("restore mtime");
+    drop(file);
+
+    let warm = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache))).await.expect("warm run reads nothing");
+    assert_eq!(warm.index_digest, cold.index_digest);
+    assert_eq!(warm.layers_compressed, 0);
+    // Compressing the lazy layers does read it: the damage is found and the index forgotten.
+    input_error_message(warm.images[0].layers[0].materialize().await);
+    let message = input_error_message(load(vec![(amd64(), path)], &opts(2, Some(&cache))).await);
+    assert!(message.contains("truncated or corrupt"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cache_entry_is_caught_when_materializing() {
+    let dir = TempDir::new().expect("tempdir");
+    let cache_dir = dir.path().join("cache");
+    let layers = vec![layer_tar(&[("a", b"a")])];
+    let path = write(dir.path(), "img", &archive_tar("linux", "amd64", &layers, Order::ManifestLast));
+    let cache = cache::Cache::new(Some(&cache_dir), Compression::Gzip);
+    let wrong = cache::Entry { digest: sha(b"not this"), size: 8 };
+    cache.put(&sha(&layers[0]), &wrong);
+    let set = load(vec![(amd64(), path.clone())], &opts(1, Some(&cache_dir))).await.expect("load");
+    assert_eq!(set.images[0].layers[0].digest, wrong.digest);
+    let error = set.images[0].layers[0].materialize().await.expect_err("stale cache");
+    assert!(format!("{error:#}").contains("run alba again"), "{error:#}");
+    let healed = load(vec![(amd64(), path)], &opts(1, Some(&cache_dir))).await.expect("load");
+    assert_eq!(bytes_of(&healed.images[0].layers[0]).await.len() as u64, healed.images[0].layers[0].size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_and_uncompressed_layers() {
+    let dir = TempDir::new().expect("tempdir");
+    let layers = two_layers();
+    let path = write(dir.path(), "img", &wrap(&archive_tar("linux", "amd64", &layers, Order::ManifestLast), Wrap::Gzip));
+    let zstd_opts = LoadOptions { compression: Compression::Zstd, ..opts(2, None) };
+    let set = load(vec![(amd64(), path.clone())], &zstd_opts).await.expect("zstd");
+    let blob = &set.images[0].layers[0];
+    assert_eq!(blob.media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert!(zstd::decode_all(bytes_of(blob).await.as_slice()).expect("unzstd") == layers[0]);
+
+    let none_opts = LoadOptions { compression: Compression::None, ..opts(2, None) };
+    let set = load(vec![(amd64(), path)], &none_opts).await.expect("none");
+    assert_eq!(set.layers_compressed, 0, "uncompressed layers are copied only when asked for");
+    for (blob, original) in set.images[0].layers.iter().zip(&layers) {
+        assert_eq!(blob.media_type, "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(blob.digest, sha(original));
+        assert!(bytes_of(blob).await == *original);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad inputs: each an input error naming the file and the problem.
+
+async fn load_error(path: PathBuf, platform: Platform) -> String {
+    input_error_message(load(vec![(platform, path)], &opts(2, None)).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_gzip_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let gz = wrap(&archive_tar("linux", "amd64", &two_layers(), Order::ManifestFirst), Wrap::Gzip);
+    for cut in [gz.len() / 2, gz.len() - 4] {
+        let path = write(dir.path(), "cut.tar.gz", &gz[..cut]);
+        let message = load_error(path, amd64()).await;
+        assert!(message.contains("cut.tar.gz") && message.contains("truncated or corrupt"), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_missing_parts_are_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let no_manifest = write(dir.path(), "nomanifest.tar", &layer_tar(&[("x/layer.tar", b"x")]));
+    let message = load_error(no_manifest, amd64()).await;
+    assert!(message.contains("nomanifest.tar") && message.contains("no manifest.json"), "{message}");
+
+    let layers = two_layers();
+    let full = archive_tar("linux", "amd64", &layers, Order::ManifestLast);
+    let mut archive = tar::Archive::new(full.as_slice());
+    let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read");
+        kept.push((name, data));
+    }
+    let without = |pred: &dyn Fn(&str) -> bool| {
+        let files: Vec<(&str, &[u8])> = kept.iter().filter(|(n, _)| !pred(n)).map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        layer_tar(&files)
+    };
+    let layer_name = kept[1].0.clone();
+    let missing_layer = write(dir.path(), "nolayer.tar", &without(&|n| n == layer_name));
+    let message = load_error(missing_layer, amd64()).await;
+    assert!(message.contains("nolayer.tar") && message.contains(&layer_name) && message.contains("does not contain"), "{message}");
+
+    let no_config = write(dir.path(), "noconfig.tar", &without(&|n| n.ends_with(".json") && n != MANIFEST_NAME));
+    let message = load_error(no_config, amd64()).await;
+    assert!(message.contains("noconfig.tar") && message.contains("has no config"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_contradicting_the_config_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    for order in [Order::ManifestFirst, Order::ManifestLast] {
+        let path = write(dir.path(), "arm64.tar", &archive_tar("linux", "arm64", &two_layers(), order));
+        let message = load_error(path, amd64()).await;
+        assert!(message.contains("arm64.tar") && message.contains("built for linux/arm64") && message.contains("linux/amd64"), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_not_matching_its_diff_id_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let layers = two_layers();
+    let mut tar = archive_tar("linux", "amd64", &layers, Order::ManifestLast);
+    // Flip a byte inside the first layer's data (after its 512-byte header): the config lies now.
+    tar[512 + 600] ^= 0xff;
+    let message = load_error(write(dir.path(), "lying.tar", &tar), amd64()).await;
+    assert!(message.contains("lying.tar") && message.contains("rootfs.diff_ids"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_and_garbage_are_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let message = load_error(dir.path().to_path_buf(), amd64()).await;
+    assert!(message.contains("is a folder"), "{message}");
+    let garbage = write(dir.path(), "garbage", b"just some text, not an image");
+    let message = load_error(garbage, amd64()).await;
+    assert!(message.contains("garbage") && message.contains("neither a docker archive"), "{message}");
+    let twice = vec![(amd64(), dir.path().join("a")), (amd64(), dir.path().join("b"))];
+    let message = input_error_message(load(twice, &opts(1, None)).await);
+    assert!(message.contains("two images are given for linux/amd64"), "{message}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DIR form.
+
+#[test]
+fn scan_dir_reads_the_go_layout() {
+    let dir = TempDir::new().expect("tempdir");
+    for name in ["linux.amd64.tar.gz", "linux.arm.v6.tar", "linux.arm64.tar.zst"] {
+        write(dir.path(), name, b"");
+    }
+    let found: Vec<String> = scan_dir(dir.path()).expect("scan").iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(found, ["linux/amd64", "linux/arm/v6", "linux/arm64"]);
+
+    write(dir.path(), "README.md", b"");
+    let message = input_error_message(scan_dir(dir.path()));
+    assert!(message.contains("README.md"), "{message}");
+
+    let empty = TempDir::new().expect("tempdir");
+    assert!(input_error_message(scan_dir(empty.path())).contains("holds no images"));
+}

@@ -1,0 +1,685 @@
+//! `alba container push … docker://` against a real registry (Debian's `docker-registry`),
+//! checked with real clients (skopeo, containerd) and the registry's own access log.
+//!
+//! Faults are injected by a small TCP proxy in this file ([`Proxy`]) that sits between alba
+//! and the registry: it answers 503 to chosen requests, or kills the registry and cuts every
+//! connection at a chosen request.
+
+mod common;
+#[path = "common/images.rs"]
+mod images;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{Containerd, Registry};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const USER: &str = "alice";
+const PASSWORD: &str = "correct-horse-battery";
+
+/// Four docker archives (gzip, as `buildImage` writes them) in the seed's DIR form: one
+/// layer shared by all, one per platform. 4 configs + 5 layers = 9 distinct blobs.
+fn image_dir(root: &Path) -> PathBuf {
+    let dir = root.join("docker");
+    std::fs::create_dir_all(&dir).expect("create the image DIR");
+    let shared = images::layer_tar(&[("etc/os-release", b"ID=albatros\n")]);
+    for (file, arch) in [
+        ("linux.amd64", "amd64"),
+        ("linux.386", "386"),
+        ("linux.arm64", "arm64"),
+        ("linux.arm.v6", "arm"),
+    ] {
+        let own = images::layer_tar(&[("bin/albatros", format!("binary for {arch}").as_bytes())]);
+        images::docker_archive(
+            &dir.join(format!("{file}.tar.gz")),
+            arch,
+            "linux",
+            &[shared.clone(), own],
+            true,
+        );
+    }
+    dir
+}
+
+const DISTINCT_BLOBS: usize = 9;
+
+/// `alba container push -t albatros:<tag> DIR TARGET` with extra global flags first.
+fn push(dir: &Path, target: &str, tag: &str, flags: &[&str]) -> common::Alba {
+    let mut alba = common::alba();
+    alba.args(flags)
+        .args(["container", "push", "-t", &format!("albatros:{tag}")])
+        .arg(dir)
+        .arg(target);
+    alba
+}
+
+/// Runs `alba` with `stdin` piped in.
+fn run_with_stdin(alba: &mut common::Alba, stdin: &str) -> Output {
+    let mut child = alba
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("could not start alba");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("write the password to alba");
+    child.wait_with_output().expect("alba did not finish")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The platforms (`os/arch[/variant]`) of an OCI index.
+fn index_platforms(index: &serde_json::Value) -> BTreeSet<String> {
+    let entries = index["manifests"]
+        .as_array()
+        .expect("the index has manifests");
+    entries
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            );
+            if let Some(v) = p["variant"].as_str() {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+        .collect()
+}
+
+fn expected_platforms() -> BTreeSet<String> {
+    ["linux/386", "linux/amd64", "linux/arm/v6", "linux/arm64"]
+        .map(String::from)
+        .into()
+}
+
+/// HTTP status of `GET /v2/albatros/manifests/<tag>` (with the registry's credentials).
+fn tag_status(registry: &Registry, tag: &str) -> u16 {
+    registry
+        .get(&format!("/v2/albatros/manifests/{tag}"), INDEX)
+        .0
+}
+
+/// Blob uploads the registry completed (`PUT …/blobs/uploads/… 201`).
+fn completed_uploads(registry: &Registry) -> usize {
+    registry
+        .access_log()
+        .iter()
+        .filter(|l| l.method == "PUT" && l.path.contains("/blobs/uploads/") && l.status == 201)
+        .count()
+}
+
+/// The release lands as one OCI index with four platforms that skopeo copies with verified
+/// digests and containerd pulls; `ls` lists it; a second push sends no blob and no manifest.
+#[test]
+fn pushes_four_platforms_that_clients_pull_and_repeats_as_a_no_op() {
+    if !common::skopeo_available() {
+        return;
+    }
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let Some(containerd) = Containerd::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path());
+    let target = registry.url("albatros");
+
+    let out = push(&dir, &target, "0.9", &["--json"]).run_expect(0);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints a report");
+    let reported = report["targets"][0]["index_digest"]
+        .as_str()
+        .expect("the report names the index")
+        .to_string();
+
+    let reference = format!("docker://{}/albatros:0.9", registry.host());
+    let raw = common::skopeo_inspect_raw(&reference, false);
+    assert_eq!(
+        common::sha256_hex(&raw),
+        reported.trim_start_matches("sha256:"),
+        "the tag holds the bytes alba digested"
+    );
+    let index: serde_json::Value = serde_json::from_slice(&raw).expect("index JSON");
+    assert_eq!(index["mediaType"], INDEX);
+    assert_eq!(index_platforms(&index), expected_platforms());
+
+    let layout = work.path().join("oci");
+    common::skopeo_copy_all(&reference, &layout);
+    assert_eq!(
+        common::verify_oci_layout(&layout),
+        1 + 4 + DISTINCT_BLOBS,
+        "index, 4 manifests, 9 blobs"
+    );
+
+    let pulled = containerd.pull(
+        &format!("{}/albatros:0.9", registry.host()),
+        "linux/386",
+        true,
+    );
+    assert!(pulled.status.success(), "ctr pull: {}", text(&pulled));
+
+    let ls = common::alba()
+        .args(["container", "ls", "-t", "albatros", &target])
+        .run_expect(0);
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listed.contains("0.9") && listed.contains(&reported) && listed.contains("linux/arm/v6"),
+        "{listed}"
+    );
+
+    // Again, with a cold layer cache: every blob and manifest is found by HEAD, nothing is sent.
+    let uploads = registry.blob_upload_requests();
+    let manifest_puts = registry.count_requests("PUT", "/manifests/");
+    let heads = registry.count_requests("HEAD", "/blobs/");
+    assert_eq!(
+        uploads,
+        DISTINCT_BLOBS * 2,
+        "one POST and one monolithic PUT per blob"
+    );
+    let again = push(&dir, &target, "0.9", &["--json"]).run_expect(0);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("report");
+    assert_eq!(
+        registry.blob_upload_requests(),
+        uploads,
+        "no blob upload on the second push (registry access log)"
+    );
+    assert_eq!(
+        registry.count_requests("PUT", "/manifests/"),
+        manifest_puts,
+        "no manifest rewritten"
+    );
+    assert_eq!(
+        registry.count_requests("HEAD", "/blobs/"),
+        heads + DISTINCT_BLOBS,
+        "each blob checked once"
+    );
+    assert_eq!(again["bytes_sent"], 0);
+
+    // A tag in the URL wins over -t.
+    push(&dir, &format!("{target}:edge"), "0.9", &[]).run_expect(0);
+    assert_eq!(tag_status(&registry, "edge"), 200);
+    assert_eq!(
+        registry.blob_upload_requests(),
+        uploads,
+        "a new tag of the same images sends no blob"
+    );
+    let ls = common::alba()
+        .args(["--json", "container", "ls", "-t", "albatros", &target])
+        .run_expect(0);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("ls --json");
+    let tags: Vec<&str> = ls["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["tag"].as_str())
+        .collect();
+    assert_eq!(tags, ["0.9", "edge"]);
+}
+
+/// base64 (standard alphabet, padded), for a Docker config's `auth` field.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// htpasswd (bcrypt) auth: credentials from a Docker config and from stdin work; a wrong
+/// password or none fails with exit 1, says authentication failed, never prints the
+/// password, and creates no tag.
+#[test]
+fn pushes_with_docker_config_or_stdin_credentials_and_refuses_wrong_ones() {
+    assert_eq!(base64(b"alice:pw"), "YWxpY2U6cHc=");
+    let Some(registry) = Registry::try_start_with_auth(USER, PASSWORD) else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path());
+    let target = registry.url("albatros");
+
+    let config = work.path().join("docker-config");
+    std::fs::create_dir(&config).expect("DOCKER_CONFIG dir");
+    let auth = base64(format!("{USER}:{PASSWORD}").as_bytes());
+    let json = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+        registry.host()
+    );
+    std::fs::write(config.join("config.json"), json).expect("config.json");
+    push(&dir, &target, "0.9", &[])
+        .env("DOCKER_CONFIG", &config)
+        .run_expect(0);
+    assert_eq!(
+        tag_status(&registry, "0.9"),
+        200,
+        "pushed with the Docker config's credentials"
+    );
+
+    let mut alba = push(
+        &dir,
+        &target,
+        "1.0",
+        &["--registry-user", USER, "--registry-password-stdin"],
+    );
+    let out = run_with_stdin(&mut alba, &format!("{PASSWORD}\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        tag_status(&registry, "1.0"),
+        200,
+        "pushed with --registry-password-stdin"
+    );
+
+    let wrong = "wrong-password-xyzzy";
+    let mut alba = push(
+        &dir,
+        &target,
+        "2.0",
+        &["--registry-user", USER, "--registry-password-stdin"],
+    );
+    let out = run_with_stdin(&mut alba, wrong);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("authentication failed"), "{shown}");
+    assert!(
+        shown.contains(&registry.host()),
+        "names the registry: {shown}"
+    );
+    assert!(
+        !shown.contains(wrong),
+        "the password is never printed: {shown}"
+    );
+    assert!(
+        !registry.log_text().contains(wrong),
+        "nor sent anywhere the registry logs it"
+    );
+    assert_eq!(
+        tag_status(&registry, "2.0"),
+        404,
+        "no tag after failed authentication"
+    );
+
+    let out = push(&dir, &target, "3.0", &[]).run_expect(1);
+    let shown = text(&out);
+    assert!(
+        shown.contains("authentication failed") && shown.contains("no credentials"),
+        "{shown}"
+    );
+    assert_eq!(tag_status(&registry, "3.0"), 404);
+
+    // The flags only work together, and bad usage is exit 2.
+    push(&dir, &target, "4.0", &["--registry-user", USER]).run_expect(2);
+}
+
+/// What the proxy does with a request, decided from its request line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// Pass it on to the registry.
+    Forward,
+    /// Answer `503 Service Unavailable` without bothering the registry.
+    Answer503,
+    /// Kill the registry and cut every connection, now and later.
+    Cut,
+}
+
+type Decide = Box<dyn FnMut(&str) -> Action + Send>;
+
+/// A TCP proxy in front of the registry that injects faults per request (see [`Action`]).
+/// Requests are recognised at the start of a read: alba's HTTP client sends one request at
+/// a time per connection and writes its head in one go.
+struct Proxy {
+    port: u16,
+    state: Arc<ProxyState>,
+}
+
+struct ProxyState {
+    upstream: u16,
+    decide: Mutex<Decide>,
+    on_cut: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    cut: AtomicBool,
+    stop: AtomicBool,
+    streams: Mutex<Vec<TcpStream>>,
+}
+
+impl Proxy {
+    /// Starts the proxy for the registry on `upstream`; `on_cut` runs once at the first cut.
+    fn start(
+        upstream: u16,
+        decide: impl FnMut(&str) -> Action + Send + 'static,
+        on_cut: impl FnOnce() + Send + 'static,
+    ) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let state = Arc::new(ProxyState {
+            upstream,
+            decide: Mutex::new(Box::new(decide)),
+            on_cut: Mutex::new(Some(Box::new(on_cut))),
+            cut: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            streams: Mutex::new(Vec::new()),
+        });
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                if shared.cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || shared.serve(client));
+            }
+        });
+        Proxy { port, state }
+    }
+
+    /// The `docker://` URL of `repo` through the proxy.
+    fn url(&self, repo: &str) -> String {
+        format!("docker://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wakes the accept loop
+    }
+}
+
+impl ProxyState {
+    /// Relays one client connection, applying [`Action`]s to its requests.
+    fn serve(&self, mut client: TcpStream) {
+        let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", self.upstream)) else {
+            return;
+        };
+        if let (Ok(c), Ok(u)) = (client.try_clone(), upstream.try_clone()) {
+            self.streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend([c, u]);
+        }
+        let (Ok(mut back_from), Ok(mut back_to)) = (upstream.try_clone(), client.try_clone())
+        else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut back_from, &mut back_to);
+            let _ = back_to.shutdown(Shutdown::Write);
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            let action = request_line(chunk).map_or(Action::Forward, |line| {
+                (self.decide.lock().unwrap_or_else(|e| e.into_inner()))(line)
+            });
+            match action {
+                Action::Forward => {
+                    if upstream.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+                Action::Answer503 => {
+                    let answer = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n";
+                    if client.write_all(answer).is_err() {
+                        break;
+                    }
+                }
+                Action::Cut => {
+                    self.cut_all();
+                    break;
+                }
+            }
+        }
+        let _ = upstream.shutdown(Shutdown::Write);
+    }
+
+    /// Kills the registry (once) and shuts every relayed connection.
+    fn cut_all(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        if let Some(on_cut) = self.on_cut.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            on_cut();
+        }
+        for stream in self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// `POST /v2/albatros/blobs/uploads/ HTTP/1.1` when a read starts with a request line.
+fn request_line(chunk: &[u8]) -> Option<&str> {
+    let end = chunk.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&chunk[..end]).ok()?;
+    let methods = ["GET ", "HEAD ", "POST ", "PUT ", "PATCH ", "DELETE "];
+    (methods.iter().any(|m| line.starts_with(m)) && line.contains(" /v2/")).then_some(line)
+}
+
+/// True for a blob upload request with this method (`POST` starts a session, `PUT` ends it).
+fn is_upload(line: &str, method: &str) -> bool {
+    line.starts_with(method)
+        && line.as_bytes().get(method.len()) == Some(&b' ')
+        && line.contains("/blobs/uploads/")
+}
+
+/// The registry dies after the first blob: alba fails naming the registry and the blob, the
+/// restarted registry has no tag (write order), and a re-run completes without re-sending
+/// the blob that made it.
+#[test]
+fn a_registry_killed_after_the_first_blob_leaves_no_tag_and_a_rerun_completes() {
+    if !common::skopeo_available() {
+        return;
+    }
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let port = registry.port;
+    let registry = Arc::new(Mutex::new(registry));
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path());
+
+    let mut finished = 0;
+    let decide = move |line: &str| {
+        if is_upload(line, "PUT") {
+            finished += 1;
+        }
+        if is_upload(line, "POST") && finished >= 1 {
+            Action::Cut
+        } else {
+            Action::Forward
+        }
+    };
+    let victim = Arc::clone(&registry);
+    let proxy = Proxy::start(port, decide, move || {
+        victim.lock().unwrap_or_else(|e| e.into_inner()).kill()
+    });
+
+    // One upload at a time, so "after the first blob" is one exact point.
+    let out = push(&dir, &proxy.url("albatros"), "0.9", &["--jobs", "1"]).run_expect(1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("registry 127.0.0.1:{}", proxy.port)),
+        "names the registry: {stderr}"
+    );
+    assert!(
+        stderr.contains("blob sha256:") && stderr.contains("after 5 attempts"),
+        "names the blob: {stderr}"
+    );
+
+    let mut registry = Arc::try_unwrap(registry)
+        .ok()
+        .expect("the proxy is done with the registry")
+        .into_inner()
+        .expect("lock");
+    drop(proxy);
+    registry.restart();
+    assert_eq!(
+        completed_uploads(&registry),
+        1,
+        "exactly one blob reached the registry"
+    );
+    assert_eq!(
+        tag_status(&registry, "0.9"),
+        404,
+        "no tag before every blob and manifest is there"
+    );
+    assert_eq!(
+        registry.count_requests("PUT", "/manifests/"),
+        0,
+        "no manifest written"
+    );
+
+    let target = registry.url("albatros");
+    push(&dir, &target, "0.9", &[]).run_expect(0);
+    assert_eq!(
+        completed_uploads(&registry),
+        DISTINCT_BLOBS,
+        "the re-run sends only the missing blobs"
+    );
+    let reference = format!("docker://{}/albatros:0.9", registry.host());
+    let layout = work.path().join("oci");
+    common::skopeo_copy_all(&reference, &layout);
+    assert_eq!(common::verify_oci_layout(&layout), 1 + 4 + DISTINCT_BLOBS);
+}
+
+/// 503s are retried with backoff (a new upload session each time); a registry that keeps
+/// answering 503 fails the push after 5 attempts with the registry, blob and status named.
+#[test]
+fn upload_503s_are_retried_then_reported() {
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path());
+
+    let mut refusals = 2;
+    let flaky = Proxy::start(
+        registry.port,
+        move |line: &str| {
+            if is_upload(line, "POST") && refusals > 0 {
+                refusals -= 1;
+                Action::Answer503
+            } else {
+                Action::Forward
+            }
+        },
+        || {},
+    );
+    push(&dir, &flaky.url("albatros"), "0.9", &["--jobs", "1"]).run_expect(0);
+    assert_eq!(completed_uploads(&registry), DISTINCT_BLOBS);
+    assert_eq!(tag_status(&registry, "0.9"), 200);
+
+    let broken = Proxy::start(
+        registry.port,
+        |line: &str| {
+            if is_upload(line, "POST") {
+                Action::Answer503
+            } else {
+                Action::Forward
+            }
+        },
+        || {},
+    );
+    let work2 = tempfile::tempdir().expect("temp dir");
+    let other = work2.path().join("docker");
+    std::fs::create_dir_all(&other).expect("DIR");
+    let layer = images::layer_tar(&[("bin/other", b"not pushed yet")]);
+    images::docker_archive(
+        &other.join("linux.amd64.tar.gz"),
+        "amd64",
+        "linux",
+        &[layer],
+        true,
+    );
+    let out = push(&other, &broken.url("albatros"), "1.0", &["--jobs", "1"]).run_expect(1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("registry 127.0.0.1:{}", broken.port)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("upload of blob sha256:") && stderr.contains("after 5 attempts"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("status 503"), "{stderr}");
+    assert_eq!(tag_status(&registry, "1.0"), 404);
+}
+
+/// `alba release` pushes the flake's images to its `docker://` target beside a folder target.
+#[test]
+fn release_pushes_to_a_registry_beside_a_folder() {
+    if !common::nix_available() || !common::skopeo_available() {
+        return;
+    }
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let folder = work.path().join("site");
+    let targets = [
+        registry.url("albatros"),
+        format!("file://{}", folder.display()),
+    ];
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let flake = common::fixtures::FlakeFixture::new("albatros", &common::fixtures::SYSTEMS)
+        .no_static()
+        .container(&targets)
+        .salt("registry-release")
+        .write(&work.path().join("flake"));
+    common::alba()
+        .arg("--flake")
+        .arg(&flake.dir)
+        .args(["release", "0.9"])
+        .run_expect(0);
+
+    let raw =
+        common::skopeo_inspect_raw(&format!("docker://{}/albatros:0.9", registry.host()), false);
+    let index: serde_json::Value = serde_json::from_slice(&raw).expect("index JSON");
+    assert_eq!(index_platforms(&index), expected_platforms());
+    let in_folder = std::fs::read(folder.join("v2/albatros/manifests/0.9"))
+        .expect("the folder target has the tag too");
+    assert_eq!(in_folder, raw, "both targets hold the same index bytes");
+}
