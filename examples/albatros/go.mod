@@ -1,0 +1,3 @@
+module example.org/albatros
+
+go 1.22
