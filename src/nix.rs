@@ -137,7 +137,7 @@ fn drv_paths_expr(flake_url: &str, attrs: &[String]) -> String {
     let paths: Vec<String> = attrs
         .iter()
         .map(|a| {
-            let parts: Vec<String> = a.split('.').map(|p| nix_string(p)).collect();
+            let parts: Vec<String> = a.split('.').map(nix_string).collect();
             format!("[ {} ]", parts.join(" "))
         })
         .collect();

@@ -28,6 +28,9 @@ pub struct Object {
     /// `sha256:<hex>` of the content, where known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Why it was deleted (rm, gc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What one publisher did on one target.
@@ -72,7 +75,13 @@ impl TargetReport {
         if matches!(status, Status::New | Status::Updated) && !self.dry_run {
             self.bytes_sent += size;
         }
-        self.objects.push(Object { key: key.to_string(), size, status, digest });
+        self.objects.push(Object { key: key.to_string(), size, status, digest, reason: None });
+    }
+
+    /// Records an object removed (or, in a dry run, that would be removed) and why.
+    pub fn record_deleted(&mut self, key: &str, size: u64, digest: Option<String>, reason: &str) {
+        let reason = Some(reason.to_string());
+        self.objects.push(Object { key: key.to_string(), size, status: Status::Deleted, digest, reason });
     }
 }
 

@@ -23,7 +23,8 @@ impl Ui {
         Ui { level, terminal: std::io::stderr().is_terminal() }
     }
 
-    /// A UI that prints nothing (tests, library use).
+    /// A UI that prints nothing (unit tests).
+    #[cfg(test)]
     pub fn silent() -> Ui {
         Ui { level: -1, terminal: false }
     }

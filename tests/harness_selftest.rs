@@ -196,6 +196,59 @@ fn containerd_and_skopeo_pull_from_the_registry() {
     );
 }
 
+/// containerd pulls over plain HTTP from a `localhost` bucket holding a static v2 layout
+/// (uploaded by hand here from an OCI layout skopeo made of a fixture docker-archive).
+#[test]
+fn containerd_pulls_from_a_garage_static_registry() {
+    if !common::skopeo_available() {
+        return;
+    }
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let Some(containerd) = Containerd::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let images = fixtures::docker_dir(&work.path().join("docker"), "demo", &["armv6l-linux"]);
+    let layout = work.path().join("oci");
+    let mut copy = common::skopeo::skopeo();
+    copy.arg("copy")
+        .arg(format!(
+            "docker-archive:{}",
+            images["armv6l-linux"].display()
+        ))
+        .arg(format!("oci:{}:1.0", layout.display()));
+    common::run_ok(&mut copy);
+
+    garage.create_bucket("localhost");
+    garage.s3_put("localhost", "v2/index.html", b"{}", "application/json");
+    let blobs = layout.join("blobs/sha256");
+    for entry in std::fs::read_dir(&blobs).expect("layout blobs") {
+        let path = entry.expect("blob entry").path();
+        let hex = path.file_name().expect("blob name").to_string_lossy();
+        let bytes = std::fs::read(&path).expect("blob bytes");
+        let key = format!("v2/demo/blobs/sha256:{hex}");
+        garage.s3_put("localhost", &key, &bytes, "application/octet-stream");
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
+    let manifest = &index["manifests"][0];
+    let digest = manifest["digest"].as_str().expect("manifest digest");
+    let media = manifest["mediaType"].as_str().expect("manifest media type");
+    let bytes = std::fs::read(blobs.join(&digest["sha256:".len()..])).expect("manifest");
+    for reference in [digest, "1.0"] {
+        let key = format!("v2/demo/manifests/{reference}");
+        garage.s3_put("localhost", &key, &bytes, media);
+    }
+
+    let image = garage.web_registry_ref("demo:1.0");
+    let pulled = containerd.pull(&image, "linux/arm/v6", true);
+    let stderr = String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "ctr pull {image}: {stderr}");
+}
+
 /// Nix builds the fixture flakes for all four systems, with different bytes per system.
 #[test]
 fn nix_builds_fixture_flakes_for_four_systems() {

@@ -11,7 +11,7 @@ use super::Global;
 use crate::artifact;
 use crate::bail_input;
 use crate::config::Kind;
-use crate::image::{self, Compression, ImageSet, LoadOptions};
+use crate::image::{self, ImageSet, LoadOptions};
 use crate::names;
 use crate::platform::Platform;
 use crate::publish::oci::{self, OciSink, PushOptions};
@@ -30,6 +30,10 @@ pub enum ContainerCommand {
     Push(PushArgs),
     /// List the tags of an image and the platforms of each.
     Ls(LsArgs),
+    /// Remove one tag; then delete the manifests and blobs no remaining tag uses.
+    Rm(super::lifecycle::RmArgs),
+    /// Keep the N newest tags (by version); remove the rest and what only they used.
+    Gc(super::lifecycle::GcArgs),
 }
 
 /// Arguments of `alba container push`.
@@ -61,6 +65,8 @@ pub async fn run(global: &Global, cmd: ContainerCommand) -> Result<()> {
     match cmd {
         ContainerCommand::Push(args) => push(global, args).await,
         ContainerCommand::Ls(args) => ls(global, args).await,
+        ContainerCommand::Rm(args) => super::lifecycle::container_rm(global, args).await,
+        ContainerCommand::Gc(args) => super::lifecycle::container_gc(global, args).await,
     }
 }
 
@@ -80,7 +86,7 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
         None => from_flake(global, &ui, explicit).await?,
     };
     let mut report = Report::default();
-    let result = publish_all(global, &ui, &nt.name, &[nt.tag.clone()], &images, &targets, args.dry_run, &mut report).await;
+    let result = publish_all(global, &ui, &nt.name, std::slice::from_ref(&nt.tag), &images, &targets, args.dry_run, &mut report).await;
     global.print_report(&report)?;
     result
 }
@@ -134,11 +140,16 @@ pub async fn publish_all(
     let repository = name.to_ascii_lowercase();
     names::check_repository(&repository)?;
     ui.section("load docker archives");
+    for (platform, path) in images {
+        ui.line(format!("{platform} {}", path.display()));
+    }
     let opts = LoadOptions { compression: global.compression, cache_dir: cache_dir(), jobs: 0 };
     let set = image::load(images.to_vec(), &opts).await?;
     ui.section("merge system images");
     for image in &set.images {
-        ui.line(format!("{} {} ({} layers)", image.platform, image.manifest_digest, image.layers.len()));
+        let size: u64 = image.layers.iter().map(|l| l.size).sum();
+        let layers = image.layers.len();
+        ui.line(format!("{} {} ({layers} layers, {})", image.platform, image.manifest_digest, crate::ui::human_size(size)));
     }
     ui.line(format!("index {}", set.index_digest));
     let mut failure = None;

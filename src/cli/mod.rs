@@ -2,6 +2,7 @@
 
 mod build;
 mod container;
+mod lifecycle;
 mod release;
 mod static_cmd;
 

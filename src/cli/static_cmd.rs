@@ -23,6 +23,10 @@ pub enum StaticCommand {
     Push(PushArgs),
     /// List the tags of a name, with platforms and sizes.
     Ls(LsArgs),
+    /// Remove one tag: name document first, then tag document, then binaries.
+    Rm(super::lifecycle::RmArgs),
+    /// Keep the N newest tags of a name (and, with --keep-releases, releases); remove the rest.
+    Gc(super::lifecycle::GcArgs),
 }
 
 /// Arguments of `alba static push`.
@@ -54,6 +58,8 @@ pub async fn run(global: &Global, cmd: StaticCommand) -> Result<()> {
     match cmd {
         StaticCommand::Push(args) => push(global, args).await,
         StaticCommand::Ls(args) => ls(global, args).await,
+        StaticCommand::Rm(args) => super::lifecycle::static_rm(global, args).await,
+        StaticCommand::Gc(args) => super::lifecycle::static_gc(global, args).await,
     }
 }
 

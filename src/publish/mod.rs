@@ -2,8 +2,12 @@
 
 pub mod credentials;
 pub mod df_dist;
+pub mod df_dist_gc;
+pub mod lifecycle;
 pub mod lists;
 pub mod nginx;
 pub mod oci;
+pub mod oci_delete;
+pub mod oci_gc;
 pub mod oci_registry;
 pub mod oci_static;

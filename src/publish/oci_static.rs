@@ -48,7 +48,8 @@ impl StaticRegistry {
         StaticRegistry { store, name: name.to_string() }
     }
 
-    fn blob_key(&self, digest: &str) -> String {
+    /// Key of a blob (config or layer) by digest.
+    pub fn blob_key(&self, digest: &str) -> String {
         format!("v2/{}/blobs/{digest}", self.name)
     }
 
@@ -57,7 +58,8 @@ impl StaticRegistry {
         format!("v2/{}/manifests/{reference}", self.name)
     }
 
-    fn tags_key(&self) -> String {
+    /// Key of the `tags/list` document.
+    pub fn tags_key(&self) -> String {
         format!("v2/{}/tags/list", self.name)
     }
 

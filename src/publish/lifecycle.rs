@@ -1,0 +1,352 @@
+//! What `rm` and `gc` share, for binaries and images: which tags a `gc --keep N` keeps, and
+//! how a deletion is announced, reported and (outside a dry run) carried out.
+//!
+//! Every deletion carries the reason it is made, so `--dry-run` can say what would go and why,
+//! and `--json` reports each one as a [`crate::report::Status::Deleted`] object with its reason.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use super::lists::version_cmp;
+use crate::report::TargetReport;
+use crate::store::ObjectStore;
+use crate::ui::{Ui, human_size};
+
+/// What `gc` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// How many of the newest tags to keep.
+    pub keep: usize,
+    /// Also keep every tag that looks like a release ([`is_release_tag`]).
+    pub keep_releases: bool,
+    /// Say what would be deleted, delete nothing.
+    pub dry_run: bool,
+}
+
+/// One tag and the reason it is kept or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The tag.
+    pub tag: String,
+    /// Why, in words (`among the 2 newest`).
+    pub reason: String,
+}
+
+/// The outcome of a `gc` selection: tags kept and tags to remove, both newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Tags that stay.
+    pub keep: Vec<Decision>,
+    /// Tags to remove.
+    pub remove: Vec<Decision>,
+}
+
+impl Selection {
+    /// The names of the tags to remove.
+    pub fn removed(&self) -> Vec<String> {
+        self.remove.iter().map(|d| d.tag.clone()).collect()
+    }
+
+    /// The names of the tags kept.
+    #[cfg(test)]
+    pub fn kept(&self) -> Vec<String> {
+        self.keep.iter().map(|d| d.tag.clone()).collect()
+    }
+
+    /// Prints one line per tag: what stays and what goes, with the reasons.
+    pub fn print(&self, ui: &Ui, dry_run: bool) {
+        for d in &self.keep {
+            ui.line(format!("keep tag {}: {}", d.tag, d.reason));
+        }
+        for d in &self.remove {
+            ui.line(format!("{} tag {}: {}", verb(dry_run), d.tag, d.reason));
+        }
+    }
+}
+
+/// True for tags that look like releases: `v?MAJOR.MINOR.PATCH`, optionally `.BUILD`.
+pub fn is_release_tag(tag: &str) -> bool {
+    let numbers = tag.strip_prefix('v').unwrap_or(tag);
+    let parts: Vec<&str> = numbers.split('.').collect();
+    (3..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// True for tags that look like commit ids (40 hex digits).
+pub fn is_commit_tag(tag: &str) -> bool {
+    tag.len() == 40 && tag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// True for tags that start like a version (`0.9`, `v1.2.3`, `2024.01.05-1`).
+pub fn looks_like_version(tag: &str) -> bool {
+    let rest = tag.strip_prefix('v').unwrap_or(tag);
+    rest.starts_with(|c: char| c.is_ascii_digit()) && !is_commit_tag(tag)
+}
+
+/// Container tags, newest first. Registries and static registries keep no push order
+/// (`tags/list` is lexical, and not every store can tell an object's age), so "newest" means
+/// "greatest version": versions compare part by part (`0.10` after `0.9`) and come before
+/// every tag that is not a version (commit ids, branch names), which follow in reverse
+/// lexical order.
+pub fn newest_first_by_version(tags: &[String]) -> Vec<String> {
+    let mut out = tags.to_vec();
+    out.sort_by(|a, b| compare_newest_first(a, b));
+    out.dedup();
+    out
+}
+
+fn compare_newest_first(a: &str, b: &str) -> Ordering {
+    match (looks_like_version(a), looks_like_version(b)) {
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (true, true) => version_cmp(without_v(b), without_v(a)).then_with(|| b.cmp(a)),
+        (false, false) => b.cmp(a),
+    }
+}
+
+fn without_v(tag: &str) -> &str {
+    tag.strip_prefix('v').unwrap_or(tag)
+}
+
+/// Splits `newest_first` into the tags `gc` keeps and those it removes: the `keep` first ones,
+/// plus release-looking tags when asked.
+pub fn select(newest_first: &[String], opts: &GcOptions) -> Selection {
+    let mut selection = Selection::default();
+    for (i, tag) in newest_first.iter().enumerate() {
+        let reason = if i < opts.keep {
+            Some(format!("among the {} newest", opts.keep))
+        } else if opts.keep_releases && is_release_tag(tag) {
+            Some("a release (--keep-releases)".to_string())
+        } else {
+            None
+        };
+        let tag = tag.clone();
+        match reason {
+            Some(reason) => selection.keep.push(Decision { tag, reason }),
+            None => {
+                let kind = if is_commit_tag(&tag) {
+                    "a commit tag"
+                } else {
+                    "a tag"
+                };
+                let reason = format!(
+                    "{kind} older than the {} newest{}",
+                    opts.keep,
+                    releases_note(opts)
+                );
+                selection.remove.push(Decision { tag, reason });
+            }
+        }
+    }
+    selection
+}
+
+fn releases_note(opts: &GcOptions) -> &'static str {
+    if opts.keep_releases {
+        " and not a release"
+    } else {
+        ""
+    }
+}
+
+/// Moves every removed tag that points at the same content as a kept tag (an alias such as
+/// `latest`) to the kept ones: removing it would free nothing, and on a registry deleting its
+/// manifest would remove the kept tag too. `digest_of` gives a tag's content digest.
+pub fn keep_aliases(selection: &mut Selection, digest_of: impl Fn(&str) -> Option<String>) {
+    let kept: BTreeSet<String> = selection
+        .keep
+        .iter()
+        .filter_map(|d| digest_of(&d.tag))
+        .collect();
+    let (aliases, remove): (Vec<Decision>, Vec<Decision>) = std::mem::take(&mut selection.remove)
+        .into_iter()
+        .partition(|d| digest_of(&d.tag).is_some_and(|digest| kept.contains(&digest)));
+    selection.remove = remove;
+    for d in aliases {
+        let reason = "points at the same image as a kept tag".to_string();
+        selection.keep.push(Decision { tag: d.tag, reason });
+    }
+}
+
+/// Warns about removed container tags that are not versions: their rank is a guess.
+pub fn warn_unversioned(selection: &Selection, ui: &Ui) {
+    let guessed: Vec<String> = selection
+        .remove
+        .iter()
+        .filter(|d| !looks_like_version(&d.tag))
+        .map(|d| d.tag.clone())
+        .collect();
+    if !guessed.is_empty() {
+        ui.warn(format!(
+            "{} not versions: with no push dates to go by, they rank below every version",
+            if guessed.len() == 1 {
+                format!("tag {} is", guessed[0])
+            } else {
+                format!("tags {} are", guessed.join(", "))
+            }
+        ));
+    }
+}
+
+/// One object to delete, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// The object's key (or registry reference).
+    pub key: String,
+    /// Its size in bytes, 0 where not known.
+    pub size: u64,
+    /// `sha256:<hex>` of the content, where known.
+    pub digest: Option<String>,
+    /// Why it goes.
+    pub reason: String,
+}
+
+/// `delete` or, in a dry run, `would delete`.
+pub fn verb(dry_run: bool) -> &'static str {
+    if dry_run { "would delete" } else { "delete" }
+}
+
+/// Announces a deletion and records it in the report (the caller deletes).
+pub fn announce(deletion: &Deletion, dry_run: bool, ui: &Ui, report: &mut TargetReport) {
+    let size = if deletion.size > 0 {
+        format!(" ({})", human_size(deletion.size))
+    } else {
+        String::new()
+    };
+    ui.line(format!(
+        "{} {}{size}: {}",
+        verb(dry_run),
+        deletion.key,
+        deletion.reason
+    ));
+    report.record_deleted(
+        &deletion.key,
+        deletion.size,
+        deletion.digest.clone(),
+        &deletion.reason,
+    );
+}
+
+/// Announces, records and (outside a dry run) deletes each object, in the given order.
+pub async fn delete_all(
+    store: &dyn ObjectStore,
+    deletions: &[Deletion],
+    dry_run: bool,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
+    for deletion in deletions {
+        announce(deletion, dry_run, ui, report);
+        if !dry_run {
+            store.delete(&deletion.key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `0.9, 0.8` or `none`, for messages.
+pub fn tag_list(tags: &[String]) -> String {
+    if tags.is_empty() {
+        "none".to_string()
+    } else {
+        tags.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn release_and_commit_tags() {
+        for t in ["1.2.3", "v1.2.3", "0.0.1.4", "v10.20.30.40"] {
+            assert!(is_release_tag(t), "{t}");
+        }
+        for t in [
+            "1.2",
+            "1.2.3-rc1",
+            "v1.2.3.4.5",
+            "latest",
+            "1..3",
+            "vv1.2.3",
+            "",
+        ] {
+            assert!(!is_release_tag(t), "{t}");
+        }
+        assert!(is_commit_tag("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_commit_tag("0123456789abcdef"));
+    }
+
+    #[test]
+    fn selects_newest_and_releases() {
+        let tags = s(&[
+            "feat",
+            "1.2.0",
+            "0123456789abcdef0123456789abcdef01234567",
+            "1.1.0",
+            "0.9",
+        ]);
+        let opts = GcOptions {
+            keep: 2,
+            keep_releases: false,
+            dry_run: false,
+        };
+        let sel = select(&tags, &opts);
+        assert_eq!(sel.kept(), s(&["feat", "1.2.0"]));
+        assert_eq!(
+            sel.removed(),
+            s(&["0123456789abcdef0123456789abcdef01234567", "1.1.0", "0.9"])
+        );
+        let sel = select(
+            &tags,
+            &GcOptions {
+                keep_releases: true,
+                ..opts
+            },
+        );
+        assert_eq!(sel.kept(), s(&["feat", "1.2.0", "1.1.0"]));
+        assert_eq!(
+            sel.removed(),
+            s(&["0123456789abcdef0123456789abcdef01234567", "0.9"])
+        );
+        assert!(
+            select(&tags, &GcOptions { keep: 0, ..opts })
+                .kept()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn version_order_and_aliases() {
+        let tags = s(&["0.9", "latest", "0.10", "v0.11", "abc"]);
+        assert_eq!(
+            newest_first_by_version(&tags),
+            s(&["v0.11", "0.10", "0.9", "latest", "abc"])
+        );
+        let mut sel = select(
+            &newest_first_by_version(&tags),
+            &GcOptions {
+                keep: 1,
+                keep_releases: false,
+                dry_run: true,
+            },
+        );
+        keep_aliases(&mut sel, |t| {
+            Some(if t == "latest" || t == "v0.11" {
+                "A".into()
+            } else {
+                t.into()
+            })
+        });
+        assert_eq!(sel.kept(), s(&["v0.11", "latest"]));
+        assert_eq!(sel.removed(), s(&["0.10", "0.9", "abc"]));
+    }
+}

@@ -1,0 +1,821 @@
+//! `alba static rm|gc` and `alba container rm|gc` against real stores: Garage (binaries and a
+//! static registry read back through its website endpoint with skopeo), a folder (a randomized
+//! sequence of pushes, removals and interrupted runs) and Debian's `docker-registry`.
+
+mod common;
+#[path = "common/images.rs"]
+mod images;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::fixtures;
+use common::{Garage, Registry, alba};
+use serde_json::Value;
+
+const NAME: &str = "albatros";
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// The keys a `--json` report says were (or would be) deleted.
+fn deleted_keys(report: &Value) -> BTreeSet<String> {
+    let objects = report["targets"][0]["objects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    objects
+        .iter()
+        .filter(|o| o["status"] == "deleted")
+        .map(|o| {
+            assert!(
+                o["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "a deletion without reason: {o}"
+            );
+            o["key"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Static binaries on Garage
+// ---------------------------------------------------------------------------------------
+
+fn static_cmd(garage: &Garage, args: &[&str]) -> common::Alba {
+    let mut cmd = alba();
+    cmd.envs(garage.envs()).args(args);
+    cmd
+}
+
+/// The name document's tags, read through the website endpoint.
+fn name_tags(garage: &Garage) -> Vec<String> {
+    let (status, _, body) = garage.web_get("download", &format!("/df-dist-v1/{NAME}"));
+    assert_eq!(status, 200, "GET the name document");
+    serde_json::from_value(json(&body)["tags"].clone()).expect("tags is a list of strings")
+}
+
+/// Every binary of `tag` comes back through the website endpoint with the pushed bytes.
+fn assert_tag_intact(garage: &Garage, tag: &str, expected: &fixtures::Expected) {
+    for (system, files) in expected {
+        for (file, bytes) in files {
+            let path = format!(
+                "/df-dist-v1/{NAME}/{tag}/{}/{file}",
+                fixtures::platform_string(system)
+            );
+            let (status, _, body) = garage.web_get("download", &path);
+            assert_eq!(status, 200, "GET {path}");
+            assert!(&body == bytes, "{path}: bytes differ");
+        }
+    }
+    let (status, _, _) = garage.web_get("download", &format!("/df-dist-v1/{NAME}/{tag}"));
+    assert_eq!(status, 200, "tag document of {tag}");
+}
+
+/// Keys of the bucket that belong to `tag` (its tag document and binaries).
+fn tag_keys(keys: &[String], tag: &str) -> Vec<String> {
+    let doc = format!("df-dist-v1/{NAME}/{tag}");
+    keys.iter()
+        .filter(|k| **k == doc || k.starts_with(&format!("{doc}/")))
+        .cloned()
+        .collect()
+}
+
+/// Five tags on Garage; rm of an unknown tag and dry runs change nothing; `gc --keep 2
+/// --keep-releases` keeps releases too; `gc --keep 2` leaves the two newest, intact.
+#[test]
+fn static_gc_keeps_the_newest_tags_and_releases_on_garage() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    garage.create_bucket("download");
+    let target = garage.s3_url("download");
+    let work = tempfile::tempdir().expect("temp dir");
+    let df = work.path().join("df");
+    let expected = fixtures::static_dir(&df, NAME, &["x86_64-linux", "aarch64-linux"]);
+    // Push order is age: oldest first.
+    for tag in ["1.0.0", COMMIT, "1.1.0", "feature-x", "1.2.0"] {
+        static_cmd(&garage, &["static", "push", "-t", &format!("{NAME}:{tag}")])
+            .arg(&df)
+            .arg(&target)
+            .run_expect(0);
+    }
+    assert_eq!(
+        name_tags(&garage),
+        ["1.2.0", "feature-x", "1.1.0", COMMIT, "1.0.0"]
+    );
+    let before = garage.list_keys("download");
+
+    let out = static_cmd(
+        &garage,
+        &["static", "rm", "-t", &format!("{NAME}:9.9"), &target],
+    )
+    .run_expect(1);
+    assert!(
+        stderr(&out).contains("albatros:9.9 does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nothing was deleted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        garage.list_keys("download"),
+        before,
+        "rm of an unknown tag deletes nothing"
+    );
+
+    let args = [
+        "--json",
+        "static",
+        "gc",
+        "-t",
+        NAME,
+        "--keep",
+        "2",
+        "--keep-releases",
+        "--dry-run",
+        &target,
+    ];
+    let out = static_cmd(&garage, &args).run_expect(0);
+    assert_eq!(
+        garage.list_keys("download"),
+        before,
+        "a dry run deletes nothing"
+    );
+    let would = deleted_keys(&json(&out.stdout));
+    assert_eq!(
+        would,
+        tag_keys(&before, COMMIT).into_iter().collect(),
+        "the dry run names the commit tag's objects"
+    );
+    assert!(
+        stderr(&out).contains(&format!("would delete df-dist-v1/{NAME}/{COMMIT}")),
+        "{}",
+        stderr(&out)
+    );
+
+    static_cmd(
+        &garage,
+        &[
+            "static",
+            "gc",
+            "-t",
+            NAME,
+            "--keep",
+            "2",
+            "--keep-releases",
+            &target,
+        ],
+    )
+    .run_expect(0);
+    assert_eq!(name_tags(&garage), ["1.2.0", "feature-x", "1.1.0", "1.0.0"]);
+    assert!(tag_keys(&garage.list_keys("download"), COMMIT).is_empty());
+
+    let out = static_cmd(
+        &garage,
+        &["--json", "static", "gc", "-t", NAME, "--keep", "2", &target],
+    )
+    .run_expect(0);
+    assert_eq!(
+        json(&out.stdout)["targets"][0]["tags"],
+        serde_json::json!(["1.1.0", "1.0.0"])
+    );
+    assert_eq!(name_tags(&garage), ["1.2.0", "feature-x"]);
+    let keys = garage.list_keys("download");
+    for gone in ["1.0.0", "1.1.0", COMMIT] {
+        assert!(
+            tag_keys(&keys, gone).is_empty(),
+            "{gone} left {:?}",
+            tag_keys(&keys, gone)
+        );
+        let (status, _, _) = garage.web_get("download", &format!("/df-dist-v1/{NAME}/{gone}"));
+        assert_eq!(status, 404, "tag document of {gone}");
+    }
+    for kept in ["1.2.0", "feature-x"] {
+        assert_tag_intact(&garage, kept, &expected);
+    }
+    let files: usize = expected.values().map(|f| f.len()).sum();
+    assert_eq!(
+        keys.len(),
+        1 + 2 * (1 + files),
+        "name document, two tag documents and their files: {keys:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Static registries: reading the v2 layout back
+// ---------------------------------------------------------------------------------------
+
+/// What a static registry holds for one repository, and what its tags reach.
+#[derive(Debug, Default)]
+struct Layout {
+    listed: Vec<String>,
+    /// Tag → digest of its tag object.
+    tags: BTreeMap<String, String>,
+    manifests: BTreeSet<String>,
+    blobs: BTreeSet<String>,
+}
+
+impl Layout {
+    /// Reads the layout from `keys` (all keys of the store) with `get`.
+    fn read(keys: &[String], get: &dyn Fn(&str) -> Option<Vec<u8>>) -> Layout {
+        let mut layout = Layout::default();
+        let prefix = format!("v2/{NAME}/");
+        if let Some(bytes) = get(&format!("{prefix}tags/list")) {
+            layout.listed =
+                serde_json::from_value(json(&bytes)["tags"].clone()).expect("tags/list");
+        }
+        for key in keys {
+            let Some(rest) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            if let Some(reference) = rest.strip_prefix("manifests/") {
+                if reference.starts_with("sha256:") {
+                    layout.manifests.insert(reference.to_string());
+                } else {
+                    let bytes = get(key).expect("a listed tag object");
+                    layout
+                        .tags
+                        .insert(reference.to_string(), images::sha256_digest(&bytes));
+                }
+            } else if let Some(digest) = rest.strip_prefix("blobs/") {
+                layout.blobs.insert(digest.to_string());
+            }
+        }
+        layout
+    }
+
+    /// Walks a tag: every manifest and blob exists, hashes to its digest and has its size.
+    /// Returns the manifests and blobs it reaches.
+    fn walk(
+        &self,
+        tag: &str,
+        get: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> (BTreeSet<String>, BTreeSet<String>) {
+        let (mut manifests, mut blobs) = (BTreeSet::new(), BTreeSet::new());
+        let index_digest = &self.tags[tag];
+        let mut todo = vec![(index_digest.clone(), None)];
+        while let Some((digest, size)) = todo.pop() {
+            let bytes = get(&format!("v2/{NAME}/manifests/{digest}"))
+                .unwrap_or_else(|| panic!("tag {tag}: manifest {digest} is missing"));
+            assert_eq!(
+                images::sha256_digest(&bytes),
+                digest,
+                "tag {tag}: manifest {digest} hashes wrong"
+            );
+            if let Some(size) = size {
+                assert_eq!(bytes.len() as u64, size, "tag {tag}: size of {digest}");
+            }
+            manifests.insert(digest.clone());
+            let doc = json(&bytes);
+            for entry in doc["manifests"].as_array().into_iter().flatten() {
+                todo.push((
+                    entry["digest"].as_str().expect("digest").to_string(),
+                    entry["size"].as_u64(),
+                ));
+            }
+            let config = doc.get("config").into_iter();
+            for descriptor in config.chain(doc["layers"].as_array().into_iter().flatten()) {
+                let digest = descriptor["digest"].as_str().expect("digest").to_string();
+                let blob = get(&format!("v2/{NAME}/blobs/{digest}"))
+                    .unwrap_or_else(|| panic!("tag {tag}: blob {digest} is missing"));
+                assert_eq!(
+                    images::sha256_digest(&blob),
+                    digest,
+                    "tag {tag}: blob {digest} hashes wrong"
+                );
+                assert_eq!(
+                    Some(blob.len() as u64),
+                    descriptor["size"].as_u64(),
+                    "tag {tag}: size of {digest}"
+                );
+                blobs.insert(digest);
+            }
+        }
+        (manifests, blobs)
+    }
+
+    /// Every listed tag is complete, the list matches the tag objects, and no manifest or
+    /// blob is left that no tag reaches.
+    fn assert_consistent(&self, get: &dyn Fn(&str) -> Option<Vec<u8>>, context: &str) {
+        let objects: Vec<String> = self.tags.keys().cloned().collect();
+        assert_eq!(
+            self.listed, objects,
+            "{context}: tags/list and the tag objects differ"
+        );
+        let (mut manifests, mut blobs) = (BTreeSet::new(), BTreeSet::new());
+        for tag in self.tags.keys() {
+            let (m, b) = self.walk(tag, get);
+            manifests.extend(m);
+            blobs.extend(b);
+        }
+        assert_eq!(
+            self.manifests, manifests,
+            "{context}: manifests no tag reaches are left (or reached ones missing)"
+        );
+        assert_eq!(
+            self.blobs, blobs,
+            "{context}: blobs no tag reaches are left (or reached ones missing)"
+        );
+    }
+}
+
+/// A folder of docker archives (uncompressed): per platform, the `base` layer and one own layer.
+fn image_dir(root: &Path, label: &str, base: &[u8], platforms: &[&str]) -> PathBuf {
+    let dir = root.join(format!("images-{label}"));
+    std::fs::create_dir_all(&dir).expect("image dir");
+    for arch in platforms {
+        let own = images::layer_tar(&[(
+            "bin/albatros",
+            format!("albatros {label} for {arch}").as_bytes(),
+        )]);
+        images::docker_archive(
+            &dir.join(format!("linux.{arch}.tar")),
+            arch,
+            "linux",
+            &[base.to_vec(), own],
+            false,
+        );
+    }
+    dir
+}
+
+fn base_layer(text: &str) -> Vec<u8> {
+    images::layer_tar(&[("etc/os-release", text.as_bytes())])
+}
+
+// ---------------------------------------------------------------------------------------
+// Containers on Garage
+// ---------------------------------------------------------------------------------------
+
+/// Three tags sharing a base layer; `gc --keep 1` keeps the base and the newest tag, which
+/// skopeo still copies through the website endpoint with verified digests.
+#[test]
+fn container_gc_on_garage_keeps_shared_layers_and_the_newest_tag_pulls() {
+    if !common::skopeo_available() {
+        return;
+    }
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    garage.create_bucket("localhost");
+    let target = garage.s3_url("localhost");
+    let work = tempfile::tempdir().expect("temp dir");
+    let base = base_layer("ID=albatros\n");
+    for tag in ["1.0", "1.1", "1.2"] {
+        let dir = image_dir(work.path(), tag, &base, &["amd64", "arm64"]);
+        static_cmd(
+            &garage,
+            &["container", "push", "-t", &format!("{NAME}:{tag}")],
+        )
+        .arg(&dir)
+        .arg(&target)
+        .run_expect(0);
+    }
+    let get = |key: &str| {
+        let (status, _, body) = garage.s3_get("localhost", key);
+        (status == 200).then_some(body)
+    };
+    let before_keys = garage.list_keys("localhost");
+    let before = Layout::read(&before_keys, &get);
+    before.assert_consistent(&get, "after the pushes");
+    let reach: BTreeMap<&str, (BTreeSet<String>, BTreeSet<String>)> = ["1.0", "1.1", "1.2"]
+        .into_iter()
+        .map(|t| (t, before.walk(t, &get)))
+        .collect();
+    let shared: BTreeSet<String> = reach["1.0"]
+        .1
+        .intersection(&reach["1.2"].1)
+        .cloned()
+        .collect();
+    assert_eq!(
+        shared.len(),
+        1,
+        "exactly the base layer is shared: {shared:?}"
+    );
+
+    let out = static_cmd(
+        &garage,
+        &[
+            "--json",
+            "container",
+            "gc",
+            "-t",
+            NAME,
+            "--keep",
+            "1",
+            "--dry-run",
+            &target,
+        ],
+    )
+    .run_expect(0);
+    assert_eq!(
+        garage.list_keys("localhost"),
+        before_keys,
+        "a dry run deletes nothing"
+    );
+    let would = deleted_keys(&json(&out.stdout));
+
+    let out = static_cmd(
+        &garage,
+        &[
+            "--json",
+            "container",
+            "gc",
+            "-t",
+            NAME,
+            "--keep",
+            "1",
+            &target,
+        ],
+    )
+    .run_expect(0);
+    assert_eq!(
+        deleted_keys(&json(&out.stdout)),
+        would,
+        "the dry run announced exactly what gc deleted"
+    );
+    let after = Layout::read(&garage.list_keys("localhost"), &get);
+    after.assert_consistent(&get, "after gc");
+    assert_eq!(after.listed, ["1.2"]);
+    assert!(
+        after.blobs.is_superset(&shared),
+        "the shared base layer survives"
+    );
+    for old in ["1.0", "1.1"] {
+        let own_blobs: BTreeSet<&String> = reach[old].1.difference(&reach["1.2"].1).collect();
+        assert!(!own_blobs.is_empty());
+        for blob in own_blobs {
+            assert!(
+                !after.blobs.contains(blob),
+                "{old}'s own blob {blob} is gone"
+            );
+            assert!(
+                would.contains(&format!("v2/{NAME}/blobs/{blob}")),
+                "the report names {blob}"
+            );
+        }
+        assert!(
+            after.manifests.is_disjoint(&reach[old].0),
+            "{old}'s manifests are gone"
+        );
+    }
+    let oci = work.path().join("oci");
+    common::skopeo_copy_all(
+        &format!(
+            "docker://{}",
+            garage.web_registry_ref(&format!("{NAME}:1.2"))
+        ),
+        &oci,
+    );
+    assert_eq!(
+        common::verify_oci_layout(&oci),
+        reach["1.2"].0.len() + reach["1.2"].1.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Randomized: a folder target
+// ---------------------------------------------------------------------------------------
+
+/// A small linear congruential generator (Knuth's MMIX constants): reproducible, no crate.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n.max(1) as u64) as usize
+    }
+}
+
+/// The folder target's keys, as a bucket would list them.
+fn folder_keys(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, keys: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, keys);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                keys.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    walk(&root.join("v2"), root, &mut keys);
+    keys.sort();
+    keys
+}
+
+/// Random pushes of tags with overlapping layers, random rm and gc, and interrupted runs
+/// (a tag object deleted behind alba's back); after every step every listed tag is complete,
+/// holds what was pushed under it, and nothing unreferenced is left.
+#[test]
+fn random_pushes_removals_and_interruptions_keep_every_listed_tag_complete() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let root = work.path().join("registry");
+    let target = format!("file:{}", root.display());
+    let get = |key: &str| std::fs::read(root.join(key)).ok();
+    let layers: Vec<Vec<u8>> = (0..4)
+        .map(|i| base_layer(&format!("ID=base{i}\n")))
+        .collect();
+    let mut rng = Lcg(0x5eed_a1ba);
+    // What each tag must point at: the index digest its push reported.
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let mut version = 0;
+    for step in 0..40 {
+        let tags: Vec<String> = model.keys().cloned().collect();
+        let op = rng.below(20);
+        let context = match op {
+            0..=9 => {
+                let tag = if rng.below(6) == 0 {
+                    "latest".to_string()
+                } else {
+                    version += 1;
+                    format!("0.{version}")
+                };
+                let platforms: &[&str] = if rng.below(2) == 0 {
+                    &["amd64"]
+                } else {
+                    &["amd64", "arm64"]
+                };
+                let base = &layers[rng.below(layers.len())];
+                let dir = image_dir(work.path(), &format!("{step}"), base, platforms);
+                let out = alba()
+                    .args([
+                        "--json",
+                        "container",
+                        "push",
+                        "-t",
+                        &format!("{NAME}:{tag}"),
+                    ])
+                    .arg(&dir)
+                    .arg(&target)
+                    .run_expect(0);
+                let digest = json(&out.stdout)["targets"][0]["index_digest"]
+                    .as_str()
+                    .expect("index digest")
+                    .to_string();
+                model.insert(tag.clone(), digest);
+                format!("step {step}: push {tag}")
+            }
+            10..=12 if !tags.is_empty() => {
+                let tag = &tags[rng.below(tags.len())];
+                alba()
+                    .args(["container", "rm", "-t", &format!("{NAME}:{tag}"), &target])
+                    .run_expect(0);
+                model.remove(tag);
+                format!("step {step}: rm {tag}")
+            }
+            10..=12 => {
+                let before = folder_keys(&root);
+                alba()
+                    .args(["container", "rm", "-t", &format!("{NAME}:0.999"), &target])
+                    .run_expect(1);
+                assert_eq!(
+                    folder_keys(&root),
+                    before,
+                    "rm of an unknown tag deletes nothing"
+                );
+                format!("step {step}: rm of an unknown tag")
+            }
+            13..=16 => {
+                let keep = 1 + rng.below(3);
+                gc(&target, keep, &mut model);
+                format!("step {step}: gc --keep {keep}")
+            }
+            17 if !tags.is_empty() => {
+                // A run that died after untagging: the tag object is gone, its content stays.
+                let tag = &tags[rng.below(tags.len())];
+                std::fs::remove_file(root.join(format!("v2/{NAME}/manifests/{tag}")))
+                    .expect("remove a tag object");
+                model.remove(tag);
+                gc(&target, 1000, &mut model);
+                format!("step {step}: {tag} half removed, then gc finishes the job")
+            }
+            _ if !tags.is_empty() => {
+                // A run that died right after rewriting tags/list: the tag object is the truth,
+                // so the tag (complete) comes back into the list.
+                let tag = &tags[rng.below(tags.len())];
+                let rest: Vec<&String> = tags.iter().filter(|t| *t != tag).collect();
+                let list = serde_json::json!({ "name": NAME, "tags": rest });
+                std::fs::write(root.join(format!("v2/{NAME}/tags/list")), list.to_string())
+                    .expect("rewrite tags/list");
+                gc(&target, 1000, &mut model);
+                format!("step {step}: {tag} unlisted, then gc lists it again")
+            }
+            _ => format!("step {step}: nothing"),
+        };
+        eprintln!("{context}");
+        let layout = Layout::read(&folder_keys(&root), &get);
+        layout.assert_consistent(&get, &context);
+        assert_eq!(
+            layout.tags, model,
+            "{context}: tags point at what was pushed"
+        );
+    }
+}
+
+/// Runs `container gc --keep N` (checking its dry run first) and drops the removed tags from
+/// the model.
+fn gc(target: &str, keep: usize, model: &mut BTreeMap<String, String>) {
+    let root = PathBuf::from(target.trim_start_matches("file:"));
+    let before = folder_keys(&root);
+    let keep = keep.to_string();
+    alba()
+        .args([
+            "container",
+            "gc",
+            "-t",
+            NAME,
+            "--keep",
+            &keep,
+            "--dry-run",
+            target,
+        ])
+        .run_expect(0);
+    assert_eq!(folder_keys(&root), before, "a dry run deletes nothing");
+    let out = alba()
+        .args([
+            "--json",
+            "container",
+            "gc",
+            "-t",
+            NAME,
+            "--keep",
+            &keep,
+            target,
+        ])
+        .run_expect(0);
+    let removed: Vec<String> =
+        serde_json::from_value(json(&out.stdout)["targets"][0]["tags"].clone())
+            .expect("removed tags");
+    for tag in removed {
+        model.remove(&tag);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A registry
+// ---------------------------------------------------------------------------------------
+
+fn registry_tags(registry: &Registry) -> Vec<String> {
+    let (status, _, body) = registry.get(&format!("/v2/{NAME}/tags/list"), "application/json");
+    assert_eq!(status, 200);
+    let mut tags: Vec<String> =
+        serde_json::from_value(json(&body)["tags"].clone()).unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+/// `container rm` deletes the tag's manifest on Debian's docker-registry (delete enabled):
+/// the tag leaves tags/list, the other tag still resolves; dry runs and unknown tags send no
+/// DELETE; a tag sharing its manifest with another is refused; `gc --keep 1` deletes the
+/// older tags and keeps `latest`, an alias of the newest.
+#[test]
+fn container_rm_and_gc_on_a_registry() {
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let repo = registry.url(NAME);
+    let base = base_layer("ID=albatros\n");
+    for tag in ["1.0", "1.1", "1.2"] {
+        let dir = image_dir(work.path(), tag, &base, &["amd64"]);
+        alba()
+            .args(["container", "push", "-t", &format!("{NAME}:{tag}")])
+            .arg(&dir)
+            .arg(&repo)
+            .run_expect(0);
+    }
+    assert_eq!(registry_tags(&registry), ["1.0", "1.1", "1.2"]);
+
+    let out = alba()
+        .args([
+            "--json",
+            "container",
+            "rm",
+            "-t",
+            &format!("{NAME}:1.0"),
+            "--dry-run",
+            &repo,
+        ])
+        .run_expect(0);
+    assert_eq!(deleted_keys(&json(&out.stdout)).len(), 1);
+    let out = alba()
+        .args(["container", "rm", "-t", &format!("{NAME}:0.1"), &repo])
+        .run_expect(1);
+    assert!(
+        stderr(&out).contains("tag 0.1 does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        registry.count_requests("DELETE", "/manifests/"),
+        0,
+        "dry runs and unknown tags delete nothing"
+    );
+
+    alba()
+        .args(["container", "rm", "-t", &format!("{NAME}:1.0"), &repo])
+        .run_expect(0);
+    assert_eq!(registry_tags(&registry), ["1.1", "1.2"]);
+    assert_eq!(
+        registry.get(&format!("/v2/{NAME}/manifests/1.1"), INDEX).0,
+        200
+    );
+
+    // `latest` shares 1.2's manifest: a DELETE by digest would take 1.2 along, and
+    // distribution 2.8 cannot delete a tag alone, so rm refuses and deletes nothing.
+    let dir = image_dir(work.path(), "1.2", &base, &["amd64"]);
+    alba()
+        .args(["container", "push", "-t", &format!("{NAME}:latest")])
+        .arg(&dir)
+        .arg(&repo)
+        .run_expect(0);
+    let out = alba()
+        .args(["container", "rm", "-t", &format!("{NAME}:latest"), &repo])
+        .run_expect(1);
+    assert!(
+        stderr(&out).contains("points at the same image as 1.2"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nothing was deleted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(registry_tags(&registry), ["1.1", "1.2", "latest"]);
+
+    // gc keeps the newest version and, as its alias, latest.
+    alba()
+        .args(["container", "gc", "-t", NAME, "--keep", "1", &repo])
+        .run_expect(0);
+    assert_eq!(registry_tags(&registry), ["1.2", "latest"]);
+    assert_eq!(
+        registry.get(&format!("/v2/{NAME}/manifests/1.2"), INDEX).0,
+        200
+    );
+}
+
+/// A registry with deletes disabled (distribution's default) answers 405: `rm` exits 1 and
+/// says how to enable them.
+#[test]
+fn container_rm_on_a_registry_without_deletes_says_so() {
+    if common::require_program("docker-registry", common::registry::HOW_TO_INSTALL).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let config = dir.path().join("config.yml");
+    let text = format!(
+        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&config, text).expect("write the registry config");
+    let mut command = std::process::Command::new("docker-registry");
+    command.arg("serve").arg(&config);
+    let mut service =
+        common::process::Service::spawn("docker-registry", command, &dir.path().join("log"));
+    service.wait_until("GET /v2/", std::time::Duration::from_secs(30), || {
+        common::http_client()
+            .get(format!("http://127.0.0.1:{port}/v2/"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    });
+    let repo = format!("docker://127.0.0.1:{port}/{NAME}");
+    let images = image_dir(dir.path(), "1.0", &base_layer("ID=albatros\n"), &["amd64"]);
+    alba()
+        .args(["container", "push", "-t", &format!("{NAME}:1.0")])
+        .arg(&images)
+        .arg(&repo)
+        .run_expect(0);
+    let out = alba()
+        .args(["container", "rm", "-t", &format!("{NAME}:1.0"), &repo])
+        .run_expect(1);
+    let text = stderr(&out);
+    assert!(
+        text.contains("refuses to delete manifests") && text.contains("storage.delete.enabled"),
+        "{text}"
+    );
+    let manifest = common::http_client()
+        .get(format!("http://127.0.0.1:{port}/v2/{NAME}/manifests/1.0"))
+        .header("accept", INDEX)
+        .send()
+        .expect("GET the manifest");
+    assert_eq!(manifest.status().as_u16(), 200, "the tag is still there");
+}
