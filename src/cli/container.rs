@@ -151,7 +151,8 @@ pub async fn publish_all(
         let layers = image.layers.len();
         ui.line(format!("{} {} ({layers} layers, {})", image.platform, image.manifest_digest, crate::ui::human_size(size)));
     }
-    ui.line(format!("index {}", set.index_digest));
+    let layers: usize = set.images.iter().map(|i| i.layers.len()).sum();
+    ui.line(format!("index {} ({} of {layers} layers compressed, the rest known from the cache)", set.index_digest, set.layers_compressed));
     let mut failure = None;
     for t in targets {
         let (sink, target_tags) = sink_for(global, t, &repository, tags).await?;

@@ -1,8 +1,10 @@
 //! The cache under `$XDG_CACHE_HOME/alba`: work done once need not be done again.
 //!
-//! - `layers/<settings>/<diff hex>.json`: a layer's uncompressed digest + compression settings
-//!   → its compressed digest and size. A re-run builds manifests from here and compresses
-//!   nothing unless a target lacks the blob.
+//! - `layers/<settings>/<size>-<diff hex>.json`: a layer's uncompressed size and digest +
+//!   compression settings → its compressed digest and size. A re-run builds manifests from
+//!   here and compresses nothing unless a target lacks the blob. The size in the name lets a
+//!   reader tell, before knowing a layer's digest, that it cannot be cached (no cached layer
+//!   has its size), and so compress it on the first pass.
 //! - `archives/v1/<identity hex>.json`: what an input archive holds (manifest.json, config, layer
 //!   sizes), keyed by the file's identity (path, device, inode, size, mtime). Nix store paths
 //!   never change, so a re-run need not even decompress the archive or run the stream script
@@ -12,7 +14,7 @@
 //! never see half a file. The cache is only an optimisation: unreadable entries are misses and
 //! write failures are warnings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -59,16 +61,30 @@ impl Cache {
         }
     }
 
-    /// The cached result for a layer, if any.
-    pub(crate) fn get(&self, diff_id: &str) -> Option<Entry> {
-        read_json(&file(&self.layers, diff_id)?).filter(|e: &Entry| is_digest(&e.digest))
+    /// The cached result for a layer of `size` uncompressed bytes, if any.
+    pub(crate) fn get(&self, diff_id: &str, size: u64) -> Option<Entry> {
+        read_json(&self.layer_file(diff_id, size)?).filter(|e: &Entry| is_digest(&e.digest))
     }
 
     /// Records a result; failures only warn (the next run compresses again).
-    pub(crate) fn put(&self, diff_id: &str, entry: &Entry) {
-        if let Some(file) = file(&self.layers, diff_id) {
+    pub(crate) fn put(&self, diff_id: &str, size: u64, entry: &Entry) {
+        if let Some(file) = self.layer_file(diff_id, size) {
             write_json(&file, entry);
         }
+    }
+
+    /// The uncompressed sizes of all cached layers (one folder listing).
+    pub(crate) fn sizes(&self) -> HashSet<u64> {
+        let Some(entries) = self.layers.as_ref().and_then(|d| std::fs::read_dir(d).ok()) else {
+            return HashSet::new();
+        };
+        let names = entries.filter_map(|e| e.ok()?.file_name().into_string().ok());
+        names.filter_map(|n| n.split_once('-')?.0.parse().ok()).collect()
+    }
+
+    fn layer_file(&self, diff_id: &str, size: u64) -> Option<PathBuf> {
+        let hex = diff_id.strip_prefix("sha256:").filter(|h| is_sha256_hex(h))?;
+        Some(self.layers.as_ref()?.join(format!("{size}-{hex}.json")))
     }
 
     /// What the archive with this identity held when last read.
@@ -91,11 +107,10 @@ impl Cache {
     }
 }
 
-/// The file for a key; `None` without a cache or for a malformed key (diff_ids come from the
-/// image config: never let one name a path outside the cache).
+/// The file for a key; `None` without a cache or for a malformed key (keys are hex digests;
+/// diff_ids come from the image config: never let one name a path outside the cache).
 fn file(dir: &Option<PathBuf>, key: &str) -> Option<PathBuf> {
-    let hex = key.strip_prefix("sha256:").unwrap_or(key);
-    is_sha256_hex(hex).then(|| dir.as_ref().map(|d| d.join(format!("{hex}.json"))))?
+    is_sha256_hex(key).then(|| dir.as_ref().map(|d| d.join(format!("{key}.json"))))?
 }
 
 fn read_json<T: DeserializeOwned>(file: &Path) -> Option<T> {

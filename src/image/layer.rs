@@ -121,6 +121,8 @@ impl FromStr for Compression {
 pub(crate) struct Spooled {
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
+    /// Size of the uncompressed tar.
+    pub raw_size: u64,
     /// `sha256:<hex>` of the compressed file.
     pub digest: String,
     /// Size of the compressed file.
@@ -183,6 +185,7 @@ pub(crate) fn compress(
 /// Hashes the uncompressed bytes and feeds them to the compressor.
 struct LayerWriter {
     uncompressed: Sha256,
+    raw_size: u64,
     encoder: Encoder,
 }
 
@@ -200,11 +203,12 @@ impl LayerWriter {
             Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(spool, ZSTD_LEVEL)?),
             Compression::None => Encoder::None(spool),
         };
-        Ok(LayerWriter { uncompressed: Sha256::new(), encoder })
+        Ok(LayerWriter { uncompressed: Sha256::new(), raw_size: 0, encoder })
     }
 
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.uncompressed.update(data);
+        self.raw_size += data.len() as u64;
         match &mut self.encoder {
             Encoder::Gzip(w) => w.write_all(data),
             Encoder::Zstd(w) => w.write_all(data),
@@ -231,7 +235,7 @@ impl LayerWriter {
         };
         let (digest, size, path) = spool.finish()?;
         let diff_id = format!("sha256:{}", hex::encode(self.uncompressed.finalize()));
-        Ok(Spooled { diff_id, digest, size, path: Arc::new(path) })
+        Ok(Spooled { diff_id, raw_size: self.raw_size, digest, size, path: Arc::new(path) })
     }
 }
 

@@ -138,7 +138,6 @@ pub struct ImageSet {
     pub index_digest: String,
     /// How many layers [`load`] compressed (the others came from the layer cache), for the
     /// load trace ("3 layers compressed, 5 from the cache").
-    #[allow(dead_code)] // until the CLI's trace shows it; read by the tests
     pub layers_compressed: usize,
 }
 
@@ -165,9 +164,11 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let cache = cache::Cache::new(opts.cache_dir.as_deref(), opts.compression);
     let shared = Arc::new(read::Shared {
         compression: opts.compression,
-        cache: cache::Cache::new(opts.cache_dir.as_deref(), opts.compression),
+        cached_sizes: cache.sizes(),
+        cache,
         pool: Arc::new(pool::Pool::new(jobs)?),
     });
     let read = futures::stream::iter(inputs).map(|(platform, path)| {

@@ -1,12 +1,13 @@
 //! Reading one image input into a [`PlatformImage`].
 //!
-//! A first pass over the tar keeps the small JSON entries in memory and skips layers, except
-//! those it can already identify (manifest and config seen before them) as needing
-//! compression: those are compressed as they stream by. nixpkgs writes `manifest.json` *last*,
-//! so usually the first pass only learns the config's `rootfs.diff_ids`; the cache then tells
-//! each layer's compressed digest and size. A second pass compresses only the layers the cache
-//! lacks. Layers known from the cache become lazy blobs: compressed (once, all of an archive's
-//! lazy layers in one pass) only if a sink asks for their bytes.
+//! A first pass over the tar keeps the small JSON entries in memory and compresses, as they
+//! stream by, the layers it knows are not in the layer cache: either manifest and config came
+//! first and name the layer's diff_id, or (nixpkgs writes `manifest.json` *last*) no cached
+//! layer has the entry's size. Other layers are skipped; once the config's `rootfs.diff_ids`
+//! are known, the cache gives each one's compressed digest and size, and a second pass
+//! compresses only those it lacks (rare: a size shared with a cached layer). Layers known
+//! from the cache become lazy blobs: compressed (once, all of an archive's lazy layers in one
+//! pass) only if a sink asks for their bytes.
 //!
 //! When the archive index cache knows the input (same file, unchanged), even the first pass is
 //! skipped: a warm run with every layer cached reads nothing but that cache.
@@ -40,6 +41,8 @@ const SMALL_LIMIT: u64 = 16 << 20;
 pub(crate) struct Shared {
     pub compression: Compression,
     pub cache: Cache,
+    /// The uncompressed sizes of the cached layers, listed once when the load starts.
+    pub cached_sizes: HashSet<u64>,
     pub pool: Arc<Pool>,
 }
 
@@ -165,12 +168,23 @@ impl<'a> Scan<'a> {
             self.small.insert(name.to_string(), bytes);
             return self.try_spec();
         }
-        let Some(diff_id) = self.layers.get(name) else { return Ok(()) };
-        if !self.compressing.contains_key(name) && needs_compression(self.shared, diff_id) {
+        let wanted = match self.layers.get(name) {
+            Some(diff_id) => needs_compression(self.shared, diff_id, size),
+            None => self.spec.is_none() && self.surely_uncached(name, size),
+        };
+        if wanted && !self.compressing.contains_key(name) {
             let compressing = compress_entry(self.input, self.shared, name, data)?;
             self.compressing.insert(name.to_string(), compressing);
         }
         Ok(())
+    }
+
+    /// Before manifest and config are known (nixpkgs writes them last), a layer-like entry
+    /// whose size no cached layer has cannot be in the cache: compressing it right away saves
+    /// a second pass over the archive (a second decompression, or a second run of the script).
+    fn surely_uncached(&self, name: &str, size: u64) -> bool {
+        let layer_like = name.ends_with(".tar") || name.starts_with("blobs/");
+        layer_like && self.shared.compression != Compression::None && !self.shared.cached_sizes.contains(&size)
     }
 
     /// manifest.json, the config, and any other JSON entry of reasonable size.
@@ -238,8 +252,8 @@ impl<'a> Scan<'a> {
 
 /// True when a layer must be compressed now: it is not in the cache (uncompressed layers need
 /// no cache: their digest is the diff_id).
-fn needs_compression(shared: &Shared, diff_id: &str) -> bool {
-    shared.compression != Compression::None && shared.cache.get(diff_id).is_none()
+fn needs_compression(shared: &Shared, diff_id: &str, size: u64) -> bool {
+    shared.compression != Compression::None && shared.cache.get(diff_id, size).is_none()
 }
 
 fn read_small(input: &Input, name: &str, size: u64, data: &mut dyn Read) -> Result<Bytes> {
@@ -379,7 +393,8 @@ impl Shared {
     /// Records a compressed layer in the cache (uncompressed layers need no entry).
     fn remember(&self, done: &Spooled) {
         if self.compression != Compression::None {
-            self.cache.put(&done.diff_id, &cache::Entry { digest: done.digest.clone(), size: done.size });
+            let entry = cache::Entry { digest: done.digest.clone(), size: done.size };
+            self.cache.put(&done.diff_id, done.raw_size, &entry);
         }
     }
 }
@@ -389,7 +404,7 @@ impl Shared {
 fn known(shared: &Shared, diff_id: &str, size: u64) -> Option<cache::Entry> {
     match shared.compression {
         Compression::None => Some(cache::Entry { digest: diff_id.to_string(), size }),
-        _ => shared.cache.get(diff_id),
+        _ => shared.cache.get(diff_id, size),
     }
 }
 

@@ -183,6 +183,24 @@ fn parallel_gzip_is_deterministic_and_one_member() {
     assert!(reference.len() < data.len() * 3 / 4, "barely compressed: {} of {}", reference.len(), data.len());
 }
 
+/// Digests must never change unnoticed: a repeated release must stay a no-op across alba
+/// versions. If this fails after a dependency update, the compressor's output changed: pin
+/// the old version, or accept that every image gets new layer digests once.
+#[test]
+fn compressed_output_is_pinned() {
+    let data = code_like(3 * gzip::BLOCK + 5, 42);
+    assert_eq!(sha(&pargz(&data, 2, 1 << 16)), GOLDEN_GZIP);
+    let pool = Arc::new(pool::Pool::new(1).expect("pool"));
+    let spooled = layer::compress(&mut data.as_slice(), Compression::Zstd, &pool)
+        .map_err(|_| "compress")
+        .and_then(|c| c.wait().map_err(|_| "wait"))
+        .expect("zstd");
+    assert_eq!(spooled.digest, GOLDEN_ZSTD);
+}
+
+const GOLDEN_GZIP: &str = "sha256:8e27776954ed21d539c5af401422de48e0e7d3ea0c15ff6dc57141a16d1f65f7";
+const GOLDEN_ZSTD: &str = "sha256:af0660089fe3a8258ee821a5841bff479e23466c978970b863dd37b8c1a8129f";
+
 #[test]
 fn parallel_gzip_edge_sizes() {
     for len in [0, 1, gzip::BLOCK - 1, gzip::BLOCK, 2 * gzip::BLOCK] {
@@ -314,6 +332,33 @@ async fn cache_hits_avoid_compression() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_script_runs_once_cold_or_warm() {
+    let dir = TempDir::new().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let runs = dir.path().join("runs");
+    let stream = |name: &str, layers: &[Vec<u8>]| {
+        let tar = write(dir.path(), &format!("{name}.tar"), &archive_tar("linux", "amd64", layers, Order::ManifestLast));
+        script(dir.path(), name, &format!("echo run >> '{}'\ncat '{}'", runs.display(), tar.display()))
+    };
+    let count = || std::fs::read_to_string(&runs).map_or(0, |s| s.lines().count());
+    let layers = two_layers();
+    let first = stream("first", &layers);
+    let cold = load(vec![(amd64(), first.clone())], &opts(2, Some(&cache))).await.expect("cold");
+    assert_eq!((cold.layers_compressed, count()), (2, 1), "(layers compressed, script runs)");
+    let warm = load(vec![(amd64(), first)], &opts(2, Some(&cache))).await.expect("warm");
+    assert_eq!((warm.layers_compressed, count()), (0, 2));
+
+    // A new layer of the very size of a cached one: only the config can tell, a second run must.
+    let mut twin = layers[1].clone();
+    let at = twin.iter().position(|&b| b == b'h').expect("an h in hello");
+    twin[at] = b'j';
+    let second = stream("second", &[layers[0].clone(), twin.clone()]);
+    let next = load(vec![(amd64(), second)], &opts(2, Some(&cache))).await.expect("twin");
+    assert_eq!((next.layers_compressed, count()), (1, 4));
+    assert!(gunzip(&bytes_of(&next.images[0].layers[1]).await) == twin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_run_does_not_read_an_unchanged_archive() {
     let dir = TempDir::new().expect("tempdir");
     let cache = dir.path().join("cache");
@@ -347,7 +392,7 @@ async fn a_stale_cache_entry_is_caught_when_materializing() {
     let path = write(dir.path(), "img", &archive_tar("linux", "amd64", &layers, Order::ManifestLast));
     let cache = cache::Cache::new(Some(&cache_dir), Compression::Gzip);
     let wrong = cache::Entry { digest: sha(b"not this"), size: 8 };
-    cache.put(&sha(&layers[0]), &wrong);
+    cache.put(&sha(&layers[0]), layers[0].len() as u64, &wrong);
     let set = load(vec![(amd64(), path.clone())], &opts(1, Some(&cache_dir))).await.expect("load");
     assert_eq!(set.images[0].layers[0].digest, wrong.digest);
     let error = set.images[0].layers[0].materialize().await.expect_err("stale cache");
