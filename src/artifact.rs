@@ -64,7 +64,9 @@ impl ArtifactSet {
 
     /// The images: (platform, store path) pairs.
     pub fn images(&self) -> Vec<(Platform, PathBuf)> {
-        self.of(Kind::Container).map(|a| (a.platform.clone(), a.path.clone())).collect()
+        self.of(Kind::Container)
+            .map(|a| (a.platform.clone(), a.path.clone()))
+            .collect()
     }
 }
 
@@ -75,38 +77,65 @@ pub async fn load_release(nix: &Nix, flake_url: &str, attr: &str) -> Result<Rele
 }
 
 /// Builds the given kinds of a release with one `nix build` and returns the artifact set.
-pub async fn build(nix: &Nix, flake_url: &str, release: &Release, kinds: &[Kind]) -> Result<ArtifactSet> {
+pub async fn build(
+    nix: &Nix,
+    flake_url: &str,
+    release: &Release,
+    kinds: &[Kind],
+) -> Result<ArtifactSet> {
     let installables = release.installables(kinds);
     let attrs: Vec<String> = installables.iter().map(|i| i.attr.clone()).collect();
     let paths = nix.build(flake_url, &attrs).await?;
     let artifacts = installables
         .into_iter()
         .zip(paths)
-        .map(|(i, path)| Artifact { kind: i.kind, platform: i.platform, system: Some(i.system), path })
+        .map(|(i, path)| Artifact {
+            kind: i.kind,
+            platform: i.platform,
+            system: Some(i.system),
+            path,
+        })
         .collect();
-    Ok(ArtifactSet { name: release.name.clone(), artifacts })
+    Ok(ArtifactSet {
+        name: release.name.clone(),
+        artifacts,
+    })
 }
 
 /// The files a static store path publishes.
 fn files_of(name: &str, platform: &Platform, path: &Path) -> Result<Vec<StaticFile>> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.is_file() {
-        return Ok(vec![StaticFile { platform: platform.clone(), file_name: name.to_string(), path: path.to_path_buf() }]);
+        return Ok(vec![StaticFile {
+            platform: platform.clone(),
+            file_name: name.to_string(),
+            path: path.to_path_buf(),
+        }]);
     }
     let bin = path.join("bin");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&bin).with_context(|| {
-        format!("{} is a folder without bin/: point the static attr at a binary or a package with bin/", path.display())
+        format!(
+            "{} is a folder without bin/: point the static attr at a binary or a package with bin/",
+            path.display()
+        )
     })? {
         let entry = entry?;
         // Follow symlinks: Nix packages often link bin/ entries to their real files.
         if std::fs::metadata(entry.path())?.is_file() {
             let file_name = entry.file_name().to_string_lossy().to_string();
-            files.push(StaticFile { platform: platform.clone(), file_name, path: entry.path() });
+            files.push(StaticFile {
+                platform: platform.clone(),
+                file_name,
+                path: entry.path(),
+            });
         }
     }
     if files.is_empty() {
-        bail_input!("{} has no regular files: nothing to publish for {platform}", bin.display());
+        bail_input!(
+            "{} has no regular files: nothing to publish for {platform}",
+            bin.display()
+        );
     }
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(files)
@@ -119,7 +148,12 @@ pub fn scan_static_dir(dir: &Path) -> Result<Vec<StaticFile>> {
     for os in read_dir_sorted(dir, layout)? {
         for arch in read_dir_sorted(&os, layout)? {
             for entry in read_dir_sorted(&arch, layout)? {
-                let segments = [&os, &arch, &entry].map(|p| p.file_name().unwrap_or_default().to_string_lossy().to_string());
+                let segments = [&os, &arch, &entry].map(|p| {
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string()
+                });
                 if entry.is_file() {
                     files.push(static_file(&segments[..2], entry)?);
                 } else if entry.is_dir() && is_variant(&segments[2]) {
@@ -142,26 +176,43 @@ pub fn scan_static_dir(dir: &Path) -> Result<Vec<StaticFile>> {
 }
 
 fn is_variant(segment: &str) -> bool {
-    segment.len() >= 2 && segment.starts_with('v') && segment[1..].chars().all(|c| c.is_ascii_digit())
+    segment.len() >= 2
+        && segment.starts_with('v')
+        && segment[1..].chars().all(|c| c.is_ascii_digit())
 }
 
 fn static_file(segments: &[String], path: PathBuf) -> Result<StaticFile> {
     let text = segments.join("/");
     let Some(platform) = Platform::parse(&text) else {
-        bail_input!("{}: {text:?} is not an <os>/<arch> pair such as linux/amd64", path.display());
+        bail_input!(
+            "{}: {text:?} is not an <os>/<arch> pair such as linux/amd64",
+            path.display()
+        );
     };
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+    let file_name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
     crate::names::check_name(&file_name)?;
-    Ok(StaticFile { platform, file_name, path })
+    Ok(StaticFile {
+        platform,
+        file_name,
+        path,
+    })
 }
 
 fn read_dir_sorted(dir: &Path, layout: &str) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         bail_input!("{} is not a folder; {layout}", dir.display());
     }
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
-    entries.retain(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')));
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.retain(|p| {
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    });
     entries.sort();
     Ok(entries)
 }
@@ -179,7 +230,10 @@ mod tests {
             std::fs::write(&f, p).unwrap();
         }
         let files = scan_static_dir(dir.path()).unwrap();
-        let got: Vec<String> = files.iter().map(|f| format!("{} {}", f.platform, f.file_name)).collect();
+        let got: Vec<String> = files
+            .iter()
+            .map(|f| format!("{} {}", f.platform, f.file_name))
+            .collect();
         assert_eq!(got, ["linux/amd64 albatros", "linux/arm/v6 albatros"]);
     }
 
@@ -203,7 +257,13 @@ mod tests {
         std::fs::write(dir.path().join("bin/a"), "a").unwrap();
         let p = Platform::parse("linux/amd64").unwrap();
         let files = files_of("x", &p, dir.path()).unwrap();
-        assert_eq!(files.iter().map(|f| f.file_name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            files
+                .iter()
+                .map(|f| f.file_name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         let file = dir.path().join("bin/a");
         assert_eq!(files_of("rel", &p, &file).unwrap()[0].file_name, "rel");
     }

@@ -79,7 +79,9 @@ impl Release {
     fn validate(&self, source: &str) -> Result<()> {
         crate::names::check_name(&self.name)?;
         if self.systems.is_empty() {
-            bail_input!("{source}: `systems` is empty; list at least one, e.g. [ \"x86_64-linux\" ]");
+            bail_input!(
+                "{source}: `systems` is empty; list at least one, e.g. [ \"x86_64-linux\" ]"
+            );
         }
         for system in &self.systems {
             if Platform::from_nix_system(system).is_none() {
@@ -92,7 +94,9 @@ impl Release {
         for (kind, section) in self.sections() {
             for system in section.attrs.keys() {
                 if !self.systems.contains(system) {
-                    bail_input!("{source}: {kind:?} attrs names {system:?}, which is not in `systems`");
+                    bail_input!(
+                        "{source}: {kind:?} attrs names {system:?}, which is not in `systems`"
+                    );
                 }
             }
             if let Some(attr) = &section.attr
@@ -134,7 +138,12 @@ impl Release {
             for system in &self.systems {
                 let attr = section.attr_for(kind, &self.name, system);
                 let platform = Platform::from_nix_system(system).expect("validated");
-                out.push(Installable { kind, system: system.clone(), platform, attr });
+                out.push(Installable {
+                    kind,
+                    system: system.clone(),
+                    platform,
+                    attr,
+                });
             }
         }
         out
@@ -171,24 +180,41 @@ mod tests {
         let attrs: Vec<_> = all.iter().map(|i| i.attr.as_str()).collect();
         assert_eq!(
             attrs,
-            ["packages.x86_64-linux.albatros", "packages.armv6l-linux.albatros", "packages.x86_64-linux.img", "legacy.arm"]
+            [
+                "packages.x86_64-linux.albatros",
+                "packages.armv6l-linux.albatros",
+                "packages.x86_64-linux.img",
+                "legacy.arm"
+            ]
         );
         assert_eq!(r.installables(&[Kind::Container]).len(), 2);
         let c = Section::default();
-        assert_eq!(c.attr_for(Kind::Container, "a", "i686-linux"), "packages.i686-linux.docker.a");
+        assert_eq!(
+            c.attr_for(Kind::Container, "a", "i686-linux"),
+            "packages.i686-linux.docker.a"
+        );
     }
 
     #[test]
     fn refuses_bad_descriptions() {
         for (bad, needle) in [
-            (r#"{"name":"a","systems":["x86_64-linux"],"statc":{}}"#, "statc"),
-            (r#"{"name":"a","systems":["x86_64-linux"],"static":{"tagets":[]}}"#, "tagets"),
+            (
+                r#"{"name":"a","systems":["x86_64-linux"],"statc":{}}"#,
+                "statc",
+            ),
+            (
+                r#"{"name":"a","systems":["x86_64-linux"],"static":{"tagets":[]}}"#,
+                "tagets",
+            ),
             (r#"{"name":"a","systems":"x86_64-linux"}"#, "invalid type"),
             (r#"{"name":"a","systems":["mips-linux"]}"#, "mips-linux"),
             (r#"{"name":"a/b","systems":["x86_64-linux"]}"#, "a/b"),
             (r#"{"systems":["x86_64-linux"]}"#, "name"),
             (r#"{"name":"a","systems":[]}"#, "empty"),
-            (r#"{"name":"a","systems":["x86_64-linux"],"static":{"attrs":{"i686-linux":"x"}}}"#, "i686-linux"),
+            (
+                r#"{"name":"a","systems":["x86_64-linux"],"static":{"attrs":{"i686-linux":"x"}}}"#,
+                "i686-linux",
+            ),
         ] {
             let err = Release::from_json(bad, "test").unwrap_err();
             assert_eq!(crate::error::exit_code(&err), 2);

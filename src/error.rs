@@ -24,7 +24,11 @@ pub fn input(message: impl Into<String>) -> anyhow::Error {
 
 /// The exit status for an error: 2 for input errors, 1 for everything else.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    if error.chain().any(|e| e.is::<InputError>()) { 2 } else { 1 }
+    if error.chain().any(|e| e.is::<InputError>()) {
+        2
+    } else {
+        1
+    }
 }
 
 /// Returns early with an input error (exit 2), formatted like `format!`.

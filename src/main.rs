@@ -30,13 +30,21 @@ fn init_logging(level: i8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ALBA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,alba={ours}")));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).without_time().init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .init();
 }
 
 fn main() {
     let cli = cli::Cli::parse();
     init_logging(cli.global.verbose as i8 - cli.global.quiet as i8);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

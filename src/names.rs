@@ -21,7 +21,9 @@ pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !ok {
         bail_input!(
             "name {name:?} is not valid: use letters, digits, '.', '_' and '-' (no '/', '..' or spaces), e.g. albatros"
@@ -35,7 +37,9 @@ pub fn check_static_tag(tag: &str) -> Result<()> {
     let ok = !tag.is_empty()
         && tag.len() <= 128
         && !tag.starts_with('.')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
     if !ok {
         bail_input!(
             "tag {tag:?} is not valid: use letters, digits, '.', '_', '+' and '-' (no '/', '..' or spaces), e.g. 0.9"
@@ -47,8 +51,12 @@ pub fn check_static_tag(tag: &str) -> Result<()> {
 /// Checks an OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn check_oci_tag(tag: &str) -> Result<()> {
     let mut chars = tag.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let ok = first_ok && tag.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok = first_ok
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !ok {
         bail_input!(
             "tag {tag:?} is not a valid OCI tag: use letters, digits, '.', '_' and '-', not starting with '.' or '-' (e.g. 0.9-feat instead of 0.9+feat)"
@@ -61,7 +69,8 @@ pub fn check_oci_tag(tag: &str) -> Result<()> {
 pub fn check_repository(repo: &str) -> Result<()> {
     let component_ok = |c: &str| {
         !c.is_empty()
-            && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
             && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
             && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
     };
@@ -80,7 +89,10 @@ pub fn parse_name_tag(text: &str) -> Result<NameTag> {
     };
     check_name(name)?;
     check_static_tag(tag)?;
-    Ok(NameTag { name: name.to_string(), tag: tag.to_string() })
+    Ok(NameTag {
+        name: name.to_string(),
+        tag: tag.to_string(),
+    })
 }
 
 #[cfg(test)]

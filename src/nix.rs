@@ -45,7 +45,11 @@ impl Nix {
                 input("nix was not found on PATH: install Nix (Debian: apt-get install nix-bin) or pass --nix /path/to/nix")
             })?,
         };
-        Ok(Nix { bin, options, show_progress: true })
+        Ok(Nix {
+            bin,
+            options,
+            show_progress: true,
+        })
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -55,7 +59,9 @@ impl Nix {
             cmd.args(["--option", name, value]);
         }
         cmd.args(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.kill_on_drop(true);
         cmd
     }
@@ -86,24 +92,38 @@ impl Nix {
         struct Metadata {
             url: String,
         }
-        let out = self.run(&format!("reading flake {flake}"), &["flake", "metadata", "--json", flake]).await?;
-        let meta: Metadata = serde_json::from_str(&out).context("parsing `nix flake metadata --json`")?;
+        let out = self
+            .run(
+                &format!("reading flake {flake}"),
+                &["flake", "metadata", "--json", flake],
+            )
+            .await?;
+        let meta: Metadata =
+            serde_json::from_str(&out).context("parsing `nix flake metadata --json`")?;
         Ok(meta.url)
     }
 
     /// Evaluates `<flake>#<attr>` to JSON text.
     pub async fn eval_json(&self, flake: &str, attr: &str) -> Result<String> {
         let installable = format!("{flake}#{attr}");
-        self.run(&format!("evaluating {installable}"), &["eval", "--json", &installable]).await
+        self.run(
+            &format!("evaluating {installable}"),
+            &["eval", "--json", &installable],
+        )
+        .await
     }
 
     /// The derivation path of each attribute path of a flake's outputs, in one evaluation.
     pub async fn drv_paths(&self, flake_url: &str, attrs: &[String]) -> Result<Vec<String>> {
         let expr = drv_paths_expr(flake_url, attrs);
         let out = self
-            .run(&format!("evaluating the release's attributes in {flake_url}"), &["eval", "--impure", "--json", "--expr", &expr])
+            .run(
+                &format!("evaluating the release's attributes in {flake_url}"),
+                &["eval", "--impure", "--json", "--expr", &expr],
+            )
             .await?;
-        let values: Vec<serde_json::Value> = serde_json::from_str(&out).context("parsing the drvPath evaluation")?;
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(&out).context("parsing the drvPath evaluation")?;
         let mut paths = Vec::new();
         for (attr, value) in attrs.iter().zip(values) {
             match value {
@@ -111,7 +131,9 @@ impl Nix {
                 serde_json::Value::Null => bail_input!(
                     "the flake has no attribute {attr:?}; set `attr`/`attrs` in the release description or add the package"
                 ),
-                _ => bail_input!("the flake attribute {attr:?} is not a derivation; point `attr` at a package"),
+                _ => bail_input!(
+                    "the flake attribute {attr:?} is not a derivation; point `attr` at a package"
+                ),
             }
         }
         Ok(paths)
@@ -127,7 +149,8 @@ impl Nix {
         let mut args = vec!["build", "--json", "--no-link"];
         args.extend(installables.iter().map(String::as_str));
         let out = self.run("nix build", &args).await?;
-        let results: Vec<BuildResult> = serde_json::from_str(&out).context("parsing `nix build --json`")?;
+        let results: Vec<BuildResult> =
+            serde_json::from_str(&out).context("parsing `nix build --json`")?;
         match_results(attrs, &drvs, results)
     }
 }
@@ -154,12 +177,19 @@ in map (p: info (builtins.foldl' step outputs p)) [ {paths} ]"#,
 
 /// A Nix string literal (JSON escaping is valid Nix for these characters; `$` is escaped too).
 fn nix_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_default().replace('$', "\\$")
+    serde_json::to_string(text)
+        .unwrap_or_default()
+        .replace('$', "\\$")
 }
 
 /// Matches build results to attributes by derivation path.
-fn match_results(attrs: &[String], drvs: &[String], results: Vec<BuildResult>) -> Result<Vec<PathBuf>> {
-    let by_drv: BTreeMap<&str, &BuildResult> = results.iter().map(|r| (r.drv_path.as_str(), r)).collect();
+fn match_results(
+    attrs: &[String],
+    drvs: &[String],
+    results: Vec<BuildResult>,
+) -> Result<Vec<PathBuf>> {
+    let by_drv: BTreeMap<&str, &BuildResult> =
+        results.iter().map(|r| (r.drv_path.as_str(), r)).collect();
     let mut paths = Vec::new();
     for (attr, drv) in attrs.iter().zip(drvs) {
         let result = by_drv
@@ -192,7 +222,10 @@ async fn collect_tail(stderr: tokio::process::ChildStderr, show: bool) -> String
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -202,13 +235,25 @@ mod tests {
     #[test]
     fn matches_by_drv_path_not_position() {
         let attrs = vec!["a".to_string(), "b".to_string()];
-        let drvs = vec!["/nix/store/zzz-a.drv".to_string(), "/nix/store/aaa-b.drv".to_string()];
+        let drvs = vec![
+            "/nix/store/zzz-a.drv".to_string(),
+            "/nix/store/aaa-b.drv".to_string(),
+        ];
         let results = vec![
-            BuildResult { drv_path: "/nix/store/aaa-b.drv".into(), outputs: [("out".into(), "/nix/store/b".into())].into() },
-            BuildResult { drv_path: "/nix/store/zzz-a.drv".into(), outputs: [("out".into(), "/nix/store/a".into())].into() },
+            BuildResult {
+                drv_path: "/nix/store/aaa-b.drv".into(),
+                outputs: [("out".into(), "/nix/store/b".into())].into(),
+            },
+            BuildResult {
+                drv_path: "/nix/store/zzz-a.drv".into(),
+                outputs: [("out".into(), "/nix/store/a".into())].into(),
+            },
         ];
         let paths = match_results(&attrs, &drvs, results).unwrap();
-        assert_eq!(paths, [PathBuf::from("/nix/store/a"), PathBuf::from("/nix/store/b")]);
+        assert_eq!(
+            paths,
+            [PathBuf::from("/nix/store/a"), PathBuf::from("/nix/store/b")]
+        );
     }
 
     #[test]

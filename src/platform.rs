@@ -40,7 +40,8 @@ impl Platform {
     /// Parses `os/arch[/variant]` or the Go tool's `os.arch[.variant]`.
     pub fn parse(text: &str) -> Option<Platform> {
         let parts: Vec<&str> = text.split(['/', '.']).collect();
-        let valid = |s: &&str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid =
+            |s: &&str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
             return None;
         }
@@ -76,15 +77,29 @@ mod tests {
         assert_eq!(Platform::known_systems().len(), 10);
         let arm = Platform::from_nix_system("armv6l-linux").unwrap();
         assert_eq!(arm.to_string(), "linux/arm/v6");
-        assert_eq!(Platform::from_nix_system("i686-linux").unwrap().to_string(), "linux/386");
-        assert_eq!(Platform::from_nix_system("aarch64-darwin").unwrap().to_string(), "darwin/arm64");
+        assert_eq!(
+            Platform::from_nix_system("i686-linux").unwrap().to_string(),
+            "linux/386"
+        );
+        assert_eq!(
+            Platform::from_nix_system("aarch64-darwin")
+                .unwrap()
+                .to_string(),
+            "darwin/arm64"
+        );
         assert!(Platform::from_nix_system("mips-linux").is_none());
     }
 
     #[test]
     fn parses_both_spellings() {
-        assert_eq!(Platform::parse("linux.arm.v6"), Platform::from_nix_system("armv6l-linux"));
-        assert_eq!(Platform::parse("linux/amd64"), Platform::from_nix_system("x86_64-linux"));
+        assert_eq!(
+            Platform::parse("linux.arm.v6"),
+            Platform::from_nix_system("armv6l-linux")
+        );
+        assert_eq!(
+            Platform::parse("linux/amd64"),
+            Platform::from_nix_system("x86_64-linux")
+        );
         assert!(Platform::parse("linux").is_none());
         assert!(Platform::parse("linux/../x").is_none());
     }

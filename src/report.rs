@@ -57,7 +57,13 @@ pub struct TargetReport {
 
 impl TargetReport {
     /// An empty report for a target.
-    pub fn new(target: &str, kind: &str, name: &str, tags: &[String], dry_run: bool) -> TargetReport {
+    pub fn new(
+        target: &str,
+        kind: &str,
+        name: &str,
+        tags: &[String],
+        dry_run: bool,
+    ) -> TargetReport {
         TargetReport {
             target: target.to_string(),
             kind: kind.to_string(),
@@ -75,13 +81,25 @@ impl TargetReport {
         if matches!(status, Status::New | Status::Updated) && !self.dry_run {
             self.bytes_sent += size;
         }
-        self.objects.push(Object { key: key.to_string(), size, status, digest, reason: None });
+        self.objects.push(Object {
+            key: key.to_string(),
+            size,
+            status,
+            digest,
+            reason: None,
+        });
     }
 
     /// Records an object removed (or, in a dry run, that would be removed) and why.
     pub fn record_deleted(&mut self, key: &str, size: u64, digest: Option<String>, reason: &str) {
         let reason = Some(reason.to_string());
-        self.objects.push(Object { key: key.to_string(), size, status: Status::Deleted, digest, reason });
+        self.objects.push(Object {
+            key: key.to_string(),
+            size,
+            status: Status::Deleted,
+            digest,
+            reason,
+        });
     }
 }
 

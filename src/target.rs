@@ -70,7 +70,9 @@ impl fmt::Display for Target {
 
 /// True when `text` looks like a target URL rather than a folder path.
 pub fn is_target_url(text: &str) -> bool {
-    ["s3://", "docker://", "file:"].iter().any(|s| text.starts_with(s))
+    ["s3://", "docker://", "file:"]
+        .iter()
+        .any(|s| text.starts_with(s))
 }
 
 /// Parses a target URL; every mistake is an input error that says how to write it.
@@ -91,7 +93,9 @@ pub fn parse(text: &str) -> Result<Target> {
     }
     if let Some(rest) = text.strip_prefix("file:") {
         if rest.is_empty() {
-            bail_input!("target {text:?}: no folder given; write file:REL/PATH or file:///ABS/PATH");
+            bail_input!(
+                "target {text:?}: no folder given; write file:REL/PATH or file:///ABS/PATH"
+            );
         }
         return Ok(Target::Folder(PathBuf::from(rest)));
     }
@@ -125,8 +129,14 @@ fn parse_bool(text: &str, key: &str, value: &str) -> Result<bool> {
 fn parse_s3(text: &str, rest: &str) -> Result<S3Target> {
     let (path, query) = split_query(rest);
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-    if bucket.is_empty() || !bucket.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)) {
-        bail_input!("target {text:?}: {bucket:?} is not a bucket name; write s3://BUCKET[/PREFIX]?endpoint=HOST&region=R");
+    if bucket.is_empty()
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+    {
+        bail_input!(
+            "target {text:?}: {bucket:?} is not a bucket name; write s3://BUCKET[/PREFIX]?endpoint=HOST&region=R"
+        );
     }
     let mut target = S3Target {
         bucket: bucket.to_string(),
@@ -168,21 +178,27 @@ fn endpoint_url(text: &str, endpoint: &str, disable_ssl: bool) -> Result<String>
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             Ok(with_scheme.trim_end_matches('/').to_string())
         }
-        _ => bail_input!("target {text:?}: endpoint {endpoint:?} is not a host[:port] or http(s):// URL"),
+        _ => bail_input!(
+            "target {text:?}: endpoint {endpoint:?} is not a host[:port] or http(s):// URL"
+        ),
     }
 }
 
 fn parse_docker(text: &str, rest: &str) -> Result<RegistryTarget> {
     let (path, query) = split_query(rest);
     let Some((host, repo_tag)) = path.split_once('/') else {
-        bail_input!("target {text:?}: write docker://HOST/REPO[:TAG], e.g. docker://docker.io/dxflrs/albatros");
+        bail_input!(
+            "target {text:?}: write docker://HOST/REPO[:TAG], e.g. docker://docker.io/dxflrs/albatros"
+        );
     };
     let (repository, tag) = match repo_tag.rsplit_once(':') {
         Some((r, t)) => (r.to_string(), Some(t.to_string())),
         None => (repo_tag.to_string(), None),
     };
     if host.is_empty() || repository.is_empty() {
-        bail_input!("target {text:?}: write docker://HOST/REPO[:TAG], e.g. docker://docker.io/dxflrs/albatros");
+        bail_input!(
+            "target {text:?}: write docker://HOST/REPO[:TAG], e.g. docker://docker.io/dxflrs/albatros"
+        );
     }
     if let Some(tag) = &tag {
         crate::names::check_oci_tag(tag)?;
@@ -200,13 +216,21 @@ fn parse_docker(text: &str, rest: &str) -> Result<RegistryTarget> {
     } else {
         repository
     };
-    Ok(RegistryTarget { host: host.to_string(), repository, tag, insecure })
+    Ok(RegistryTarget {
+        host: host.to_string(),
+        repository,
+        tag,
+        insecure,
+    })
 }
 
 /// True for hosts that may be reached over plain HTTP without asking.
 fn is_loopback(host: &str) -> bool {
     let name = if host.starts_with('[') {
-        host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        host.split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
     } else {
         host.split(':').next().unwrap_or_default().to_string()
     };
@@ -229,12 +253,16 @@ mod tests {
 
     #[test]
     fn http_endpoint_and_prefix() {
-        let Target::S3(s) = parse("s3://b/some/prefix/?endpoint=http://127.0.0.1:3900&region=garage").unwrap() else {
+        let Target::S3(s) =
+            parse("s3://b/some/prefix/?endpoint=http://127.0.0.1:3900&region=garage").unwrap()
+        else {
             panic!()
         };
         assert_eq!(s.prefix, "some/prefix");
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
-        let Target::S3(s) = parse("s3://b?endpoint=h:1&disableSSL=true").unwrap() else { panic!() };
+        let Target::S3(s) = parse("s3://b?endpoint=h:1&disableSSL=true").unwrap() else {
+            panic!()
+        };
         assert_eq!(s.endpoint.as_deref(), Some("http://h:1"));
     }
 
@@ -257,18 +285,36 @@ mod tests {
 
     #[test]
     fn docker_urls() {
-        let Target::Registry(r) = parse("docker://docker.io/albatros:0.9").unwrap() else { panic!() };
-        assert_eq!((r.repository.as_str(), r.tag.as_deref(), r.insecure), ("library/albatros", Some("0.9"), false));
-        let Target::Registry(r) = parse("docker://127.0.0.1:5000/a/b").unwrap() else { panic!() };
-        assert_eq!((r.host.as_str(), r.repository.as_str(), r.tag, r.insecure), ("127.0.0.1:5000", "a/b", None, true));
-        let Target::Registry(r) = parse("docker://reg.example.org/a?insecure=true").unwrap() else { panic!() };
+        let Target::Registry(r) = parse("docker://docker.io/albatros:0.9").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref(), r.insecure),
+            ("library/albatros", Some("0.9"), false)
+        );
+        let Target::Registry(r) = parse("docker://127.0.0.1:5000/a/b").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str(), r.tag, r.insecure),
+            ("127.0.0.1:5000", "a/b", None, true)
+        );
+        let Target::Registry(r) = parse("docker://reg.example.org/a?insecure=true").unwrap() else {
+            panic!()
+        };
         assert!(r.insecure);
     }
 
     #[test]
     fn folders() {
-        assert_eq!(parse("file:out/dist").unwrap(), Target::Folder("out/dist".into()));
-        assert_eq!(parse("file:///srv/dist").unwrap(), Target::Folder("/srv/dist".into()));
+        assert_eq!(
+            parse("file:out/dist").unwrap(),
+            Target::Folder("out/dist".into())
+        );
+        assert_eq!(
+            parse("file:///srv/dist").unwrap(),
+            Target::Folder("/srv/dist".into())
+        );
         assert!(is_target_url("file:x") && !is_target_url("df/"));
     }
 }

@@ -20,13 +20,19 @@ pub struct Ui {
 impl Ui {
     /// A UI for the given verbosity (`-v` count minus `-q` count).
     pub fn new(level: i8) -> Ui {
-        Ui { level, terminal: std::io::stderr().is_terminal() }
+        Ui {
+            level,
+            terminal: std::io::stderr().is_terminal(),
+        }
     }
 
     /// A UI that prints nothing (unit tests).
     #[cfg(test)]
     pub fn silent() -> Ui {
-        Ui { level: -1, terminal: false }
+        Ui {
+            level: -1,
+            terminal: false,
+        }
     }
 
     /// A normal progress line.
@@ -61,9 +67,11 @@ impl Ui {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -80,5 +88,9 @@ pub fn human_size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -9,7 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::fixtures::{FlakeFixture, SYSTEMS};
-use common::{Containerd, Garage, Nginx, alba, nix_available, skopeo_available, skopeo_copy_all, skopeo_inspect_raw, verify_oci_layout};
+use common::{
+    Containerd, Garage, Nginx, alba, nix_available, skopeo_available, skopeo_copy_all,
+    skopeo_inspect_raw, verify_oci_layout,
+};
 use serde_json::Value;
 
 /// Everything the pull checks need; `None` (SKIP outside CI) when something is missing.
@@ -37,7 +40,11 @@ fn gzip_in_place(path: &Path) {
 
 /// A four-platform container fixture flake with gzipped docker archives.
 fn container_flake(dir: &Path, targets: &[&str], salt: &str) -> PathBuf {
-    let flake = FlakeFixture::new("albatros", &SYSTEMS).no_static().container(targets).salt(salt).write(dir);
+    let flake = FlakeFixture::new("albatros", &SYSTEMS)
+        .no_static()
+        .container(targets)
+        .salt(salt)
+        .write(dir);
     for image in flake.images.values() {
         gzip_in_place(image);
     }
@@ -45,23 +52,38 @@ fn container_flake(dir: &Path, targets: &[&str], salt: &str) -> PathBuf {
 }
 
 fn report(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("--json printed no JSON ({e}):\n{}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 /// Checks the raw index skopeo sees: OCI index, four platforms, arm with variant v6.
 fn check_index(reference: &str, expected_digest: &str) {
     let raw = skopeo_inspect_raw(reference, false);
-    assert_eq!(images::sha256_digest(&raw), expected_digest, "skopeo sees the index alba reported");
+    assert_eq!(
+        images::sha256_digest(&raw),
+        expected_digest,
+        "skopeo sees the index alba reported"
+    );
     let index: Value = serde_json::from_slice(&raw).expect("index JSON");
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let mut platforms: Vec<String> = index["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
         .map(|m| {
             let p = &m["platform"];
-            let mut s = format!("{}/{}", p["os"].as_str().unwrap_or("?"), p["architecture"].as_str().unwrap_or("?"));
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            );
             if let Some(v) = p["variant"].as_str() {
                 s = format!("{s}/{v}");
             }
@@ -70,7 +92,10 @@ fn check_index(reference: &str, expected_digest: &str) {
         })
         .collect();
     platforms.sort();
-    assert_eq!(platforms, ["linux/386", "linux/amd64", "linux/arm/v6", "linux/arm64"]);
+    assert_eq!(
+        platforms,
+        ["linux/386", "linux/amd64", "linux/arm/v6", "linux/arm64"]
+    );
 }
 
 /// Copies every platform with skopeo and re-hashes every blob.
@@ -79,7 +104,10 @@ fn check_copy(reference: &str) {
     let layout = out.path().join("oci");
     skopeo_copy_all(reference, &layout);
     let blobs = verify_oci_layout(&layout);
-    assert!(blobs >= 1 + 4 + 4 + 4, "index, 4 manifests, 4 configs, 4+ layers: got {blobs}");
+    assert!(
+        blobs >= 1 + 4 + 4 + 4,
+        "index, 4 manifests, 4 configs, 4+ layers: got {blobs}"
+    );
 }
 
 /// Pulls one platform with containerd over plain HTTP.
@@ -95,14 +123,24 @@ fn check_ctr(containerd: &Containerd, reference: &str, platform: &str) {
 
 #[test]
 fn release_to_garage_website_pulls_and_reruns_are_noops() {
-    let Some((garage, containerd)) = services() else { return };
+    let Some((garage, containerd)) = services() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("tempdir");
     let s3 = garage.s3_url("localhost");
     let flake = container_flake(&work.path().join("flake"), &[&s3], "garage");
 
-    let first = alba().envs(garage.envs()).args(["--json", "--flake"]).arg(&flake).args(["release", "0.9"]).run_expect(0);
+    let first = alba()
+        .envs(garage.envs())
+        .args(["--json", "--flake"])
+        .arg(&flake)
+        .args(["release", "0.9"])
+        .run_expect(0);
     let first = report(&first);
-    let index_digest = first["targets"][0]["index_digest"].as_str().expect("index digest").to_string();
+    let index_digest = first["targets"][0]["index_digest"]
+        .as_str()
+        .expect("index digest")
+        .to_string();
     let reference = garage.web_registry_ref("albatros:0.9");
     check_index(&format!("docker://{reference}"), &index_digest);
     check_copy(&format!("docker://{reference}"));
@@ -111,49 +149,90 @@ fn release_to_garage_website_pulls_and_reruns_are_noops() {
 
     // The same release again: same index digest, no blob bytes sent (checked against the
     // bucket too: the blob objects keep their Last-Modified). A fresh layer cache each run.
-    let blob_key = garage.list_keys("localhost").into_iter().find(|k| k.contains("/blobs/")).expect("a blob");
+    let blob_key = garage
+        .list_keys("localhost")
+        .into_iter()
+        .find(|k| k.contains("/blobs/"))
+        .expect("a blob");
     let before = garage.s3().head("localhost", &blob_key).1["last-modified"].clone();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = alba().envs(garage.envs()).args(["--json", "--flake"]).arg(&flake).args(["release", "0.9"]).run_expect(0);
+    let second = alba()
+        .envs(garage.envs())
+        .args(["--json", "--flake"])
+        .arg(&flake)
+        .args(["release", "0.9"])
+        .run_expect(0);
     let second = report(&second);
     assert_eq!(second["targets"][0]["index_digest"], index_digest.as_str());
     assert_eq!(second["bytes_sent"], 0, "{second:#}");
-    assert_eq!(garage.s3().head("localhost", &blob_key).1["last-modified"], before);
+    assert_eq!(
+        garage.s3().head("localhost", &blob_key).1["last-modified"],
+        before
+    );
 
     // A second tag keeps the first in tags/list.
-    alba().envs(garage.envs()).arg("--flake").arg(&flake).args(["release", "1.0"]).run_expect(0);
+    alba()
+        .envs(garage.envs())
+        .arg("--flake")
+        .arg(&flake)
+        .args(["release", "1.0"])
+        .run_expect(0);
     let (status, headers, body) = garage.web_get("localhost", "/v2/albatros/tags/list");
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(String::from_utf8_lossy(&body), r#"{"name":"albatros","tags":["0.9","1.0"]}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"{"name":"albatros","tags":["0.9","1.0"]}"#
+    );
     let (status, _, body) = garage.web_get("localhost", "/v2/");
     assert_eq!((status, body.as_slice()), (200, &b"{}"[..]));
 
     // container ls lists both tags with the index digest and the platforms.
-    let output = alba().envs(garage.envs()).args(["container", "ls", "-t", "albatros"]).arg(&s3).run_expect(0);
+    let output = alba()
+        .envs(garage.envs())
+        .args(["container", "ls", "-t", "albatros"])
+        .arg(&s3)
+        .run_expect(0);
     let listing = String::from_utf8_lossy(&output.stdout);
-    assert!(listing.contains("0.9") && listing.contains("1.0") && listing.contains(&index_digest), "{listing}");
+    assert!(
+        listing.contains("0.9") && listing.contains("1.0") && listing.contains(&index_digest),
+        "{listing}"
+    );
     assert!(listing.contains("linux/arm/v6"), "{listing}");
 }
 
 #[test]
 fn folder_target_served_by_nginx() {
-    let Some((_garage, containerd)) = services() else { return };
+    let Some((_garage, containerd)) = services() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("registry");
     let target = format!("file:{}", out.display());
     let flake = container_flake(&work.path().join("flake"), &[&target], "folder");
-    let output = alba().args(["--json", "--flake"]).arg(&flake).args(["release", "0.9"]).run_expect(0);
-    let index_digest = report(&output)["targets"][0]["index_digest"].as_str().expect("digest").to_string();
+    let output = alba()
+        .args(["--json", "--flake"])
+        .arg(&flake)
+        .args(["release", "0.9"])
+        .run_expect(0);
+    let index_digest = report(&output)["targets"][0]["index_digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
 
-    let Some(nginx) = Nginx::try_start(&out.join(".alba/nginx.conf")) else { return };
+    let Some(nginx) = Nginx::try_start(&out.join(".alba/nginx.conf")) else {
+        return;
+    };
     let reference = format!("127.0.0.1:{}/albatros:0.9", nginx.port);
     check_index(&format!("docker://{reference}"), &index_digest);
     check_copy(&format!("docker://{reference}"));
     check_ctr(&containerd, &reference, "linux/386");
     let (status, headers, _) = nginx.get("/v2/albatros/manifests/0.9");
     assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     assert_eq!(headers["docker-content-digest"], index_digest.as_str());
 }
 
@@ -167,7 +246,13 @@ fn stream_layered_image_scripts_are_run() {
     let dir = work.path().join("flake");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let layer = images::layer_tar(&[("etc/stream", b"streamed layer")]);
-    images::docker_archive(&dir.join("image.tar"), "amd64", "linux", &[layer.clone()], false);
+    images::docker_archive(
+        &dir.join("image.tar"),
+        "amd64",
+        "linux",
+        std::slice::from_ref(&layer),
+        false,
+    );
     let flake = r#"{ outputs = { self }: {
       release = { name = "streamed"; systems = [ "x86_64-linux" ]; container = { attr = "stream"; }; };
       stream = derivation { system = "x86_64-linux"; name = "stream-streamed"; builder = "/bin/sh";
@@ -175,16 +260,34 @@ fn stream_layered_image_scripts_are_run() {
     }; }"#;
     std::fs::write(dir.join("flake.nix"), flake).expect("write flake");
     let out = work.path().join("out");
-    alba().arg("--flake").arg(&dir).args(["release", "0.1", "--target"]).arg(format!("file:{}", out.display())).run_expect(0);
-    let index: Value = serde_json::from_slice(&std::fs::read(out.join("v2/streamed/manifests/0.1")).expect("tag")).expect("JSON");
+    alba()
+        .arg("--flake")
+        .arg(&dir)
+        .args(["release", "0.1", "--target"])
+        .arg(format!("file:{}", out.display()))
+        .run_expect(0);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(out.join("v2/streamed/manifests/0.1")).expect("tag"))
+            .expect("JSON");
     let manifest_digest = index["manifests"][0]["digest"].as_str().expect("digest");
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(out.join(format!("v2/streamed/manifests/{manifest_digest}"))).expect("manifest")).expect("JSON");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(out.join(format!("v2/streamed/manifests/{manifest_digest}")))
+            .expect("manifest"),
+    )
+    .expect("JSON");
     let layer_digest = manifest["layers"][0]["digest"].as_str().expect("layer");
-    let blob = std::fs::read(out.join(format!("v2/streamed/blobs/{layer_digest}"))).expect("layer blob");
+    let blob =
+        std::fs::read(out.join(format!("v2/streamed/blobs/{layer_digest}"))).expect("layer blob");
     let mut plain = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob.as_slice()), &mut plain).expect("gunzip");
-    assert_eq!(plain, layer, "the layer is the streamed one, gzip-compressed");
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(blob.as_slice()),
+        &mut plain,
+    )
+    .expect("gunzip");
+    assert_eq!(
+        plain, layer,
+        "the layer is the streamed one, gzip-compressed"
+    );
 }
 
 /// One bad docker/ folder: each case writes `linux.amd64.tar[.gz]` into its own DIR.
@@ -202,20 +305,38 @@ fn bad_images_are_clear_errors_and_publish_nothing() {
     let layer = images::layer_tar(&[("a", b"a")]);
     let good = images::docker_archive_tar("amd64", "linux", std::slice::from_ref(&layer));
     let truncated = bad_dir(root, "truncated", |d| {
-        images::docker_archive(&d.join("linux.amd64.tar.gz"), "amd64", "linux", std::slice::from_ref(&layer), true);
+        images::docker_archive(
+            &d.join("linux.amd64.tar.gz"),
+            "amd64",
+            "linux",
+            std::slice::from_ref(&layer),
+            true,
+        );
         let bytes = std::fs::read(d.join("linux.amd64.tar.gz")).expect("read");
         std::fs::write(d.join("linux.amd64.tar.gz"), &bytes[..bytes.len() / 2]).expect("truncate");
     });
     let no_manifest = bad_dir(root, "no-manifest", |d| {
-        std::fs::write(d.join("linux.amd64.tar"), images::layer_tar(&[("abc/layer.tar", &layer)])).expect("write");
+        std::fs::write(
+            d.join("linux.amd64.tar"),
+            images::layer_tar(&[("abc/layer.tar", &layer)]),
+        )
+        .expect("write");
     });
     let missing_layer = bad_dir(root, "missing-layer", |d| {
         let config = images::image_config("amd64", "linux", std::slice::from_ref(&layer));
         let manifest = br#"[{"Config":"c.json","RepoTags":[],"Layers":["missing/layer.tar"]}]"#;
-        std::fs::write(d.join("linux.amd64.tar"), images::layer_tar(&[("c.json", &config), ("manifest.json", manifest)])).expect("write");
+        std::fs::write(
+            d.join("linux.amd64.tar"),
+            images::layer_tar(&[("c.json", &config), ("manifest.json", manifest)]),
+        )
+        .expect("write");
     });
-    let wrong_arch = bad_dir(root, "wrong-arch", |d| std::fs::write(d.join("linux.arm64.tar"), &good).expect("write"));
-    let fine = bad_dir(root, "fine", |d| std::fs::write(d.join("linux.amd64.tar"), &good).expect("write"));
+    let wrong_arch = bad_dir(root, "wrong-arch", |d| {
+        std::fs::write(d.join("linux.arm64.tar"), &good).expect("write")
+    });
+    let fine = bad_dir(root, "fine", |d| {
+        std::fs::write(d.join("linux.amd64.tar"), &good).expect("write")
+    });
     let cases: [(&PathBuf, &str, &[&str]); 5] = [
         (&truncated, "0.9", &["linux.amd64.tar.gz"]),
         (&no_manifest, "0.9", &["manifest.json"]),
@@ -232,7 +353,11 @@ fn bad_images_are_clear_errors_and_publish_nothing() {
             .run_expect(2);
         let stderr = String::from_utf8_lossy(&output.stderr);
         for needle in needles {
-            assert!(stderr.contains(needle), "{}: stderr should mention {needle:?}:\n{stderr}", dir.display());
+            assert!(
+                stderr.contains(needle),
+                "{}: stderr should mention {needle:?}:\n{stderr}",
+                dir.display()
+            );
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!out.exists(), "{}: nothing is published", dir.display());
@@ -255,7 +380,12 @@ fn failing_stream_script_is_a_clear_error() {
     }; }"#;
     std::fs::write(dir.join("flake.nix"), flake).expect("write flake");
     let out = work.path().join("out");
-    let output = alba().arg("--flake").arg(&dir).args(["release", "0.1", "--target"]).arg(format!("file:{}", out.display())).run_expect(2);
+    let output = alba()
+        .arg("--flake")
+        .arg(&dir)
+        .args(["release", "0.1", "--target"])
+        .arg(format!("file:{}", out.display()))
+        .run_expect(2);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the-script-broke"), "{stderr}");
     assert!(!out.exists());

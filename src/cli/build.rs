@@ -34,7 +34,11 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<()> {
             Kind::Static => "static",
             Kind::Container => "container",
         };
-        println!("{kind:9} {:14} {}", a.platform.to_string(), a.path.display());
+        println!(
+            "{kind:9} {:14} {}",
+            a.platform.to_string(),
+            a.path.display()
+        );
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ use crate::config::Kind;
 use crate::image::{self, ImageSet, LoadOptions};
 use crate::names;
 use crate::platform::Platform;
-use crate::publish::oci::{self, OciSink, PushOptions};
 use crate::publish::credentials;
+use crate::publish::oci::{self, OciSink, PushOptions};
 use crate::publish::oci_registry::RegistrySink;
 use crate::publish::oci_static::StaticRegistry;
 use crate::report::{Report, TargetReport};
@@ -75,24 +75,43 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     names::check_oci_tag(&nt.tag)?;
     let (dir, target) = super::static_cmd::split_dir_target(&args.args)?;
     let ui = global.ui();
-    let explicit: Vec<Target> = target.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+    let explicit: Vec<Target> = target
+        .iter()
+        .map(|t| target::parse(t))
+        .collect::<Result<_>>()?;
     let (images, targets) = match dir {
         Some(dir) => {
             if explicit.is_empty() {
-                bail_input!("no target given: add a TARGET such as file:out, s3://BUCKET?endpoint=… or docker://HOST/REPO");
+                bail_input!(
+                    "no target given: add a TARGET such as file:out, s3://BUCKET?endpoint=… or docker://HOST/REPO"
+                );
             }
             (image::scan_dir(&dir)?, explicit)
         }
         None => from_flake(global, &ui, explicit).await?,
     };
     let mut report = Report::default();
-    let result = publish_all(global, &ui, &nt.name, std::slice::from_ref(&nt.tag), &images, &targets, args.dry_run, &mut report).await;
+    let result = publish_all(
+        global,
+        &ui,
+        &nt.name,
+        std::slice::from_ref(&nt.tag),
+        &images,
+        &targets,
+        args.dry_run,
+        &mut report,
+    )
+    .await;
     global.print_report(&report)?;
     result
 }
 
 /// The flake's images, and its configured container targets unless some were given.
-async fn from_flake(global: &Global, ui: &Ui, explicit: Vec<Target>) -> Result<(Vec<(Platform, PathBuf)>, Vec<Target>)> {
+async fn from_flake(
+    global: &Global,
+    ui: &Ui,
+    explicit: Vec<Target>,
+) -> Result<(Vec<(Platform, PathBuf)>, Vec<Target>)> {
     let nix = global.nix()?;
     let flake = nix.lock(&global.flake).await?;
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
@@ -100,12 +119,18 @@ async fn from_flake(global: &Global, ui: &Ui, explicit: Vec<Target>) -> Result<(
         bail_input!("the release description has no `container` part; add one or give DIR");
     };
     let targets = if explicit.is_empty() {
-        section.targets.iter().map(|t| target::parse(t)).collect::<Result<Vec<_>>>()?
+        section
+            .targets
+            .iter()
+            .map(|t| target::parse(t))
+            .collect::<Result<Vec<_>>>()?
     } else {
         explicit
     };
     if targets.is_empty() {
-        bail_input!("no container target: add container.targets to the release description or give a TARGET");
+        bail_input!(
+            "no container target: add container.targets to the release description or give a TARGET"
+        );
     }
     ui.section("build with nix");
     let set = artifact::build(&nix, &flake, &release, &[Kind::Container]).await?;
@@ -143,25 +168,59 @@ pub async fn publish_all(
     for (platform, path) in images {
         ui.line(format!("{platform} {}", path.display()));
     }
-    let opts = LoadOptions { compression: global.compression, cache_dir: cache_dir(), jobs: 0 };
+    let opts = LoadOptions {
+        compression: global.compression,
+        cache_dir: cache_dir(),
+        jobs: 0,
+    };
     let set = image::load(images.to_vec(), &opts).await?;
     ui.section("merge system images");
     for image in &set.images {
         let size: u64 = image.layers.iter().map(|l| l.size).sum();
         let layers = image.layers.len();
-        ui.line(format!("{} {} ({layers} layers, {})", image.platform, image.manifest_digest, crate::ui::human_size(size)));
+        ui.line(format!(
+            "{} {} ({layers} layers, {})",
+            image.platform,
+            image.manifest_digest,
+            crate::ui::human_size(size)
+        ));
     }
     let layers: usize = set.images.iter().map(|i| i.layers.len()).sum();
-    ui.line(format!("index {} ({} of {layers} layers compressed, the rest known from the cache)", set.index_digest, set.layers_compressed));
+    ui.line(format!(
+        "index {} ({} of {layers} layers compressed, the rest known from the cache)",
+        set.index_digest, set.layers_compressed
+    ));
     let mut failure = None;
     for t in targets {
         let (sink, target_tags) = sink_for(global, t, &repository, tags).await?;
-        ui.section(format!("push to {t}{}", if dry_run { " (dry run)" } else { "" }));
-        let mut target_report = TargetReport::new(&t.to_string(), "container", &repository, &target_tags, dry_run);
-        let result = push_to(&*sink, &set, &target_tags, global, dry_run, ui, &mut target_report).await;
+        ui.section(format!(
+            "push to {t}{}",
+            if dry_run { " (dry run)" } else { "" }
+        ));
+        let mut target_report = TargetReport::new(
+            &t.to_string(),
+            "container",
+            &repository,
+            &target_tags,
+            dry_run,
+        );
+        let result = push_to(
+            &*sink,
+            &set,
+            &target_tags,
+            global,
+            dry_run,
+            ui,
+            &mut target_report,
+        )
+        .await;
         report.push(target_report);
         match result {
-            Ok(()) => ui.line(if dry_run { "✅ dry run done, nothing written" } else { "✅ push succeeded" }),
+            Ok(()) => ui.line(if dry_run {
+                "✅ dry run done, nothing written"
+            } else {
+                "✅ push succeeded"
+            }),
             Err(e) => {
                 ui.line(format!("❌ push to {t} failed"));
                 failure.get_or_insert(e);
@@ -180,13 +239,21 @@ async fn push_to(
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
-    let opts = PushOptions { jobs: global.jobs(), dry_run };
+    let opts = PushOptions {
+        jobs: global.jobs(),
+        dry_run,
+    };
     oci::push(sink, set, tags, &opts, ui, report).await
 }
 
 /// The sink for a target, and the tags to write there: a registry URL's own tag wins over
 /// the given ones (`docker://HOST/REPO:TAG`).
-async fn sink_for(global: &Global, t: &Target, repository: &str, tags: &[String]) -> Result<(Arc<dyn OciSink>, Vec<String>)> {
+async fn sink_for(
+    global: &Global,
+    t: &Target,
+    repository: &str,
+    tags: &[String],
+) -> Result<(Arc<dyn OciSink>, Vec<String>)> {
     match t {
         Target::Registry(r) => {
             let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
@@ -195,7 +262,10 @@ async fn sink_for(global: &Global, t: &Target, repository: &str, tags: &[String]
         }
         _ => {
             let store = store::open(t).await?;
-            Ok((Arc::new(StaticRegistry::new(store, repository)), tags.to_vec()))
+            Ok((
+                Arc::new(StaticRegistry::new(store, repository)),
+                tags.to_vec(),
+            ))
         }
     }
 }
@@ -216,14 +286,22 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
             .iter()
             .map(|(tag, digest, platforms)| serde_json::json!({ "tag": tag, "digest": digest, "platforms": platforms }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "name": args.name, "tags": tags }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "name": args.name, "tags": tags }))?
+        );
         return Ok(());
     }
     if listing.is_empty() {
         println!("{}: no tags on {t}", args.name);
     }
     for (tag, digest, platforms) in &listing {
-        println!("{:16} {} {}", tag, digest.as_deref().unwrap_or("missing"), platforms.join(" "));
+        println!(
+            "{:16} {} {}",
+            tag,
+            digest.as_deref().unwrap_or("missing"),
+            platforms.join(" ")
+        );
     }
     Ok(())
 }
@@ -237,7 +315,10 @@ async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
     for tag in registry.stored_tags().await? {
         let index = store.get(&registry.manifest_key(&tag)).await?;
         let (digest, platforms) = match index {
-            Some(bytes) => (Some(crate::digest::oci_digest(&bytes)), index_platforms(&bytes)),
+            Some(bytes) => (
+                Some(crate::digest::oci_digest(&bytes)),
+                index_platforms(&bytes),
+            ),
             None => (None, Vec::new()),
         };
         listing.push((tag, digest, platforms));
@@ -264,7 +345,9 @@ async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing
 
 /// `os/arch[/variant]` of every entry of an index.
 fn index_platforms(bytes: &[u8]) -> Vec<String> {
-    let Ok(index) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Vec::new() };
+    let Ok(index) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Vec::new();
+    };
     index["manifests"]
         .as_array()
         .into_iter()

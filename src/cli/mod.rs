@@ -34,7 +34,12 @@ pub struct Global {
     #[arg(long, global = true, default_value = ".")]
     pub flake: String,
     /// The flake output holding the release description.
-    #[arg(long = "config", global = true, default_value = "release", value_name = "ATTR")]
+    #[arg(
+        long = "config",
+        global = true,
+        default_value = "release",
+        value_name = "ATTR"
+    )]
     pub config_attr: String,
     /// Print one machine-readable JSON report on stdout.
     #[arg(long, global = true)]
@@ -55,7 +60,12 @@ pub struct Global {
     #[arg(long = "nix-option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
     pub nix_options: Vec<String>,
     /// How image layers are compressed: gzip (default), zstd or none.
-    #[arg(long, global = true, default_value = "gzip", value_name = "gzip|zstd|none")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "gzip",
+        value_name = "gzip|zstd|none"
+    )]
     pub compression: crate::image::Compression,
     /// User name for docker:// registries (with --registry-password-stdin); otherwise
     /// ~/.docker/config.json ($DOCKER_CONFIG) and its credential helpers are used.
@@ -94,7 +104,11 @@ impl Global {
 
     /// Finds Nix with the pass-through options.
     pub fn nix(&self) -> Result<Nix> {
-        let options = self.nix_options.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+        let options = self
+            .nix_options
+            .chunks(2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
         let mut nix = Nix::find(self.nix_bin.as_deref(), options)?;
         nix.show_progress = self.verbose as i8 - self.quiet as i8 >= 0;
         Ok(nix)
@@ -102,7 +116,10 @@ impl Global {
 
     /// The registry credentials given on the command line.
     pub fn registry_credentials(&self) -> crate::publish::credentials::CliCredentials {
-        crate::publish::credentials::CliCredentials { user: self.registry_user.clone(), password_stdin: self.registry_password_stdin }
+        crate::publish::credentials::CliCredentials {
+            user: self.registry_user.clone(),
+            password_stdin: self.registry_password_stdin,
+        }
     }
 
     /// Prints the report as JSON when `--json` was given.

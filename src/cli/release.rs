@@ -62,10 +62,18 @@ fn plan(release: &Release, args: &ReleaseArgs) -> Result<Plan> {
         None => release.sections().into_iter().map(|(k, _)| k).collect(),
     };
     if kinds.is_empty() {
-        bail_input!("the release description has neither `static` nor `container`: nothing to publish");
+        bail_input!(
+            "the release description has neither `static` nor `container`: nothing to publish"
+        );
     }
-    let tags: Vec<String> = std::iter::once(args.version.clone()).chain(args.also_tags.iter().cloned()).collect();
-    let explicit: Vec<Target> = args.targets.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+    let tags: Vec<String> = std::iter::once(args.version.clone())
+        .chain(args.also_tags.iter().cloned())
+        .collect();
+    let explicit: Vec<Target> = args
+        .targets
+        .iter()
+        .map(|t| target::parse(t))
+        .collect::<Result<_>>()?;
     let mut planned = Vec::new();
     for kind in kinds {
         for tag in &tags {
@@ -77,36 +85,71 @@ fn plan(release: &Release, args: &ReleaseArgs) -> Result<Plan> {
         let targets = targets_for(release, kind, &explicit)?;
         planned.push((kind, targets));
     }
-    Ok(Plan { kinds: planned, tags })
+    Ok(Plan {
+        kinds: planned,
+        tags,
+    })
 }
 
 /// The targets of one kind: `--target` ones that suit it, else the configured ones.
 fn targets_for(release: &Release, kind: Kind, explicit: &[Target]) -> Result<Vec<Target>> {
     let suits = |t: &Target| kind == Kind::Container || !matches!(t, Target::Registry(_));
     let targets: Vec<Target> = if explicit.is_empty() {
-        let section = release.section(kind).map(|s| s.targets.clone()).unwrap_or_default();
-        let parsed: Vec<Target> = section.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+        let section = release
+            .section(kind)
+            .map(|s| s.targets.clone())
+            .unwrap_or_default();
+        let parsed: Vec<Target> = section
+            .iter()
+            .map(|t| target::parse(t))
+            .collect::<Result<_>>()?;
         if let Some(bad) = parsed.iter().find(|t| !suits(t)) {
-            bail_input!("static.targets lists {bad}, a registry; static binaries go to s3:// or file: targets");
+            bail_input!(
+                "static.targets lists {bad}, a registry; static binaries go to s3:// or file: targets"
+            );
         }
         parsed
     } else {
         explicit.iter().filter(|t| suits(t)).cloned().collect()
     };
     if targets.is_empty() {
-        let part = if kind == Kind::Static { "static" } else { "container" };
-        bail_input!("no {part} target: add {part}.targets to the release description or pass --target URL");
+        let part = if kind == Kind::Static {
+            "static"
+        } else {
+            "container"
+        };
+        bail_input!(
+            "no {part} target: add {part}.targets to the release description or pass --target URL"
+        );
     }
     Ok(targets)
 }
 
-async fn publish(global: &Global, set: &artifact::ArtifactSet, plan: &Plan, dry_run: bool, report: &mut Report) -> Result<()> {
+async fn publish(
+    global: &Global,
+    set: &artifact::ArtifactSet,
+    plan: &Plan,
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<()> {
     let ui = global.ui();
     let mut failure = None;
     for (kind, targets) in &plan.kinds {
         let result = match kind {
             Kind::Static => publish_static(global, set, targets, &plan.tags, dry_run, report).await,
-            Kind::Container => super::container::publish_all(global, &ui, &set.name, &plan.tags, &set.images(), targets, dry_run, report).await,
+            Kind::Container => {
+                super::container::publish_all(
+                    global,
+                    &ui,
+                    &set.name,
+                    &plan.tags,
+                    &set.images(),
+                    targets,
+                    dry_run,
+                    report,
+                )
+                .await
+            }
         };
         if let Err(e) = result {
             failure.get_or_insert(e);
@@ -126,7 +169,10 @@ async fn publish_static(
     let ui = global.ui();
     let files = set.static_files()?;
     for tag in tags {
-        super::static_cmd::publish_all(global, &ui, &set.name, tag, &files, targets, dry_run, report).await?;
+        super::static_cmd::publish_all(
+            global, &ui, &set.name, tag, &files, targets, dry_run, report,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -69,10 +69,14 @@ pub fn split_dir_target(args: &[String]) -> Result<(Option<PathBuf>, Option<Stri
     for arg in args {
         if target::is_target_url(arg) {
             if target.replace(arg.clone()).is_some() {
-                bail_input!("two targets given ({arg:?}); give one target per push, or use `alba release` for several");
+                bail_input!(
+                    "two targets given ({arg:?}); give one target per push, or use `alba release` for several"
+                );
             }
         } else if dir.replace(PathBuf::from(arg)).is_some() {
-            bail_input!("two folders given ({arg:?}); give [DIR] [TARGET] where TARGET starts with s3://, file: or docker://");
+            bail_input!(
+                "two folders given ({arg:?}); give [DIR] [TARGET] where TARGET starts with s3://, file: or docker://"
+            );
         }
     }
     Ok((dir, target))
@@ -83,24 +87,43 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
     // Targets and inputs are all checked before anything is built or written.
-    let explicit: Vec<Target> = target.iter().map(|t| target::parse(t)).collect::<Result<_>>()?;
+    let explicit: Vec<Target> = target
+        .iter()
+        .map(|t| target::parse(t))
+        .collect::<Result<_>>()?;
     let (files, targets) = match dir {
         Some(dir) => {
             if explicit.is_empty() {
-                bail_input!("no target given: add a TARGET such as file:out or s3://BUCKET?endpoint=…");
+                bail_input!(
+                    "no target given: add a TARGET such as file:out or s3://BUCKET?endpoint=…"
+                );
             }
             (artifact::scan_static_dir(&dir)?, explicit)
         }
         None => from_flake(global, &ui, explicit).await?,
     };
     let mut report = Report::default();
-    let result = publish_all(global, &ui, &nt.name, &nt.tag, &files, &targets, args.dry_run, &mut report).await;
+    let result = publish_all(
+        global,
+        &ui,
+        &nt.name,
+        &nt.tag,
+        &files,
+        &targets,
+        args.dry_run,
+        &mut report,
+    )
+    .await;
     global.print_report(&report)?;
     result
 }
 
 /// The flake's static artifacts, and its configured static targets unless some were given.
-async fn from_flake(global: &Global, ui: &Ui, explicit: Vec<Target>) -> Result<(Vec<StaticFile>, Vec<Target>)> {
+async fn from_flake(
+    global: &Global,
+    ui: &Ui,
+    explicit: Vec<Target>,
+) -> Result<(Vec<StaticFile>, Vec<Target>)> {
     let nix = global.nix()?;
     let flake = nix.lock(&global.flake).await?;
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
@@ -108,12 +131,18 @@ async fn from_flake(global: &Global, ui: &Ui, explicit: Vec<Target>) -> Result<(
         bail_input!("the release description has no `static` part; add one or give DIR");
     };
     let targets = if explicit.is_empty() {
-        section.targets.iter().map(|t| target::parse(t)).collect::<Result<Vec<_>>>()?
+        section
+            .targets
+            .iter()
+            .map(|t| target::parse(t))
+            .collect::<Result<Vec<_>>>()?
     } else {
         explicit
     };
     if targets.is_empty() {
-        bail_input!("no static target: add static.targets to the release description or give a TARGET");
+        bail_input!(
+            "no static target: add static.targets to the release description or give a TARGET"
+        );
     }
     ui.section("build with nix");
     let set = artifact::build(&nix, &flake, &release, &[Kind::Static]).await?;
@@ -141,16 +170,30 @@ pub async fn publish_all(
     }
     let mut failure = None;
     for t in targets {
-        ui.section(format!("push to {t}{}", if dry_run { " (dry run)" } else { "" }));
-        let mut target_report = TargetReport::new(&t.to_string(), "static", name, &[tag.to_string()], dry_run);
-        let release = StaticRelease { name, tag, files, dry_run, jobs: global.jobs() };
+        ui.section(format!(
+            "push to {t}{}",
+            if dry_run { " (dry run)" } else { "" }
+        ));
+        let mut target_report =
+            TargetReport::new(&t.to_string(), "static", name, &[tag.to_string()], dry_run);
+        let release = StaticRelease {
+            name,
+            tag,
+            files,
+            dry_run,
+            jobs: global.jobs(),
+        };
         let result = match store::open(t).await {
             Ok(s) => df_dist::publish(s, &release, ui, &mut target_report).await,
             Err(e) => Err(e),
         };
         report.push(target_report);
         match result {
-            Ok(()) => ui.line(if dry_run { "✅ dry run done, nothing written" } else { "✅ push succeeded" }),
+            Ok(()) => ui.line(if dry_run {
+                "✅ dry run done, nothing written"
+            } else {
+                "✅ push succeeded"
+            }),
             Err(e) => {
                 ui.line(format!("❌ push to {t} failed"));
                 failure.get_or_insert(e);
@@ -176,7 +219,12 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
         listing.push(serde_json::json!({ "tag": tag, "flavors": doc.map(|d| d.flavors) }));
     }
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "name": args.name, "tags": listing }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "name": args.name, "tags": listing })
+            )?
+        );
         return Ok(());
     }
     if tags.is_empty() {
@@ -193,12 +241,22 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
 
 fn print_flavor(flavor: &serde_json::Value) {
     let p = &flavor["platform"];
-    let mut platform = format!("{}/{}", p["os"].as_str().unwrap_or("?"), p["architecture"].as_str().unwrap_or("?"));
+    let mut platform = format!(
+        "{}/{}",
+        p["os"].as_str().unwrap_or("?"),
+        p["architecture"].as_str().unwrap_or("?")
+    );
     if let Some(v) = p["variant"].as_str() {
         platform = format!("{platform}/{v}");
     }
     for r in flavor["resources"].as_array().into_iter().flatten() {
-        let size = r["size"].as_u64().map(human_size).unwrap_or_else(|| "?".into());
-        println!("  {platform:14} {:24} {size}", r["path"].as_str().unwrap_or("?"));
+        let size = r["size"]
+            .as_u64()
+            .map(human_size)
+            .unwrap_or_else(|| "?".into());
+        println!(
+            "  {platform:14} {:24} {size}",
+            r["path"].as_str().unwrap_or("?")
+        );
     }
 }

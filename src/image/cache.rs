@@ -79,11 +79,15 @@ impl Cache {
             return HashSet::new();
         };
         let names = entries.filter_map(|e| e.ok()?.file_name().into_string().ok());
-        names.filter_map(|n| n.split_once('-')?.0.parse().ok()).collect()
+        names
+            .filter_map(|n| n.split_once('-')?.0.parse().ok())
+            .collect()
     }
 
     fn layer_file(&self, diff_id: &str, size: u64) -> Option<PathBuf> {
-        let hex = diff_id.strip_prefix("sha256:").filter(|h| is_sha256_hex(h))?;
+        let hex = diff_id
+            .strip_prefix("sha256:")
+            .filter(|h| is_sha256_hex(h))?;
         Some(self.layers.as_ref()?.join(format!("{size}-{hex}.json")))
     }
 
@@ -129,7 +133,9 @@ fn write_json<T: Serialize>(file: &Path, value: &T) {
 }
 
 fn write_atomically<T: Serialize>(file: &Path, value: &T) -> anyhow::Result<()> {
-    let dir = file.parent().ok_or_else(|| anyhow::anyhow!("no parent folder"))?;
+    let dir = file
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no parent folder"))?;
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     temp.write_all(&serde_json::to_vec(value)?)?;
@@ -139,7 +145,10 @@ fn write_atomically<T: Serialize>(file: &Path, value: &T) -> anyhow::Result<()> 
 
 /// True for 64 lowercase hex digits.
 pub(crate) fn is_sha256_hex(hex: &str) -> bool {
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// True for `sha256:` followed by 64 lowercase hex digits.

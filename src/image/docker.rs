@@ -54,23 +54,32 @@ struct RootFs {
 /// Parses `manifest.json`; alba wants exactly one image per archive (one per platform).
 pub(crate) fn parse_manifest(input: &Input, bytes: &[u8]) -> anyhow::Result<Manifest> {
     let shown = input.path.display();
-    let items: Vec<ManifestItem> = serde_json::from_slice(bytes)
-        .map_err(|e| error::input(format!("{MANIFEST} in the image {shown} is not a docker-archive manifest: {e}")))?;
+    let items: Vec<ManifestItem> = serde_json::from_slice(bytes).map_err(|e| {
+        error::input(format!(
+            "{MANIFEST} in the image {shown} is not a docker-archive manifest: {e}"
+        ))
+    })?;
     let [item] = <[ManifestItem; 1]>::try_from(items).map_err(|items| {
         error::input(format!(
             "{MANIFEST} in the image {shown} lists {} images; alba expects exactly one per archive",
             items.len()
         ))
     })?;
-    Ok(Manifest { config: normalize(&item.config), layers: item.layers.iter().map(|l| normalize(l)).collect() })
+    Ok(Manifest {
+        config: normalize(&item.config),
+        layers: item.layers.iter().map(|l| normalize(l)).collect(),
+    })
 }
 
 /// Parses the config and checks it against the manifest.
 pub(crate) fn parse_spec(input: &Input, manifest: Manifest, config: Bytes) -> anyhow::Result<Spec> {
     let shown = input.path.display();
     let name = &manifest.config;
-    let doc: ConfigDoc = serde_json::from_slice(&config)
-        .map_err(|e| error::input(format!("the config {name} in the image {shown} is not an image config: {e}")))?;
+    let doc: ConfigDoc = serde_json::from_slice(&config).map_err(|e| {
+        error::input(format!(
+            "the config {name} in the image {shown} is not an image config: {e}"
+        ))
+    })?;
     let diff_ids = doc.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != manifest.layers.len() {
         crate::bail_input!(
@@ -81,24 +90,41 @@ pub(crate) fn parse_spec(input: &Input, manifest: Manifest, config: Bytes) -> an
         );
     }
     if let Some(bad) = diff_ids.iter().find(|d| !is_digest(d)) {
-        crate::bail_input!("the config {name} in the image {shown} has a malformed layer digest {bad:?}");
+        crate::bail_input!(
+            "the config {name} in the image {shown} has a malformed layer digest {bad:?}"
+        );
     }
-    Ok(Spec { manifest, config, diff_ids })
+    Ok(Spec {
+        manifest,
+        config,
+        diff_ids,
+    })
 }
 
 /// Refuses an image whose config names another os/architecture/variant than its platform.
 /// nixpkgs configs carry no variant: the platform's (e.g. `v6`) is then taken as is.
-pub(crate) fn check_platform(input: &Input, spec: &Spec, platform: &Platform) -> anyhow::Result<()> {
+pub(crate) fn check_platform(
+    input: &Input,
+    spec: &Spec,
+    platform: &Platform,
+) -> anyhow::Result<()> {
     let shown = input.path.display();
     // Already parsed once in `parse_spec`; the config is small.
-    let doc: ConfigDoc = serde_json::from_slice(&spec.config)
-        .map_err(|e| error::input(format!("the config of the image {shown} is not an image config: {e}")))?;
+    let doc: ConfigDoc = serde_json::from_slice(&spec.config).map_err(|e| {
+        error::input(format!(
+            "the config of the image {shown} is not an image config: {e}"
+        ))
+    })?;
     let (Some(os), Some(architecture)) = (doc.os, doc.architecture) else {
         crate::bail_input!("the config of the image {shown} does not say its os and architecture");
     };
     let variant_clash = matches!((&doc.variant, &platform.variant), (Some(a), Some(b)) if a != b);
     if os != platform.os || architecture != platform.architecture || variant_clash {
-        let said = Platform { os, architecture, variant: doc.variant };
+        let said = Platform {
+            os,
+            architecture,
+            variant: doc.variant,
+        };
         crate::bail_input!(
             "the image {shown} is built for {said} (its config says so) but is given for {platform}: \
              build it for that system, or give it for {said}"

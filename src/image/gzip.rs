@@ -61,7 +61,10 @@ impl<W: Write> ParGzEncoder<W> {
             out,
             block: Vec::with_capacity(BLOCK),
             dictionary: Vec::new(),
-            in_flight: InFlight { pool, pending: VecDeque::new() },
+            in_flight: InFlight {
+                pool,
+                pending: VecDeque::new(),
+            },
             crc: Crc::new(),
         })
     }
@@ -137,7 +140,9 @@ struct InFlight {
 impl InFlight {
     /// Waits for the oldest block's output and gives its permit back.
     fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let Some(receiver) = self.pending.pop_front() else { return Ok(None) };
+        let Some(receiver) = self.pending.pop_front() else {
+            return Ok(None);
+        };
         let result = receiver.recv();
         self.pool.release();
         let compressed = result.map_err(|_| io::Error::other("a compression thread failed"))??;
@@ -159,14 +164,22 @@ impl Drop for InFlight {
 pub(crate) fn deflate_block(dictionary: &[u8], input: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let mut deflate = Compress::new(flate2::Compression::new(LEVEL), false);
     if !dictionary.is_empty() {
-        deflate.set_dictionary(dictionary).map_err(io::Error::other)?;
+        deflate
+            .set_dictionary(dictionary)
+            .map_err(io::Error::other)?;
     }
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     // zlib's deflateBound, plus room for the sync marker: usually one call does it all.
     let mut out = Vec::with_capacity(input.len() + (input.len() >> 12) + (input.len() >> 14) + 64);
     loop {
         let consumed = deflate.total_in() as usize;
-        let status = deflate.compress_vec(&input[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status = deflate
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
         let all_in = deflate.total_in() as usize == input.len();
         // zlib's rule: a flush is complete when output space is left over after the call.
         let done = match status {

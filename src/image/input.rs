@@ -77,7 +77,10 @@ impl Input {
                  executable streamLayeredImage script"
             ))
         })?;
-        Ok(Input { path: path.to_path_buf(), format })
+        Ok(Input {
+            path: path.to_path_buf(),
+            format,
+        })
     }
 
     /// A key naming this exact content, for the archive index cache: `None` when the content
@@ -93,7 +96,13 @@ impl Input {
         let meta = std::fs::metadata(&canonical).ok()?;
         let mut key = sha2::Sha256::new();
         key.update(canonical.as_os_str().as_bytes());
-        let stat = [meta.dev(), meta.ino(), meta.size(), meta.mtime() as u64, meta.mtime_nsec() as u64];
+        let stat = [
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+        ];
         for field in stat {
             key.update(field.to_le_bytes());
         }
@@ -114,9 +123,13 @@ impl Input {
         let file = || File::open(&self.path).map_err(|e| self.corrupt(e));
         match self.format {
             Format::Tar => self.walk_seekable(BufReader::new(file()?), visit),
-            Format::Gzip => self.walk_stream(flate2::read::MultiGzDecoder::new(BufReader::new(file()?)), visit),
+            Format::Gzip => self.walk_stream(
+                flate2::read::MultiGzDecoder::new(BufReader::new(file()?)),
+                visit,
+            ),
             Format::Zstd => {
-                let decoder = zstd::stream::read::Decoder::new(file()?).map_err(|e| self.corrupt(e))?;
+                let decoder =
+                    zstd::stream::read::Decoder::new(file()?).map_err(|e| self.corrupt(e))?;
                 self.walk_stream(decoder, visit)
             }
             Format::Script => self.walk_script(visit),
@@ -125,7 +138,11 @@ impl Input {
 
     /// A plain tar file: layers not wanted are skipped by seeking, not read.
     fn walk_seekable(&self, reader: BufReader<File>, visit: &mut Visit<'_>) -> Result<()> {
-        let length = reader.get_ref().metadata().map_err(|e| self.corrupt(e))?.len();
+        let length = reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| self.corrupt(e))?
+            .len();
         let mut archive = Archive::new(reader);
         let entries = archive.entries_with_seek().map_err(|e| self.corrupt(e))?;
         self.visit_entries(entries, Some(length), visit)
@@ -141,7 +158,12 @@ impl Input {
         Ok(())
     }
 
-    fn visit_entries<R: Read>(&self, entries: Entries<'_, R>, length: Option<u64>, visit: &mut Visit<'_>) -> Result<()> {
+    fn visit_entries<R: Read>(
+        &self,
+        entries: Entries<'_, R>,
+        length: Option<u64>,
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
         for entry in entries {
             let mut entry = entry.map_err(|e| self.corrupt(e))?;
             if !entry.header().entry_type().is_file() {
@@ -189,9 +211,16 @@ impl Input {
     }
 
     /// The script's output, decompressed if it starts with a gzip or zstd magic.
-    fn walk_piped<'r>(&self, stdout: &'r mut BufReader<std::process::ChildStdout>) -> Result<Box<dyn Read + 'r>> {
+    fn walk_piped<'r>(
+        &self,
+        stdout: &'r mut BufReader<std::process::ChildStdout>,
+    ) -> Result<Box<dyn Read + 'r>> {
         let mut head = Vec::with_capacity(4);
-        stdout.by_ref().take(4).read_to_end(&mut head).map_err(|e| self.corrupt(e))?;
+        stdout
+            .by_ref()
+            .take(4)
+            .read_to_end(&mut head)
+            .map_err(|e| self.corrupt(e))?;
         let whole = io::Cursor::new(head.clone()).chain(stdout);
         Ok(if head.starts_with(GZIP_MAGIC) {
             Box::new(flate2::read::MultiGzDecoder::new(whole))

@@ -48,7 +48,12 @@ impl Compression {
     /// the trailing version whenever the framing written here changes.
     pub(crate) fn settings_key(self) -> String {
         match self {
-            Compression::Gzip => format!("gzip-l{}-b{}-{}-v1", gzip::LEVEL, gzip::BLOCK, fingerprint(self)),
+            Compression::Gzip => format!(
+                "gzip-l{}-b{}-{}-v1",
+                gzip::LEVEL,
+                gzip::BLOCK,
+                fingerprint(self)
+            ),
             Compression::Zstd => format!("zstd-l{ZSTD_LEVEL}-{}-v1", fingerprint(self)),
             Compression::None => "none-v1".to_string(),
         }
@@ -72,16 +77,23 @@ fn sample_digest(compression: Compression) -> String {
     let sample: Vec<u8> = (0..96 * 1024)
         .map(|i| {
             state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            if i % 7 < 4 { b"alba layer "[i % 11] } else { b'a' + (state >> 27) as u8 }
+            if i % 7 < 4 {
+                b"alba layer "[i % 11]
+            } else {
+                b'a' + (state >> 27) as u8
+            }
         })
         .collect();
     let output = match compression {
         Compression::Zstd => zstd::stream::encode_all(sample.as_slice(), ZSTD_LEVEL),
-        _ => gzip::deflate_block(&sample[..32 * 1024], &sample[32 * 1024..], false)
-            .and_then(|mut out| gzip::deflate_block(&[], &sample, true).map(|end| {
-                out.extend(end);
-                out
-            })),
+        _ => gzip::deflate_block(&sample[..32 * 1024], &sample[32 * 1024..], false).and_then(
+            |mut out| {
+                gzip::deflate_block(&[], &sample, true).map(|end| {
+                    out.extend(end);
+                    out
+                })
+            },
+        ),
     };
     match output {
         Ok(bytes) => hex::encode(&Sha256::digest(&bytes)[..6]),
@@ -152,9 +164,9 @@ impl Compressing {
     pub(crate) fn wait(self) -> anyhow::Result<Spooled> {
         match self {
             Compressing::Done(result) => result,
-            Compressing::Finishing(handle) => {
-                handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a compression thread panicked")))
-            }
+            Compressing::Finishing(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a compression thread panicked"))),
         }
     }
 }
@@ -177,7 +189,9 @@ pub(crate) fn compress(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(PumpError::Read(e)),
         };
-        writer.write_all(&buffer[..n]).map_err(|e| PumpError::Write(e.into()))?;
+        writer
+            .write_all(&buffer[..n])
+            .map_err(|e| PumpError::Write(e.into()))?;
     }
     Ok(writer.finish_in_background())
 }
@@ -200,10 +214,16 @@ impl LayerWriter {
         let spool = Spool::new()?;
         let encoder = match compression {
             Compression::Gzip => Encoder::Gzip(ParGzEncoder::new(spool, Arc::clone(pool))?),
-            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(spool, ZSTD_LEVEL)?),
+            Compression::Zstd => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(spool, ZSTD_LEVEL)?)
+            }
             Compression::None => Encoder::None(spool),
         };
-        Ok(LayerWriter { uncompressed: Sha256::new(), raw_size: 0, encoder })
+        Ok(LayerWriter {
+            uncompressed: Sha256::new(),
+            raw_size: 0,
+            encoder,
+        })
     }
 
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
@@ -221,9 +241,14 @@ impl LayerWriter {
         if !matches!(self.encoder, Encoder::Gzip(_)) {
             return Compressing::Done(self.finish());
         }
-        match thread::Builder::new().name("alba-layer-finish".into()).spawn(move || self.finish()) {
+        match thread::Builder::new()
+            .name("alba-layer-finish".into())
+            .spawn(move || self.finish())
+        {
             Ok(handle) => Compressing::Finishing(handle),
-            Err(e) => Compressing::Done(Err(anyhow::Error::new(e).context("cannot start a thread"))),
+            Err(e) => {
+                Compressing::Done(Err(anyhow::Error::new(e).context("cannot start a thread")))
+            }
         }
     }
 
@@ -235,7 +260,13 @@ impl LayerWriter {
         };
         let (digest, size, path) = spool.finish()?;
         let diff_id = format!("sha256:{}", hex::encode(self.uncompressed.finalize()));
-        Ok(Spooled { diff_id, raw_size: self.raw_size, digest, size, path: Arc::new(path) })
+        Ok(Spooled {
+            diff_id,
+            raw_size: self.raw_size,
+            digest,
+            size,
+            path: Arc::new(path),
+        })
     }
 }
 
@@ -249,13 +280,25 @@ struct Spool {
 
 impl Spool {
     fn new() -> io::Result<Spool> {
-        let (file, path) = tempfile::Builder::new().prefix("alba-layer-").tempfile()?.into_parts();
-        Ok(Spool { file: BufWriter::with_capacity(256 * 1024, file), path, sha: Sha256::new(), size: 0 })
+        let (file, path) = tempfile::Builder::new()
+            .prefix("alba-layer-")
+            .tempfile()?
+            .into_parts();
+        Ok(Spool {
+            file: BufWriter::with_capacity(256 * 1024, file),
+            path,
+            sha: Sha256::new(),
+            size: 0,
+        })
     }
 
     fn finish(mut self) -> io::Result<(String, u64, TempPath)> {
         self.file.flush()?;
-        Ok((format!("sha256:{}", hex::encode(self.sha.finalize())), self.size, self.path))
+        Ok((
+            format!("sha256:{}", hex::encode(self.sha.finalize())),
+            self.size,
+            self.path,
+        ))
     }
 }
 

@@ -66,7 +66,12 @@ enum Source {
 
 impl Blob {
     fn new(media_type: &str, digest: String, size: u64, source: Source) -> Blob {
-        Blob { media_type: media_type.to_string(), digest, size, source }
+        Blob {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            source,
+        }
     }
 
     /// The blob's bytes: in memory for a config, a temp file for a layer. A layer known only
@@ -173,7 +178,9 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
     });
     let read = futures::stream::iter(inputs).map(|(platform, path)| {
         let shared = Arc::clone(&shared);
-        async move { tokio::task::spawn_blocking(move || read::read_image(&shared, platform, &path)).await? }
+        async move {
+            tokio::task::spawn_blocking(move || read::read_image(&shared, platform, &path)).await?
+        }
     });
     let mut read: Vec<(PlatformImage, usize)> = read.buffer_unordered(jobs).try_collect().await?;
     read.sort_by(|a, b| a.0.platform.cmp(&b.0.platform));
@@ -181,7 +188,12 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
     let images: Vec<PlatformImage> = read.into_iter().map(|(image, _)| image).collect();
     let index = oci::index(images.iter().map(index_entry).collect())?;
     let index_digest = oci::digest(&index);
-    Ok(ImageSet { images, index, index_digest, layers_compressed })
+    Ok(ImageSet {
+        images,
+        index,
+        index_digest,
+        layers_compressed,
+    })
 }
 
 fn index_entry(image: &PlatformImage) -> oci::Descriptor<'_> {
@@ -200,7 +212,10 @@ fn check_platforms(inputs: &[(Platform, PathBuf)]) -> Result<()> {
     let mut seen = BTreeSet::new();
     for (platform, path) in inputs {
         if !seen.insert(platform) {
-            crate::bail_input!("two images are given for {platform} (the second is {})", path.display());
+            crate::bail_input!(
+                "two images are given for {platform} (the second is {})",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -212,10 +227,12 @@ fn check_platforms(inputs: &[(Platform, PathBuf)]) -> Result<()> {
 /// silently. The extension does not decide how a file is read: its content does.
 pub fn scan_dir(dir: &Path) -> Result<Vec<(Platform, PathBuf)>> {
     let shown = dir.display();
-    let entries = std::fs::read_dir(dir).map_err(|e| error::input(format!("cannot read the image folder {shown}: {e}")))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| error::input(format!("cannot read the image folder {shown}: {e}")))?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| error::input(format!("cannot read the image folder {shown}: {e}")))?;
+        let entry = entry
+            .map_err(|e| error::input(format!("cannot read the image folder {shown}: {e}")))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let platform = dir_platform(&name).filter(|_| path.is_file()).ok_or_else(|| {
@@ -228,7 +245,9 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<(Platform, PathBuf)>> {
         found.push((platform, path));
     }
     if found.is_empty() {
-        crate::bail_input!("the image folder {shown} holds no images (<os>.<arch>[.<variant>].tar[.gz|.zst])");
+        crate::bail_input!(
+            "the image folder {shown} holds no images (<os>.<arch>[.<variant>].tar[.gz|.zst])"
+        );
     }
     found.sort();
     check_platforms(&found)?;
@@ -237,6 +256,8 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<(Platform, PathBuf)>> {
 
 /// `linux.arm.v6.tar.gz` → `linux/arm/v6`.
 fn dir_platform(name: &str) -> Option<Platform> {
-    let stem = [".tar.gz", ".tar.zst", ".tar"].iter().find_map(|ext| name.strip_suffix(ext))?;
+    let stem = [".tar.gz", ".tar.zst", ".tar"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))?;
     Platform::parse(stem).filter(|_| !stem.contains('/'))
 }

@@ -39,7 +39,11 @@ pub(crate) struct PlatformDoc<'a> {
 
 impl<'a> From<&'a Platform> for PlatformDoc<'a> {
     fn from(p: &'a Platform) -> Self {
-        PlatformDoc { architecture: &p.architecture, os: &p.os, variant: p.variant.as_deref() }
+        PlatformDoc {
+            architecture: &p.architecture,
+            os: &p.os,
+            variant: p.variant.as_deref(),
+        }
     }
 }
 
@@ -61,14 +65,26 @@ struct IndexDoc<'a> {
 }
 
 /// An image manifest's bytes.
-pub(crate) fn manifest(config: Descriptor<'_>, layers: Vec<Descriptor<'_>>) -> serde_json::Result<Bytes> {
-    let doc = ManifestDoc { schema_version: 2, media_type: MANIFEST_MEDIA_TYPE, config, layers };
+pub(crate) fn manifest(
+    config: Descriptor<'_>,
+    layers: Vec<Descriptor<'_>>,
+) -> serde_json::Result<Bytes> {
+    let doc = ManifestDoc {
+        schema_version: 2,
+        media_type: MANIFEST_MEDIA_TYPE,
+        config,
+        layers,
+    };
     serde_json::to_vec(&doc).map(Bytes::from)
 }
 
 /// An image index's bytes; `manifests` in the order they should appear.
 pub(crate) fn index(manifests: Vec<Descriptor<'_>>) -> serde_json::Result<Bytes> {
-    let doc = IndexDoc { schema_version: 2, media_type: INDEX_MEDIA_TYPE, manifests };
+    let doc = IndexDoc {
+        schema_version: 2,
+        media_type: INDEX_MEDIA_TYPE,
+        manifests,
+    };
     serde_json::to_vec(&doc).map(Bytes::from)
 }
 

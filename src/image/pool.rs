@@ -30,7 +30,11 @@ impl Pool {
                 .name(format!("alba-compress-{n}"))
                 .spawn(move || work(&receiver))?;
         }
-        Ok(Pool { sender, permits: Mutex::new(2 * threads), freed: Condvar::new() })
+        Ok(Pool {
+            sender,
+            permits: Mutex::new(2 * threads),
+            freed: Condvar::new(),
+        })
     }
 
     /// Queues a job; it runs on some worker.

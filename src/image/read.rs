@@ -47,10 +47,16 @@ pub(crate) struct Shared {
 }
 
 /// Reads one input; also returns how many layers it compressed.
-pub(crate) fn read_image(shared: &Arc<Shared>, platform: Platform, path: &Path) -> Result<(PlatformImage, usize)> {
+pub(crate) fn read_image(
+    shared: &Arc<Shared>,
+    platform: Platform,
+    path: &Path,
+) -> Result<(PlatformImage, usize)> {
     let input = Input::open(path)?;
     let identity = input.identity();
-    let recalled = identity.as_deref().and_then(|id| recall(&input, shared, id));
+    let recalled = identity
+        .as_deref()
+        .and_then(|id| recall(&input, shared, id));
     let from_cache = recalled.is_some();
     let result = build(shared, &input, platform, identity.clone(), recalled);
     if let Some(id) = identity.as_deref() {
@@ -97,26 +103,44 @@ fn build(
     let plan = Plan::new(input, shared, &spec, &sizes, spooled)?;
     let blobs = plan.complete(input, shared, identity, &mut compressed)?;
     let image = assemble(platform, &spec, &blobs)?;
-    tracing::debug!("{}: {} layers, {compressed} compressed", input.path.display(), spec.diff_ids.len());
-    Ok(Done { image, compressed, spec, sizes })
+    tracing::debug!(
+        "{}: {} layers, {compressed} compressed",
+        input.path.display(),
+        spec.diff_ids.len()
+    );
+    Ok(Done {
+        image,
+        compressed,
+        spec,
+        sizes,
+    })
 }
 
 /// The first pass: learns manifest and config, compresses the layers it can identify.
-fn scan(input: &Input, shared: &Shared, platform: &Platform) -> Result<(Spec, Sizes, HashMap<String, Spooled>)> {
+fn scan(
+    input: &Input,
+    shared: &Shared,
+    platform: &Platform,
+) -> Result<(Spec, Sizes, HashMap<String, Spooled>)> {
     let mut scan = Scan::new(input, shared, platform);
     input.walk(&mut |name, size, data| scan.visit(name, size, data))?;
     let spec = match scan.spec.take() {
         Some(spec) => spec,
         None => scan.finish_spec()?,
     };
-    let Scan { sizes, compressing, .. } = scan;
+    let Scan {
+        sizes, compressing, ..
+    } = scan;
     Ok((spec, sizes, finish_all(input, compressing)?))
 }
 
 /// What the archive index cache knows about an input (`None` if nothing usable).
 fn recall(input: &Input, shared: &Shared, identity: &str) -> Option<(Spec, Sizes)> {
     let index = shared.cache.archive(identity)?;
-    let manifest = docker::Manifest { config: index.config_name, layers: index.layers };
+    let manifest = docker::Manifest {
+        config: index.config_name,
+        layers: index.layers,
+    };
     let spec = docker::parse_spec(input, manifest, Bytes::from(index.config)).ok()?;
     Some((spec, index.sizes.into_iter().collect()))
 }
@@ -124,7 +148,12 @@ fn recall(input: &Input, shared: &Shared, identity: &str) -> Option<(Spec, Sizes
 /// What to remember about an input that was read.
 fn index_of(done: &Done) -> Option<cache::ArchiveIndex> {
     let spec = &done.spec;
-    let sizes = spec.manifest.layers.iter().filter_map(|n| Some((n.clone(), *done.sizes.get(n)?))).collect();
+    let sizes = spec
+        .manifest
+        .layers
+        .iter()
+        .filter_map(|n| Some((n.clone(), *done.sizes.get(n)?)))
+        .collect();
     Some(cache::ArchiveIndex {
         config_name: spec.manifest.config.clone(),
         layers: spec.manifest.layers.clone(),
@@ -184,7 +213,9 @@ impl<'a> Scan<'a> {
     /// a second pass over the archive (a second decompression, or a second run of the script).
     fn surely_uncached(&self, name: &str, size: u64) -> bool {
         let layer_like = name.ends_with(".tar") || name.starts_with("blobs/");
-        layer_like && self.shared.compression != Compression::None && !self.shared.cached_sizes.contains(&size)
+        layer_like
+            && self.shared.compression != Compression::None
+            && !self.shared.cached_sizes.contains(&size)
     }
 
     /// manifest.json, the config, and any other JSON entry of reasonable size.
@@ -199,13 +230,19 @@ impl<'a> Scan<'a> {
         if self.spec.is_some() {
             return Ok(());
         }
-        let Some(manifest) = self.small.get(MANIFEST) else { return Ok(()) };
+        let Some(manifest) = self.small.get(MANIFEST) else {
+            return Ok(());
+        };
         let manifest = docker::parse_manifest(self.input, manifest)?;
-        let Some(config) = self.small.get(&manifest.config).cloned() else { return Ok(()) };
+        let Some(config) = self.small.get(&manifest.config).cloned() else {
+            return Ok(());
+        };
         let spec = docker::parse_spec(self.input, manifest, config)?;
         docker::check_platform(self.input, &spec, self.platform)?;
         for (name, diff_id) in spec.manifest.layers.iter().zip(&spec.diff_ids) {
-            self.layers.entry(name.clone()).or_insert_with(|| diff_id.clone());
+            self.layers
+                .entry(name.clone())
+                .or_insert_with(|| diff_id.clone());
         }
         self.spec = Some(spec);
         Ok(())
@@ -244,7 +281,8 @@ impl<'a> Scan<'a> {
             }
             Ok(())
         })?;
-        let bytes = found.with_context(|| format!("{config} disappeared from {}", input.path.display()))?;
+        let bytes =
+            found.with_context(|| format!("{config} disappeared from {}", input.path.display()))?;
         self.small.insert(config.to_string(), bytes);
         Ok(())
     }
@@ -258,14 +296,23 @@ fn needs_compression(shared: &Shared, diff_id: &str, size: u64) -> bool {
 
 fn read_small(input: &Input, name: &str, size: u64, data: &mut dyn Read) -> Result<Bytes> {
     if size > SMALL_LIMIT {
-        crate::bail_input!("{name} in the image {} is too large ({size} bytes) for a JSON document", input.path.display());
+        crate::bail_input!(
+            "{name} in the image {} is too large ({size} bytes) for a JSON document",
+            input.path.display()
+        );
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    data.read_to_end(&mut bytes).map_err(|e| input.corrupt(format!("{name}: {e}")))?;
+    data.read_to_end(&mut bytes)
+        .map_err(|e| input.corrupt(format!("{name}: {e}")))?;
     Ok(Bytes::from(bytes))
 }
 
-fn compress_entry(input: &Input, shared: &Shared, name: &str, data: &mut dyn Read) -> Result<Compressing> {
+fn compress_entry(
+    input: &Input,
+    shared: &Shared,
+    name: &str,
+    data: &mut dyn Read,
+) -> Result<Compressing> {
     layer::compress(data, shared.compression, &shared.pool).map_err(|e| match e {
         PumpError::Read(e) => input.corrupt(format!("{name}: {e}")),
         PumpError::Write(e) => compress_failed(input, name, e),
@@ -273,15 +320,26 @@ fn compress_entry(input: &Input, shared: &Shared, name: &str, data: &mut dyn Rea
 }
 
 fn compress_failed(input: &Input, name: &str, error: anyhow::Error) -> anyhow::Error {
-    error.context(format!("cannot compress the layer {name} of the image {}", input.path.display()))
+    error.context(format!(
+        "cannot compress the layer {name} of the image {}",
+        input.path.display()
+    ))
 }
 
 /// Waits for the layers of a pass to finish compressing.
-fn finish_all(input: &Input, compressing: HashMap<String, Compressing>) -> Result<HashMap<String, Spooled>> {
+fn finish_all(
+    input: &Input,
+    compressing: HashMap<String, Compressing>,
+) -> Result<HashMap<String, Spooled>> {
     let mut spooled = HashMap::new();
     for (name, layer) in compressing {
         let done = layer.wait().map_err(|e| compress_failed(input, &name, e))?;
-        tracing::debug!("compressed {name} of {}: {} → {}", input.path.display(), done.diff_id, done.digest);
+        tracing::debug!(
+            "compressed {name} of {}: {} → {}",
+            input.path.display(),
+            done.diff_id,
+            done.digest
+        );
         spooled.insert(name, done);
     }
     Ok(spooled)
@@ -322,7 +380,11 @@ impl Plan {
         sizes: &HashMap<String, u64>,
         mut spooled: HashMap<String, Spooled>,
     ) -> Result<Plan> {
-        let mut plan = Plan { ready: HashMap::new(), lazy: HashMap::new(), todo: HashMap::new() };
+        let mut plan = Plan {
+            ready: HashMap::new(),
+            lazy: HashMap::new(),
+            todo: HashMap::new(),
+        };
         for (name, diff_id) in spec.manifest.layers.iter().zip(&spec.diff_ids) {
             let Some(&size) = sizes.get(name) else {
                 crate::bail_input!(
@@ -339,9 +401,18 @@ impl Plan {
             } else if let Some(expected) = plan.lazy.get(name) {
                 check_diff_id(input, name, &expected.diff_id, diff_id)?;
             } else if let Some(entry) = known(shared, diff_id, size) {
-                plan.lazy.insert(name.clone(), Expected { diff_id: diff_id.clone(), digest: entry.digest, size: entry.size });
+                plan.lazy.insert(
+                    name.clone(),
+                    Expected {
+                        diff_id: diff_id.clone(),
+                        digest: entry.digest,
+                        size: entry.size,
+                    },
+                );
             } else {
-                plan.todo.entry(name.clone()).or_insert_with(|| diff_id.clone());
+                plan.todo
+                    .entry(name.clone())
+                    .or_insert_with(|| diff_id.clone());
             }
         }
         Ok(plan)
@@ -358,7 +429,9 @@ impl Plan {
         if !self.todo.is_empty() {
             let spooled = compress_entries(input, shared, &self.todo.keys().cloned().collect())?;
             for (name, diff_id) in &self.todo {
-                let done = spooled.get(name).with_context(|| format!("{name} disappeared from {}", input.path.display()))?;
+                let done = spooled
+                    .get(name)
+                    .with_context(|| format!("{name} disappeared from {}", input.path.display()))?;
                 check_diff_id(input, name, &done.diff_id, diff_id)?;
                 shared.remember(done);
             }
@@ -369,7 +442,17 @@ impl Plan {
         let mut blobs: HashMap<String, Blob> = self
             .ready
             .into_iter()
-            .map(|(name, s)| (name, Blob::new(media_type, s.digest.clone(), s.size, Source::Spooled(s.path))))
+            .map(|(name, s)| {
+                (
+                    name,
+                    Blob::new(
+                        media_type,
+                        s.digest.clone(),
+                        s.size,
+                        Source::Spooled(s.path),
+                    ),
+                )
+            })
             .collect();
         if self.lazy.is_empty() {
             return Ok(blobs);
@@ -383,7 +466,10 @@ impl Plan {
         });
         for (name, expected) in &lazy.expected {
             let source = Source::Lazy(Arc::clone(&lazy), name.clone());
-            blobs.insert(name.clone(), Blob::new(media_type, expected.digest.clone(), expected.size, source));
+            blobs.insert(
+                name.clone(),
+                Blob::new(media_type, expected.digest.clone(), expected.size, source),
+            );
         }
         Ok(blobs)
     }
@@ -393,7 +479,10 @@ impl Shared {
     /// Records a compressed layer in the cache (uncompressed layers need no entry).
     fn remember(&self, done: &Spooled) {
         if self.compression != Compression::None {
-            let entry = cache::Entry { digest: done.digest.clone(), size: done.size };
+            let entry = cache::Entry {
+                digest: done.digest.clone(),
+                size: done.size,
+            };
             self.cache.put(&done.diff_id, done.raw_size, &entry);
         }
     }
@@ -403,13 +492,20 @@ impl Shared {
 /// from the diff_id and the tar entry's size).
 fn known(shared: &Shared, diff_id: &str, size: u64) -> Option<cache::Entry> {
     match shared.compression {
-        Compression::None => Some(cache::Entry { digest: diff_id.to_string(), size }),
+        Compression::None => Some(cache::Entry {
+            digest: diff_id.to_string(),
+            size,
+        }),
         _ => shared.cache.get(diff_id, size),
     }
 }
 
 /// One pass compressing the named entries.
-fn compress_entries(input: &Input, shared: &Shared, wanted: &HashSet<String>) -> Result<HashMap<String, Spooled>> {
+fn compress_entries(
+    input: &Input,
+    shared: &Shared,
+    wanted: &HashSet<String>,
+) -> Result<HashMap<String, Spooled>> {
     let mut compressing = HashMap::new();
     input.walk(&mut |name, _, data| {
         if wanted.contains(name) && !compressing.contains_key(name) {
@@ -421,21 +517,46 @@ fn compress_entries(input: &Input, shared: &Shared, wanted: &HashSet<String>) ->
 }
 
 /// Builds the image's blobs and manifest (serialized once).
-fn assemble(platform: Platform, spec: &Spec, blobs: &HashMap<String, Blob>) -> Result<PlatformImage> {
-    let config = Blob::new(CONFIG_MEDIA_TYPE, oci::digest(&spec.config), spec.config.len() as u64, Source::Memory(spec.config.clone()));
+fn assemble(
+    platform: Platform,
+    spec: &Spec,
+    blobs: &HashMap<String, Blob>,
+) -> Result<PlatformImage> {
+    let config = Blob::new(
+        CONFIG_MEDIA_TYPE,
+        oci::digest(&spec.config),
+        spec.config.len() as u64,
+        Source::Memory(spec.config.clone()),
+    );
     let layers = spec
         .manifest
         .layers
         .iter()
-        .map(|name| blobs.get(name).cloned().with_context(|| format!("no blob for the layer {name}")))
+        .map(|name| {
+            blobs
+                .get(name)
+                .cloned()
+                .with_context(|| format!("no blob for the layer {name}"))
+        })
         .collect::<Result<Vec<Blob>>>()?;
     let manifest = oci::manifest(descriptor(&config), layers.iter().map(descriptor).collect())?;
     let manifest_digest = oci::digest(&manifest);
-    Ok(PlatformImage { platform, config, layers, manifest, manifest_digest })
+    Ok(PlatformImage {
+        platform,
+        config,
+        layers,
+        manifest,
+        manifest_digest,
+    })
 }
 
 fn descriptor(blob: &Blob) -> Descriptor<'_> {
-    Descriptor { media_type: &blob.media_type, digest: &blob.digest, size: blob.size, platform: None }
+    Descriptor {
+        media_type: &blob.media_type,
+        digest: &blob.digest,
+        size: blob.size,
+        platform: None,
+    }
 }
 
 /// The layers of one archive whose compressed digest came from the cache: compressed all at
@@ -465,11 +586,17 @@ impl Lazy {
             .done
             .get_or_try_init(|| async move {
                 let wanted = me.expected.keys().cloned().collect();
-                tokio::task::spawn_blocking(move || compress_entries(&me.input, &me.shared, &wanted)).await?
+                tokio::task::spawn_blocking(move || {
+                    compress_entries(&me.input, &me.shared, &wanted)
+                })
+                .await?
             })
             .await?;
         let (Some(spooled), Some(expected)) = (done.get(name), self.expected.get(name)) else {
-            crate::bail_input!("the image {} changed while alba ran: its layer {name} is gone", self.input.path.display());
+            crate::bail_input!(
+                "the image {} changed while alba ran: its layer {name} is gone",
+                self.input.path.display()
+            );
         };
         check_diff_id(&self.input, name, &spooled.diff_id, &expected.diff_id)?;
         if spooled.digest != expected.digest || spooled.size != expected.size {

@@ -73,12 +73,16 @@ fn archive_tar(os: &str, arch: &str, layers: &[Vec<u8>], order: Order) -> Vec<u8
     let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
     let config = config_json(os, arch, &diff_ids);
     let config_name = format!("{}.json", &sha(&config)[7..]);
-    let names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", &d[7..])).collect();
+    let names: Vec<String> = diff_ids
+        .iter()
+        .map(|d| format!("{}/layer.tar", &d[7..]))
+        .collect();
     let manifest = serde_json::to_vec(&serde_json::json!([
         {"Config": config_name, "RepoTags": ["test:latest"], "Layers": names}
     ]))
     .expect("json");
-    let mut entries: Vec<(String, Vec<u8>)> = vec![(MANIFEST_NAME.into(), manifest), (config_name, config)];
+    let mut entries: Vec<(String, Vec<u8>)> =
+        vec![(MANIFEST_NAME.into(), manifest), (config_name, config)];
     let layer_entries = names.into_iter().zip(layers.iter().cloned());
     match order {
         Order::ManifestFirst => entries.extend(layer_entries.map(|(n, l)| (format!("./{n}"), l))),
@@ -87,7 +91,10 @@ fn archive_tar(os: &str, arch: &str, layers: &[Vec<u8>], order: Order) -> Vec<u8
             entries.splice(0..0, layer_entries);
         }
     }
-    let files: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let files: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
     layer_tar(&files)
 }
 
@@ -132,11 +139,18 @@ fn amd64() -> Platform {
 
 fn two_layers() -> Vec<Vec<u8>> {
     let big = code_like(2 * gzip::BLOCK + 12345, 1);
-    vec![layer_tar(&[("bin/app", &big)]), layer_tar(&[("etc/hello", b"hello\n")])]
+    vec![
+        layer_tar(&[("bin/app", &big)]),
+        layer_tar(&[("etc/hello", b"hello\n")]),
+    ]
 }
 
 fn opts(jobs: usize, cache: Option<&Path>) -> LoadOptions {
-    LoadOptions { compression: Compression::Gzip, cache_dir: cache.map(Path::to_path_buf), jobs }
+    LoadOptions {
+        compression: Compression::Gzip,
+        cache_dir: cache.map(Path::to_path_buf),
+        jobs,
+    }
 }
 
 async fn bytes_of(blob: &Blob) -> Vec<u8> {
@@ -149,13 +163,19 @@ async fn bytes_of(blob: &Blob) -> Vec<u8> {
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     // GzDecoder (not Multi…) reads only the first member: one member must hold everything.
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("gunzip");
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gunzip");
     out
 }
 
 fn input_error_message(result: Result<impl std::fmt::Debug>) -> String {
     let error = result.expect_err("an error");
-    assert_eq!(crate::error::exit_code(&error), 2, "not an input error: {error:#}");
+    assert_eq!(
+        crate::error::exit_code(&error),
+        2,
+        "not an input error: {error:#}"
+    );
     format!("{error:#}")
 }
 
@@ -176,11 +196,23 @@ fn parallel_gzip_is_deterministic_and_one_member() {
     let data = code_like(3 * gzip::BLOCK + 777, 7);
     let reference = pargz(&data, 1, 1 << 20);
     for (threads, chunk) in [(2, 4096), (4, 100_000), (3, 3 * gzip::BLOCK)] {
-        assert!(pargz(&data, threads, chunk) == reference, "output changed with {threads} threads");
+        assert!(
+            pargz(&data, threads, chunk) == reference,
+            "output changed with {threads} threads"
+        );
     }
     assert_eq!(gunzip(&reference), data);
-    assert_eq!(&reference[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255], "fixed header, mtime 0");
-    assert!(reference.len() < data.len() * 3 / 4, "barely compressed: {} of {}", reference.len(), data.len());
+    assert_eq!(
+        &reference[..10],
+        &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255],
+        "fixed header, mtime 0"
+    );
+    assert!(
+        reference.len() < data.len() * 3 / 4,
+        "barely compressed: {} of {}",
+        reference.len(),
+        data.len()
+    );
 }
 
 /// Digests must never change unnoticed: a repeated release must stay a no-op across alba
@@ -214,9 +246,16 @@ fn system_gzip_reads_our_gzip() {
     let dir = TempDir::new().expect("tempdir");
     let data = code_like(2 * gzip::BLOCK + 99, 3);
     let path = write(dir.path(), "layer.gz", &pargz(&data, 2, 1 << 16));
-    let test = std::process::Command::new("gzip").arg("-t").arg(&path).status().expect("gzip -t runs");
+    let test = std::process::Command::new("gzip")
+        .arg("-t")
+        .arg(&path)
+        .status()
+        .expect("gzip -t runs");
     assert!(test.success(), "gzip -t rejects our output");
-    let out = std::process::Command::new("zcat").arg(&path).output().expect("zcat runs");
+    let out = std::process::Command::new("zcat")
+        .arg(&path)
+        .output()
+        .expect("zcat runs");
     assert!(out.status.success());
     assert!(out.stdout == data, "zcat output differs");
 }
@@ -232,23 +271,38 @@ async fn every_format_and_order_gives_the_same_image() {
     for order in [Order::ManifestFirst, Order::ManifestLast] {
         let tar = archive_tar("linux", "amd64", &layers, order);
         for how in [Wrap::Plain, Wrap::Gzip, Wrap::Zstd] {
-            let path = write(dir.path(), &format!("{how:?}-{}.img", order as u8), &wrap(&tar, how));
-            let set = load(vec![(amd64(), path)], &opts(2, None)).await.expect("load");
+            let path = write(
+                dir.path(),
+                &format!("{how:?}-{}.img", order as u8),
+                &wrap(&tar, how),
+            );
+            let set = load(vec![(amd64(), path)], &opts(2, None))
+                .await
+                .expect("load");
             let image = &set.images[0];
-            assert_eq!(bytes_of(&image.config).await, config_json("linux", "amd64", &[sha(&layers[0]), sha(&layers[1])]));
+            assert_eq!(
+                bytes_of(&image.config).await,
+                config_json("linux", "amd64", &[sha(&layers[0]), sha(&layers[1])])
+            );
             assert_eq!(image.config.media_type, oci::CONFIG_MEDIA_TYPE);
             for (blob, original) in image.layers.iter().zip(&layers) {
                 let compressed = bytes_of(blob).await;
                 assert_eq!(sha(&compressed), blob.digest);
                 assert_eq!(compressed.len() as u64, blob.size);
                 assert!(gunzip(&compressed) == *original);
-                assert_eq!(blob.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+                assert_eq!(
+                    blob.media_type,
+                    "application/vnd.oci.image.layer.v1.tar+gzip"
+                );
             }
             assert_eq!(set.layers_compressed, 2);
             digests.push(set.index_digest.clone());
         }
     }
-    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests differ: {digests:?}");
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "digests differ: {digests:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,8 +311,22 @@ async fn manifest_and_index_are_oci_and_stable_across_jobs() {
     let layers = two_layers();
     let arm = Platform::from_nix_system("armv6l-linux").expect("platform");
     let inputs = vec![
-        (arm.clone(), write(dir.path(), "arm", &archive_tar("linux", "arm", &layers, Order::ManifestLast))),
-        (amd64(), write(dir.path(), "amd", &archive_tar("linux", "amd64", &layers, Order::ManifestFirst))),
+        (
+            arm.clone(),
+            write(
+                dir.path(),
+                "arm",
+                &archive_tar("linux", "arm", &layers, Order::ManifestLast),
+            ),
+        ),
+        (
+            amd64(),
+            write(
+                dir.path(),
+                "amd",
+                &archive_tar("linux", "amd64", &layers, Order::ManifestFirst),
+            ),
+        ),
     ];
     let one = load(inputs.clone(), &opts(1, None)).await.expect("load");
     let three = load(inputs, &opts(3, None)).await.expect("load");
@@ -268,7 +336,12 @@ async fn manifest_and_index_are_oci_and_stable_across_jobs() {
     let index: serde_json::Value = serde_json::from_slice(&one.index).expect("index json");
     assert_eq!(index["schemaVersion"], 2);
     assert_eq!(index["mediaType"], INDEX_MEDIA_TYPE);
-    let platforms: Vec<&serde_json::Value> = index["manifests"].as_array().expect("manifests").iter().map(|m| &m["platform"]).collect();
+    let platforms: Vec<&serde_json::Value> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| &m["platform"])
+        .collect();
     assert_eq!(
         platforms,
         [
@@ -276,12 +349,18 @@ async fn manifest_and_index_are_oci_and_stable_across_jobs() {
             &serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v6"}),
         ]
     );
-    for (entry, image) in index["manifests"].as_array().expect("manifests").iter().zip(&one.images) {
+    for (entry, image) in index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .zip(&one.images)
+    {
         assert_eq!(entry["digest"], image.manifest_digest.as_str());
         assert_eq!(entry["size"], image.manifest.len());
         assert_eq!(entry["mediaType"], MANIFEST_MEDIA_TYPE);
         assert_eq!(image.manifest_digest, oci::digest(&image.manifest));
-        let manifest: serde_json::Value = serde_json::from_slice(&image.manifest).expect("manifest json");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&image.manifest).expect("manifest json");
         assert_eq!(manifest["mediaType"], MANIFEST_MEDIA_TYPE);
         assert_eq!(manifest["schemaVersion"], 2);
         assert_eq!(manifest["config"]["digest"], image.config.digest.as_str());
@@ -293,15 +372,34 @@ async fn manifest_and_index_are_oci_and_stable_across_jobs() {
 async fn stream_scripts_are_run_and_read() {
     let dir = TempDir::new().expect("tempdir");
     let layers = two_layers();
-    let tar = write(dir.path(), "image.tar", &archive_tar("linux", "amd64", &layers, Order::ManifestLast));
-    let stream = script(dir.path(), "stream", &format!("echo building >&2\ncat '{}'", tar.display()));
-    let from_file = load(vec![(amd64(), tar)], &opts(2, None)).await.expect("load file");
-    let from_script = load(vec![(amd64(), stream)], &opts(2, None)).await.expect("load script");
+    let tar = write(
+        dir.path(),
+        "image.tar",
+        &archive_tar("linux", "amd64", &layers, Order::ManifestLast),
+    );
+    let stream = script(
+        dir.path(),
+        "stream",
+        &format!("echo building >&2\ncat '{}'", tar.display()),
+    );
+    let from_file = load(vec![(amd64(), tar)], &opts(2, None))
+        .await
+        .expect("load file");
+    let from_script = load(vec![(amd64(), stream)], &opts(2, None))
+        .await
+        .expect("load script");
     assert_eq!(from_file.index_digest, from_script.index_digest);
 
-    let failing = script(dir.path(), "failing", "echo 'error: no space left for the tarball' >&2\nexit 3");
+    let failing = script(
+        dir.path(),
+        "failing",
+        "echo 'error: no space left for the tarball' >&2\nexit 3",
+    );
     let message = input_error_message(load(vec![(amd64(), failing)], &opts(2, None)).await);
-    assert!(message.contains("no space left for the tarball") && message.contains("failing"), "{message}");
+    assert!(
+        message.contains("no space left for the tarball") && message.contains("failing"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,19 +407,33 @@ async fn cache_hits_avoid_compression() {
     let dir = TempDir::new().expect("tempdir");
     let cache = dir.path().join("cache");
     let layers = two_layers();
-    for (order, name) in [(Order::ManifestLast, "last"), (Order::ManifestFirst, "first")] {
+    for (order, name) in [
+        (Order::ManifestLast, "last"),
+        (Order::ManifestFirst, "first"),
+    ] {
         let tar = archive_tar("linux", "amd64", &layers, order);
         let path = write(dir.path(), name, &wrap(&tar, Wrap::Gzip));
-        let stream = script(dir.path(), &format!("{name}.sh"), &format!("gzip -dc '{}'", path.display()));
+        let stream = script(
+            dir.path(),
+            &format!("{name}.sh"),
+            &format!("gzip -dc '{}'", path.display()),
+        );
         let _ = std::fs::remove_dir_all(&cache);
-        let cold = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache))).await.expect("cold");
+        let cold = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache)))
+            .await
+            .expect("cold");
         assert_eq!(cold.layers_compressed, 2);
         for input in [path, stream] {
-            let warm = load(vec![(amd64(), input)], &opts(2, Some(&cache))).await.expect("warm");
+            let warm = load(vec![(amd64(), input)], &opts(2, Some(&cache)))
+                .await
+                .expect("warm");
             assert_eq!(warm.layers_compressed, 0, "a warm run compressed layers");
             assert_eq!(warm.index_digest, cold.index_digest);
             let image = &warm.images[0];
-            assert!(image.layers.iter().all(|l| !l.is_ready()), "layers compressed before being asked for");
+            assert!(
+                image.layers.iter().all(|l| !l.is_ready()),
+                "layers compressed before being asked for"
+            );
             // Asking for one blob compresses the archive's lazy layers once, checked against the cache.
             let first = bytes_of(&image.layers[0]).await;
             assert!(image.layers.iter().all(Blob::is_ready));
@@ -337,15 +449,31 @@ async fn a_stream_script_runs_once_cold_or_warm() {
     let cache = dir.path().join("cache");
     let runs = dir.path().join("runs");
     let stream = |name: &str, layers: &[Vec<u8>]| {
-        let tar = write(dir.path(), &format!("{name}.tar"), &archive_tar("linux", "amd64", layers, Order::ManifestLast));
-        script(dir.path(), name, &format!("echo run >> '{}'\ncat '{}'", runs.display(), tar.display()))
+        let tar = write(
+            dir.path(),
+            &format!("{name}.tar"),
+            &archive_tar("linux", "amd64", layers, Order::ManifestLast),
+        );
+        script(
+            dir.path(),
+            name,
+            &format!("echo run >> '{}'\ncat '{}'", runs.display(), tar.display()),
+        )
     };
     let count = || std::fs::read_to_string(&runs).map_or(0, |s| s.lines().count());
     let layers = two_layers();
     let first = stream("first", &layers);
-    let cold = load(vec![(amd64(), first.clone())], &opts(2, Some(&cache))).await.expect("cold");
-    assert_eq!((cold.layers_compressed, count()), (2, 1), "(layers compressed, script runs)");
-    let warm = load(vec![(amd64(), first)], &opts(2, Some(&cache))).await.expect("warm");
+    let cold = load(vec![(amd64(), first.clone())], &opts(2, Some(&cache)))
+        .await
+        .expect("cold");
+    assert_eq!(
+        (cold.layers_compressed, count()),
+        (2, 1),
+        "(layers compressed, script runs)"
+    );
+    let warm = load(vec![(amd64(), first)], &opts(2, Some(&cache)))
+        .await
+        .expect("warm");
     assert_eq!((warm.layers_compressed, count()), (0, 2));
 
     // A new layer of the very size of a cached one: only the config can tell, a second run must.
@@ -353,7 +481,9 @@ async fn a_stream_script_runs_once_cold_or_warm() {
     let at = twin.iter().position(|&b| b == b'h').expect("an h in hello");
     twin[at] = b'j';
     let second = stream("second", &[layers[0].clone(), twin.clone()]);
-    let next = load(vec![(amd64(), second)], &opts(2, Some(&cache))).await.expect("twin");
+    let next = load(vec![(amd64(), second)], &opts(2, Some(&cache)))
+        .await
+        .expect("twin");
     assert_eq!((next.layers_compressed, count()), (1, 4));
     assert!(gunzip(&bytes_of(&next.images[0].layers[1]).await) == twin);
 }
@@ -363,19 +493,31 @@ async fn a_warm_run_does_not_read_an_unchanged_archive() {
     let dir = TempDir::new().expect("tempdir");
     let cache = dir.path().join("cache");
     let layers = two_layers();
-    let gz = wrap(&archive_tar("linux", "amd64", &layers, Order::ManifestLast), Wrap::Gzip);
+    let gz = wrap(
+        &archive_tar("linux", "amd64", &layers, Order::ManifestLast),
+        Wrap::Gzip,
+    );
     let path = write(dir.path(), "image.tar.gz", &gz);
-    let cold = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache))).await.expect("cold");
+    let cold = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache)))
+        .await
+        .expect("cold");
 
     // Garble the middle in place, keeping size, inode and mtime: only reading could notice.
-    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
-    let mut file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(gz.len() as u64 / 2)).expect("seek");
     file.write_all(&[0x55; 4096]).expect("garble");
     file.set_modified(mtime).expect("restore mtime");
     drop(file);
 
-    let warm = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache))).await.expect("warm run reads nothing");
+    let warm = load(vec![(amd64(), path.clone())], &opts(2, Some(&cache)))
+        .await
+        .expect("warm run reads nothing");
     assert_eq!(warm.index_digest, cold.index_digest);
     assert_eq!(warm.layers_compressed, 0);
     // Compressing the lazy layers does read it: the damage is found and the index forgotten.
@@ -389,32 +531,70 @@ async fn a_stale_cache_entry_is_caught_when_materializing() {
     let dir = TempDir::new().expect("tempdir");
     let cache_dir = dir.path().join("cache");
     let layers = vec![layer_tar(&[("a", b"a")])];
-    let path = write(dir.path(), "img", &archive_tar("linux", "amd64", &layers, Order::ManifestLast));
+    let path = write(
+        dir.path(),
+        "img",
+        &archive_tar("linux", "amd64", &layers, Order::ManifestLast),
+    );
     let cache = cache::Cache::new(Some(&cache_dir), Compression::Gzip);
-    let wrong = cache::Entry { digest: sha(b"not this"), size: 8 };
+    let wrong = cache::Entry {
+        digest: sha(b"not this"),
+        size: 8,
+    };
     cache.put(&sha(&layers[0]), layers[0].len() as u64, &wrong);
-    let set = load(vec![(amd64(), path.clone())], &opts(1, Some(&cache_dir))).await.expect("load");
+    let set = load(vec![(amd64(), path.clone())], &opts(1, Some(&cache_dir)))
+        .await
+        .expect("load");
     assert_eq!(set.images[0].layers[0].digest, wrong.digest);
-    let error = set.images[0].layers[0].materialize().await.expect_err("stale cache");
+    let error = set.images[0].layers[0]
+        .materialize()
+        .await
+        .expect_err("stale cache");
     assert!(format!("{error:#}").contains("run alba again"), "{error:#}");
-    let healed = load(vec![(amd64(), path)], &opts(1, Some(&cache_dir))).await.expect("load");
-    assert_eq!(bytes_of(&healed.images[0].layers[0]).await.len() as u64, healed.images[0].layers[0].size);
+    let healed = load(vec![(amd64(), path)], &opts(1, Some(&cache_dir)))
+        .await
+        .expect("load");
+    assert_eq!(
+        bytes_of(&healed.images[0].layers[0]).await.len() as u64,
+        healed.images[0].layers[0].size
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zstd_and_uncompressed_layers() {
     let dir = TempDir::new().expect("tempdir");
     let layers = two_layers();
-    let path = write(dir.path(), "img", &wrap(&archive_tar("linux", "amd64", &layers, Order::ManifestLast), Wrap::Gzip));
-    let zstd_opts = LoadOptions { compression: Compression::Zstd, ..opts(2, None) };
-    let set = load(vec![(amd64(), path.clone())], &zstd_opts).await.expect("zstd");
+    let path = write(
+        dir.path(),
+        "img",
+        &wrap(
+            &archive_tar("linux", "amd64", &layers, Order::ManifestLast),
+            Wrap::Gzip,
+        ),
+    );
+    let zstd_opts = LoadOptions {
+        compression: Compression::Zstd,
+        ..opts(2, None)
+    };
+    let set = load(vec![(amd64(), path.clone())], &zstd_opts)
+        .await
+        .expect("zstd");
     let blob = &set.images[0].layers[0];
-    assert_eq!(blob.media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert_eq!(
+        blob.media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
     assert!(zstd::decode_all(bytes_of(blob).await.as_slice()).expect("unzstd") == layers[0]);
 
-    let none_opts = LoadOptions { compression: Compression::None, ..opts(2, None) };
+    let none_opts = LoadOptions {
+        compression: Compression::None,
+        ..opts(2, None)
+    };
     let set = load(vec![(amd64(), path)], &none_opts).await.expect("none");
-    assert_eq!(set.layers_compressed, 0, "uncompressed layers are copied only when asked for");
+    assert_eq!(
+        set.layers_compressed, 0,
+        "uncompressed layers are copied only when asked for"
+    );
     for (blob, original) in set.images[0].layers.iter().zip(&layers) {
         assert_eq!(blob.media_type, "application/vnd.oci.image.layer.v1.tar");
         assert_eq!(blob.digest, sha(original));
@@ -432,20 +612,33 @@ async fn load_error(path: PathBuf, platform: Platform) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_gzip_is_refused() {
     let dir = TempDir::new().expect("tempdir");
-    let gz = wrap(&archive_tar("linux", "amd64", &two_layers(), Order::ManifestFirst), Wrap::Gzip);
+    let gz = wrap(
+        &archive_tar("linux", "amd64", &two_layers(), Order::ManifestFirst),
+        Wrap::Gzip,
+    );
     for cut in [gz.len() / 2, gz.len() - 4] {
         let path = write(dir.path(), "cut.tar.gz", &gz[..cut]);
         let message = load_error(path, amd64()).await;
-        assert!(message.contains("cut.tar.gz") && message.contains("truncated or corrupt"), "{message}");
+        assert!(
+            message.contains("cut.tar.gz") && message.contains("truncated or corrupt"),
+            "{message}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_missing_parts_are_refused() {
     let dir = TempDir::new().expect("tempdir");
-    let no_manifest = write(dir.path(), "nomanifest.tar", &layer_tar(&[("x/layer.tar", b"x")]));
+    let no_manifest = write(
+        dir.path(),
+        "nomanifest.tar",
+        &layer_tar(&[("x/layer.tar", b"x")]),
+    );
     let message = load_error(no_manifest, amd64()).await;
-    assert!(message.contains("nomanifest.tar") && message.contains("no manifest.json"), "{message}");
+    assert!(
+        message.contains("nomanifest.tar") && message.contains("no manifest.json"),
+        "{message}"
+    );
 
     let layers = two_layers();
     let full = archive_tar("linux", "amd64", &layers, Order::ManifestLast);
@@ -459,26 +652,51 @@ async fn archives_missing_parts_are_refused() {
         kept.push((name, data));
     }
     let without = |pred: &dyn Fn(&str) -> bool| {
-        let files: Vec<(&str, &[u8])> = kept.iter().filter(|(n, _)| !pred(n)).map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let files: Vec<(&str, &[u8])> = kept
+            .iter()
+            .filter(|(n, _)| !pred(n))
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
         layer_tar(&files)
     };
     let layer_name = kept[1].0.clone();
     let missing_layer = write(dir.path(), "nolayer.tar", &without(&|n| n == layer_name));
     let message = load_error(missing_layer, amd64()).await;
-    assert!(message.contains("nolayer.tar") && message.contains(&layer_name) && message.contains("does not contain"), "{message}");
+    assert!(
+        message.contains("nolayer.tar")
+            && message.contains(&layer_name)
+            && message.contains("does not contain"),
+        "{message}"
+    );
 
-    let no_config = write(dir.path(), "noconfig.tar", &without(&|n| n.ends_with(".json") && n != MANIFEST_NAME));
+    let no_config = write(
+        dir.path(),
+        "noconfig.tar",
+        &without(&|n| n.ends_with(".json") && n != MANIFEST_NAME),
+    );
     let message = load_error(no_config, amd64()).await;
-    assert!(message.contains("noconfig.tar") && message.contains("has no config"), "{message}");
+    assert!(
+        message.contains("noconfig.tar") && message.contains("has no config"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_contradicting_the_config_is_refused() {
     let dir = TempDir::new().expect("tempdir");
     for order in [Order::ManifestFirst, Order::ManifestLast] {
-        let path = write(dir.path(), "arm64.tar", &archive_tar("linux", "arm64", &two_layers(), order));
+        let path = write(
+            dir.path(),
+            "arm64.tar",
+            &archive_tar("linux", "arm64", &two_layers(), order),
+        );
         let message = load_error(path, amd64()).await;
-        assert!(message.contains("arm64.tar") && message.contains("built for linux/arm64") && message.contains("linux/amd64"), "{message}");
+        assert!(
+            message.contains("arm64.tar")
+                && message.contains("built for linux/arm64")
+                && message.contains("linux/amd64"),
+            "{message}"
+        );
     }
 }
 
@@ -490,7 +708,10 @@ async fn a_layer_not_matching_its_diff_id_is_refused() {
     // Flip a byte inside the first layer's data (after its 512-byte header): the config lies now.
     tar[512 + 600] ^= 0xff;
     let message = load_error(write(dir.path(), "lying.tar", &tar), amd64()).await;
-    assert!(message.contains("lying.tar") && message.contains("rootfs.diff_ids"), "{message}");
+    assert!(
+        message.contains("lying.tar") && message.contains("rootfs.diff_ids"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,10 +721,19 @@ async fn folders_and_garbage_are_refused() {
     assert!(message.contains("is a folder"), "{message}");
     let garbage = write(dir.path(), "garbage", b"just some text, not an image");
     let message = load_error(garbage, amd64()).await;
-    assert!(message.contains("garbage") && message.contains("neither a docker archive"), "{message}");
-    let twice = vec![(amd64(), dir.path().join("a")), (amd64(), dir.path().join("b"))];
+    assert!(
+        message.contains("garbage") && message.contains("neither a docker archive"),
+        "{message}"
+    );
+    let twice = vec![
+        (amd64(), dir.path().join("a")),
+        (amd64(), dir.path().join("b")),
+    ];
     let message = input_error_message(load(twice, &opts(1, None)).await);
-    assert!(message.contains("two images are given for linux/amd64"), "{message}");
+    assert!(
+        message.contains("two images are given for linux/amd64"),
+        "{message}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,10 +742,18 @@ async fn folders_and_garbage_are_refused() {
 #[test]
 fn scan_dir_reads_the_go_layout() {
     let dir = TempDir::new().expect("tempdir");
-    for name in ["linux.amd64.tar.gz", "linux.arm.v6.tar", "linux.arm64.tar.zst"] {
+    for name in [
+        "linux.amd64.tar.gz",
+        "linux.arm.v6.tar",
+        "linux.arm64.tar.zst",
+    ] {
         write(dir.path(), name, b"");
     }
-    let found: Vec<String> = scan_dir(dir.path()).expect("scan").iter().map(|(p, _)| p.to_string()).collect();
+    let found: Vec<String> = scan_dir(dir.path())
+        .expect("scan")
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
     assert_eq!(found, ["linux/amd64", "linux/arm/v6", "linux/arm64"]);
 
     write(dir.path(), "README.md", b"");

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::lists::{self, Order};
 use crate::artifact::StaticFile;
+use crate::digest::{sha256_file, sha256_hex};
 use crate::platform::Platform;
 use crate::report::{Status, TargetReport};
-use crate::digest::{sha256_file, sha256_hex};
 use crate::store::{Body, ObjectStore, Put};
 use crate::ui::{Ui, human_size};
 
@@ -117,13 +117,34 @@ struct Prepared {
 }
 
 /// Publishes a static release to one store.
-pub async fn publish(store: Arc<dyn ObjectStore>, release: &StaticRelease<'_>, ui: &Ui, report: &mut TargetReport) -> Result<()> {
+pub async fn publish(
+    store: Arc<dyn ObjectStore>,
+    release: &StaticRelease<'_>,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
     store.check().await?;
     let prepared = prepare(release).await?;
     upload_binaries(&store, release, &prepared, ui, report).await?;
     let tag_doc = tag_document(&prepared)?;
-    write_document(&*store, &tag_key(release.name, release.tag), tag_doc, release.dry_run, ui, report).await?;
-    update_name_document(&*store, release.name, Some(release.tag), release.dry_run, ui, report).await?;
+    write_document(
+        &*store,
+        &tag_key(release.name, release.tag),
+        tag_doc,
+        release.dry_run,
+        ui,
+        report,
+    )
+    .await?;
+    update_name_document(
+        &*store,
+        release.name,
+        Some(release.tag),
+        release.dry_run,
+        ui,
+        report,
+    )
+    .await?;
     if !release.dry_run {
         super::nginx::refresh(&*store).await?;
     }
@@ -135,9 +156,16 @@ async fn prepare(release: &StaticRelease<'_>) -> Result<Vec<Prepared>> {
     let tasks = release.files.iter().cloned().map(|file| {
         let key = file_key(release.name, release.tag, &file.platform, &file.file_name);
         tokio::task::spawn_blocking(move || -> Result<Prepared> {
-            let size = std::fs::metadata(&file.path).with_context(|| format!("reading {}", file.path.display()))?.len();
+            let size = std::fs::metadata(&file.path)
+                .with_context(|| format!("reading {}", file.path.display()))?
+                .len();
             let sha256 = sha256_file(&file.path)?;
-            Ok(Prepared { file, key, size, sha256 })
+            Ok(Prepared {
+                file,
+                key,
+                size,
+                sha256,
+            })
         })
     });
     let mut out = Vec::new();
@@ -163,7 +191,13 @@ async fn upload_binaries(
                 let status = upload_one(&*store, p, release.dry_run).await?;
                 bar.inc(p.size);
                 bar.suspend(|| {
-                    ui.line(format!("{} -> {} ({}, {})", p.file.path.display(), p.key, human_size(p.size), label(status)))
+                    ui.line(format!(
+                        "{} -> {} ({}, {})",
+                        p.file.path.display(),
+                        p.key,
+                        human_size(p.size),
+                        label(status)
+                    ))
                 });
                 anyhow::Ok(status)
             }
@@ -195,7 +229,12 @@ async fn upload_one(store: &dyn ObjectStore, p: &Prepared, dry_run: bool) -> Res
         return Ok(Status::Exists);
     }
     if !dry_run {
-        let put = Put { key: p.key.clone(), body: Body::File(p.file.path.clone()), content_type: BINARY.into(), sha256: p.sha256.clone() };
+        let put = Put {
+            key: p.key.clone(),
+            body: Body::File(p.file.path.clone()),
+            content_type: BINARY.into(),
+            sha256: p.sha256.clone(),
+        };
         store.put(&put).await?;
     }
     Ok(Status::New)
@@ -205,11 +244,14 @@ async fn upload_one(store: &dyn ObjectStore, p: &Prepared, dry_run: bool) -> Res
 fn tag_document(prepared: &[Prepared]) -> Result<Bytes> {
     let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
     for p in prepared {
-        by_platform.entry(&p.file.platform).or_default().push(Resource {
-            path: p.file.file_name.clone(),
-            size: Some(p.size),
-            sha256: Some(p.sha256.clone()),
-        });
+        by_platform
+            .entry(&p.file.platform)
+            .or_default()
+            .push(Resource {
+                path: p.file.file_name.clone(),
+                size: Some(p.size),
+                sha256: Some(p.sha256.clone()),
+            });
     }
     let flavors = by_platform
         .into_iter()
@@ -226,7 +268,14 @@ fn tag_document(prepared: &[Prepared]) -> Result<Bytes> {
 }
 
 /// Writes a small JSON document unless the store already holds exactly these bytes.
-async fn write_document(store: &dyn ObjectStore, key: &str, bytes: Bytes, dry_run: bool, ui: &Ui, report: &mut TargetReport) -> Result<()> {
+async fn write_document(
+    store: &dyn ObjectStore,
+    key: &str,
+    bytes: Bytes,
+    dry_run: bool,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
     let existing = store.get(key).await?;
     let status = match existing {
         Some(old) if old == bytes => Status::Exists,
@@ -236,11 +285,27 @@ async fn write_document(store: &dyn ObjectStore, key: &str, bytes: Bytes, dry_ru
     let sha256 = sha256_hex(&bytes);
     if status != Status::Exists && !dry_run {
         let size = bytes.len() as u64;
-        store.put(&Put { key: key.to_string(), body: Body::Bytes(bytes.clone()), content_type: JSON.into(), sha256: sha256.clone() }).await?;
-        ui.detail(format!("{key}: {} ({})", String::from_utf8_lossy(&bytes), human_size(size)));
+        store
+            .put(&Put {
+                key: key.to_string(),
+                body: Body::Bytes(bytes.clone()),
+                content_type: JSON.into(),
+                sha256: sha256.clone(),
+            })
+            .await?;
+        ui.detail(format!(
+            "{key}: {} ({})",
+            String::from_utf8_lossy(&bytes),
+            human_size(size)
+        ));
     }
     ui.line(format!("document {key} ({})", label(status)));
-    report.record(key, bytes.len() as u64, status, Some(format!("sha256:{sha256}")));
+    report.record(
+        key,
+        bytes.len() as u64,
+        status,
+        Some(format!("sha256:{sha256}")),
+    );
     Ok(())
 }
 
@@ -248,16 +313,26 @@ async fn write_document(store: &dyn ObjectStore, key: &str, bytes: Bytes, dry_ru
 pub async fn present_tags(store: &dyn ObjectStore, name: &str) -> Result<BTreeSet<String>> {
     let prefix = format!("{ROOT}/{name}/");
     let keys = store.list(&prefix).await?;
-    Ok(keys.iter().filter_map(|k| k.strip_prefix(&prefix)).filter(|rest| !rest.contains('/')).map(str::to_string).collect())
+    Ok(keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix))
+        .filter(|rest| !rest.contains('/'))
+        .map(str::to_string)
+        .collect())
 }
 
 /// Reads the stored name document's tags (an unreadable document counts as empty: it is rebuilt).
 pub async fn stored_tags(store: &dyn ObjectStore, name: &str, ui: &Ui) -> Result<Vec<String>> {
-    let Some(bytes) = store.get(&name_key(name)).await? else { return Ok(Vec::new()) };
+    let Some(bytes) = store.get(&name_key(name)).await? else {
+        return Ok(Vec::new());
+    };
     match serde_json::from_slice::<NameDocument>(&bytes) {
         Ok(doc) => Ok(doc.tags),
         Err(e) => {
-            ui.warn(format!("{} is not a valid name document ({e}); rebuilding it from the store", name_key(name)));
+            ui.warn(format!(
+                "{} is not a valid name document ({e}); rebuilding it from the store",
+                name_key(name)
+            ));
             Ok(Vec::new())
         }
     }
@@ -281,7 +356,10 @@ pub async fn update_name_document(
         present.insert(tag.to_string());
     }
     let tags = lists::merge(&stored, &present, new, Order::NewestFirst);
-    let doc = Bytes::from(serde_json::to_vec(&NameDocument { name: name.to_string(), tags: tags.clone() })?);
+    let doc = Bytes::from(serde_json::to_vec(&NameDocument {
+        name: name.to_string(),
+        tags: tags.clone(),
+    })?);
     write_document(store, &key, doc.clone(), dry_run, ui, report).await?;
     if dry_run {
         return Ok(());
@@ -291,7 +369,10 @@ pub async fn update_name_document(
     if again != tags {
         let present = present_tags(store, name).await?;
         let merged = lists::merge(&again, &present, new, Order::NewestFirst);
-        let doc = Bytes::from(serde_json::to_vec(&NameDocument { name: name.to_string(), tags: merged })?);
+        let doc = Bytes::from(serde_json::to_vec(&NameDocument {
+            name: name.to_string(),
+            tags: merged,
+        })?);
         write_document(store, &key, doc, dry_run, ui, report).await?;
     }
     Ok(())
@@ -305,7 +386,11 @@ mod tests {
     fn file(dir: &std::path::Path, platform: &str, name: &str, content: &str) -> StaticFile {
         let path = dir.join(format!("{}-{name}", platform.replace('/', "_")));
         std::fs::write(&path, content).unwrap();
-        StaticFile { platform: Platform::parse(platform).unwrap(), file_name: name.into(), path }
+        StaticFile {
+            platform: Platform::parse(platform).unwrap(),
+            file_name: name.into(),
+            path,
+        }
     }
 
     #[tokio::test]
@@ -313,22 +398,56 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(FolderStore::new(out.path()).unwrap());
-        let files = vec![file(src.path(), "linux/amd64", "albatros", "A"), file(src.path(), "linux/arm/v6", "albatros", "B")];
+        let files = vec![
+            file(src.path(), "linux/amd64", "albatros", "A"),
+            file(src.path(), "linux/arm/v6", "albatros", "B"),
+        ];
         for tag in ["0.9", "1.0"] {
-            let release = StaticRelease { name: "albatros", tag, files: &files, dry_run: false, jobs: 2 };
+            let release = StaticRelease {
+                name: "albatros",
+                tag,
+                files: &files,
+                dry_run: false,
+                jobs: 2,
+            };
             let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-            publish(store.clone(), &release, &Ui::silent(), &mut report).await.unwrap();
+            publish(store.clone(), &release, &Ui::silent(), &mut report)
+                .await
+                .unwrap();
         }
         let name_doc = store.get("df-dist-v1/albatros").await.unwrap().unwrap();
         assert_eq!(name_doc, r#"{"name":"albatros","tags":["1.0","0.9"]}"#);
-        let tag_doc: serde_json::Value = serde_json::from_slice(&store.get("df-dist-v1/albatros/0.9").await.unwrap().unwrap()).unwrap();
-        assert_eq!(tag_doc["flavors"][0]["platform"], serde_json::json!({"architecture":"amd64","os":"linux"}));
-        assert_eq!(tag_doc["flavors"][1]["platform"], serde_json::json!({"architecture":"arm","os":"linux","variant":"v6"}));
-        assert_eq!(store.get("df-dist-v1/albatros/0.9/linux/arm/v6/albatros").await.unwrap().unwrap(), "B");
+        let tag_doc: serde_json::Value =
+            serde_json::from_slice(&store.get("df-dist-v1/albatros/0.9").await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(
+            tag_doc["flavors"][0]["platform"],
+            serde_json::json!({"architecture":"amd64","os":"linux"})
+        );
+        assert_eq!(
+            tag_doc["flavors"][1]["platform"],
+            serde_json::json!({"architecture":"arm","os":"linux","variant":"v6"})
+        );
+        assert_eq!(
+            store
+                .get("df-dist-v1/albatros/0.9/linux/arm/v6/albatros")
+                .await
+                .unwrap()
+                .unwrap(),
+            "B"
+        );
         // Same release again: nothing sent.
-        let release = StaticRelease { name: "albatros", tag: "1.0", files: &files, dry_run: false, jobs: 2 };
+        let release = StaticRelease {
+            name: "albatros",
+            tag: "1.0",
+            files: &files,
+            dry_run: false,
+            jobs: 2,
+        };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-        publish(store.clone(), &release, &Ui::silent(), &mut report).await.unwrap();
+        publish(store.clone(), &release, &Ui::silent(), &mut report)
+            .await
+            .unwrap();
         assert_eq!(report.bytes_sent, 0);
     }
 }

@@ -16,7 +16,12 @@ pub enum Order {
 }
 
 /// Merges a stored list with the tags present in the store and the tag being published.
-pub fn merge(stored: &[String], present: &BTreeSet<String>, new: Option<&str>, order: Order) -> Vec<String> {
+pub fn merge(
+    stored: &[String],
+    present: &BTreeSet<String>,
+    new: Option<&str>,
+    order: Order,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let push = |tag: &str, out: &mut Vec<String>| {
         if !out.iter().any(|t| t == tag) {
@@ -70,13 +75,21 @@ mod tests {
         let merged = merge(&stored, &present, Some("1.0"), Order::NewestFirst);
         assert_eq!(merged, s(&["1.0", "0.11", "0.10", "0.9", "0.8"]));
         // Re-publishing a listed tag keeps its place.
-        let merged = merge(&s(&["0.9", "0.8"]), &present, Some("0.8"), Order::NewestFirst);
+        let merged = merge(
+            &s(&["0.9", "0.8"]),
+            &present,
+            Some("0.8"),
+            Order::NewestFirst,
+        );
         assert_eq!(merged[..], s(&["0.11", "0.10", "0.9", "0.8"])[..]);
     }
 
     #[test]
     fn lexical() {
         let present: BTreeSet<String> = s(&["b", "a"]).into_iter().collect();
-        assert_eq!(merge(&s(&["b"]), &present, Some("c"), Order::Lexical), s(&["a", "b", "c"]));
+        assert_eq!(
+            merge(&s(&["b"]), &present, Some("c"), Order::Lexical),
+            s(&["a", "b", "c"])
+        );
     }
 }

@@ -28,7 +28,13 @@ pub trait OciSink: Send + Sync {
     /// Uploads a manifest (platform manifest or index) under a digest or tag, exactly these bytes.
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()>;
     /// After the tags: rebuild derived lists (static registries); nothing for registries.
-    async fn finish(&self, tags: &[String], dry_run: bool, ui: &Ui, report: &mut TargetReport) -> Result<()>;
+    async fn finish(
+        &self,
+        tags: &[String],
+        dry_run: bool,
+        ui: &Ui,
+        report: &mut TargetReport,
+    ) -> Result<()>;
 }
 
 /// How to push.
@@ -40,17 +46,54 @@ pub struct PushOptions {
 }
 
 /// Pushes an image set under every tag, in the write order above.
-pub async fn push(sink: &dyn OciSink, images: &ImageSet, tags: &[String], opts: &PushOptions, ui: &Ui, report: &mut TargetReport) -> Result<()> {
+pub async fn push(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    tags: &[String],
+    opts: &PushOptions,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
     sink.check().await?;
     push_blobs(sink, images, opts, ui, report).await?;
     for image in &images.images {
         let label = format!("manifest {} ({})", image.manifest_digest, image.platform);
-        put_manifest(sink, &image.manifest_digest, &image.manifest, MANIFEST_MEDIA_TYPE, &label, opts, ui, report).await?;
+        put_manifest(
+            sink,
+            &image.manifest_digest,
+            &image.manifest,
+            MANIFEST_MEDIA_TYPE,
+            &label,
+            opts,
+            ui,
+            report,
+        )
+        .await?;
     }
     let label = format!("index {}", images.index_digest);
-    put_manifest(sink, &images.index_digest, &images.index, INDEX_MEDIA_TYPE, &label, opts, ui, report).await?;
+    put_manifest(
+        sink,
+        &images.index_digest,
+        &images.index,
+        INDEX_MEDIA_TYPE,
+        &label,
+        opts,
+        ui,
+        report,
+    )
+    .await?;
     for tag in tags {
-        put_manifest(sink, tag, &images.index, INDEX_MEDIA_TYPE, &format!("tag {tag}"), opts, ui, report).await?;
+        put_manifest(
+            sink,
+            tag,
+            &images.index,
+            INDEX_MEDIA_TYPE,
+            &format!("tag {tag}"),
+            opts,
+            ui,
+            report,
+        )
+        .await?;
     }
     report.index_digest = Some(images.index_digest.clone());
     sink.finish(tags, opts.dry_run, ui, report).await
@@ -61,10 +104,19 @@ fn distinct_blobs(images: &ImageSet) -> Vec<&Blob> {
     let mut seen = std::collections::BTreeSet::new();
     let configs = images.images.iter().map(|i| &i.config);
     let layers = images.images.iter().flat_map(|i| &i.layers);
-    configs.chain(layers).filter(|b| seen.insert(b.digest.as_str())).collect()
+    configs
+        .chain(layers)
+        .filter(|b| seen.insert(b.digest.as_str()))
+        .collect()
 }
 
-async fn push_blobs(sink: &dyn OciSink, images: &ImageSet, opts: &PushOptions, ui: &Ui, report: &mut TargetReport) -> Result<()> {
+async fn push_blobs(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    opts: &PushOptions,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
     let blobs = distinct_blobs(images);
     let total = blobs.iter().map(|b| b.size).sum();
     let bar = ui.bytes_bar(total, "blobs");
@@ -74,8 +126,19 @@ async fn push_blobs(sink: &dyn OciSink, images: &ImageSet, opts: &PushOptions, u
             async move {
                 let status = push_blob(sink, blob, opts.dry_run).await?;
                 bar.inc(blob.size);
-                let what = if blob.media_type.contains("config") { "config" } else { "layer" };
-                bar.suspend(|| ui.line(format!("{what} {} ({}, {})", blob.digest, human_size(blob.size), status_label(status))));
+                let what = if blob.media_type.contains("config") {
+                    "config"
+                } else {
+                    "layer"
+                };
+                bar.suspend(|| {
+                    ui.line(format!(
+                        "{what} {} ({}, {})",
+                        blob.digest,
+                        human_size(blob.size),
+                        status_label(status)
+                    ))
+                });
                 anyhow::Ok(status)
             }
         })
@@ -90,7 +153,12 @@ async fn push_blobs(sink: &dyn OciSink, images: &ImageSet, opts: &PushOptions, u
         by_digest.insert(&blob.digest, statuses.next().unwrap_or(Status::Exists));
     }
     for blob in &blobs {
-        report.record(&format!("blobs/{}", blob.digest), blob.size, by_digest[blob.digest.as_str()], Some(blob.digest.clone()));
+        report.record(
+            &format!("blobs/{}", blob.digest),
+            blob.size,
+            by_digest[blob.digest.as_str()],
+            Some(blob.digest.clone()),
+        );
     }
     Ok(())
 }
@@ -127,7 +195,12 @@ async fn put_manifest(
         sink.put_manifest(reference, bytes, media_type).await?;
     }
     ui.line(format!("{label} ({})", status_label(status)));
-    report.record(&format!("manifests/{reference}"), bytes.len() as u64, status, Some(digest));
+    report.record(
+        &format!("manifests/{reference}"),
+        bytes.len() as u64,
+        status,
+        Some(digest),
+    );
     Ok(())
 }
 

@@ -45,7 +45,10 @@ pub struct StaticRegistry {
 impl StaticRegistry {
     /// The static registry for repository `name` on `store`.
     pub fn new(store: Arc<dyn ObjectStore>, name: &str) -> StaticRegistry {
-        StaticRegistry { store, name: name.to_string() }
+        StaticRegistry {
+            store,
+            name: name.to_string(),
+        }
     }
 
     /// Key of a blob (config or layer) by digest.
@@ -77,31 +80,62 @@ impl StaticRegistry {
 
     /// The stored `tags/list` (empty when missing or unreadable: it is rebuilt).
     pub async fn stored_tags(&self) -> Result<Vec<String>> {
-        let Some(bytes) = self.store.get(&self.tags_key()).await? else { return Ok(Vec::new()) };
-        Ok(serde_json::from_slice::<TagList>(&bytes).map(|l| l.tags).unwrap_or_default())
+        let Some(bytes) = self.store.get(&self.tags_key()).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(serde_json::from_slice::<TagList>(&bytes)
+            .map(|l| l.tags)
+            .unwrap_or_default())
     }
 
     async fn put_bytes(&self, key: &str, bytes: &Bytes, content_type: &str) -> Result<()> {
-        let put = Put { key: key.to_string(), body: Body::Bytes(bytes.clone()), content_type: content_type.to_string(), sha256: sha256_hex(bytes) };
+        let put = Put {
+            key: key.to_string(),
+            body: Body::Bytes(bytes.clone()),
+            content_type: content_type.to_string(),
+            sha256: sha256_hex(bytes),
+        };
         self.store.put(&put).await
     }
 
     /// Rebuilds `tags/list` from the tag objects (adding `new`), writes it if it changed, and
     /// reads it back once to repair a concurrent writer's lost update.
-    pub async fn update_tag_list(&self, new: &[String], dry_run: bool, report: &mut TargetReport) -> Result<()> {
+    pub async fn update_tag_list(
+        &self,
+        new: &[String],
+        dry_run: bool,
+        report: &mut TargetReport,
+    ) -> Result<()> {
         for attempt in 0..2 {
             let stored = self.stored_tags().await?;
             let mut present = self.present_tags().await?;
             present.extend(new.iter().cloned());
             let tags = lists::merge(&stored, &present, None, Order::Lexical);
-            let bytes = Bytes::from(serde_json::to_vec(&TagList { name: self.name.clone(), tags: tags.clone() })?);
-            let status = if stored == tags && attempt == 0 { Status::Exists } else { Status::Updated };
+            let bytes = Bytes::from(serde_json::to_vec(&TagList {
+                name: self.name.clone(),
+                tags: tags.clone(),
+            })?);
+            let status = if stored == tags && attempt == 0 {
+                Status::Exists
+            } else {
+                Status::Updated
+            };
             if status == Status::Exists || dry_run {
-                report.record(&self.tags_key(), bytes.len() as u64, status, Some(oci_digest(&bytes)));
+                report.record(
+                    &self.tags_key(),
+                    bytes.len() as u64,
+                    status,
+                    Some(oci_digest(&bytes)),
+                );
                 return Ok(());
             }
             self.put_bytes(&self.tags_key(), &bytes, JSON).await?;
-            report.record(&self.tags_key(), bytes.len() as u64, status, Some(oci_digest(&bytes)));
+            report.record(
+                &self.tags_key(),
+                bytes.len() as u64,
+                status,
+                Some(oci_digest(&bytes)),
+            );
             if self.stored_tags().await? == tags {
                 break;
             }
@@ -117,7 +151,11 @@ impl OciSink for StaticRegistry {
     }
 
     async fn has_blob(&self, blob: &Blob) -> Result<bool> {
-        Ok(self.store.head(&self.blob_key(&blob.digest)).await?.is_some_and(|i| i.size == blob.size))
+        Ok(self
+            .store
+            .head(&self.blob_key(&blob.digest))
+            .await?
+            .is_some_and(|i| i.size == blob.size))
     }
 
     async fn put_blob(&self, blob: &Blob, body: Body) -> Result<()> {
@@ -133,21 +171,37 @@ impl OciSink for StaticRegistry {
     async fn manifest_digest(&self, reference: &str) -> Result<Option<String>> {
         if reference.starts_with("sha256:") {
             // Content-addressed: present means identical.
-            let exists = self.store.head(&self.manifest_key(reference)).await?.is_some();
+            let exists = self
+                .store
+                .head(&self.manifest_key(reference))
+                .await?
+                .is_some();
             return Ok(exists.then(|| reference.to_string()));
         }
-        Ok(self.store.get(&self.manifest_key(reference)).await?.map(|b| oci_digest(&b)))
+        Ok(self
+            .store
+            .get(&self.manifest_key(reference))
+            .await?
+            .map(|b| oci_digest(&b)))
     }
 
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()> {
-        self.put_bytes(&self.manifest_key(reference), bytes, media_type).await
+        self.put_bytes(&self.manifest_key(reference), bytes, media_type)
+            .await
     }
 
-    async fn finish(&self, tags: &[String], dry_run: bool, _ui: &Ui, report: &mut TargetReport) -> Result<()> {
+    async fn finish(
+        &self,
+        tags: &[String],
+        dry_run: bool,
+        _ui: &Ui,
+        report: &mut TargetReport,
+    ) -> Result<()> {
         self.update_tag_list(tags, dry_run, report).await?;
         // GET /v2/ must answer 200 for pull clients; the bucket's index document serves it.
         if self.store.head("v2/index.html").await?.is_none() && !dry_run {
-            self.put_bytes("v2/index.html", &Bytes::from_static(b"{}"), JSON).await?;
+            self.put_bytes("v2/index.html", &Bytes::from_static(b"{}"), JSON)
+                .await?;
         }
         if !dry_run {
             super::nginx::refresh(&*self.store).await?;

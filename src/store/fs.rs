@@ -26,7 +26,11 @@ pub struct FolderStore {
 impl FolderStore {
     /// A store rooted at `root` (created when first checked).
     pub fn new(root: &Path) -> Result<FolderStore> {
-        let root = if root.is_absolute() { root.to_path_buf() } else { std::env::current_dir()?.join(root) };
+        let root = if root.is_absolute() {
+            root.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(root)
+        };
         Ok(FolderStore { root })
     }
 
@@ -72,16 +76,20 @@ impl FolderStore {
         }
         let dir = path.parent().context("object path has no parent")?;
         // Write beside the target and rename, so a reader never sees half a file.
-        let mut tmp = tempfile::Builder::new().prefix(".alba-tmp-").tempfile_in(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".alba-tmp-")
+            .tempfile_in(dir)?;
         match body {
             Body::Bytes(b) => tmp.write_all(b)?,
             Body::File(src) => {
-                let mut f = std::fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+                let mut f = std::fs::File::open(src)
+                    .with_context(|| format!("opening {}", src.display()))?;
                 std::io::copy(&mut f, &mut tmp)?;
             }
         }
         set_readable(tmp.path())?;
-        tmp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+        tmp.persist(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
@@ -93,7 +101,11 @@ impl FolderStore {
         };
         for entry in entries {
             let path = entry?.path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             if name.starts_with(".alba-") || name.starts_with(".alba") && path.is_dir() {
                 continue;
             }
@@ -101,7 +113,11 @@ impl FolderStore {
                 self.walk(&path, keys)?;
                 continue;
             }
-            let key_path = if name == DOCUMENT_FILE { dir.to_path_buf() } else { path.clone() };
+            let key_path = if name == DOCUMENT_FILE {
+                dir.to_path_buf()
+            } else {
+                path.clone()
+            };
             if let Ok(rel) = key_path.strip_prefix(&self.root)
                 && !rel.as_os_str().is_empty()
             {
@@ -139,27 +155,43 @@ impl ObjectStore for FolderStore {
 
     async fn check(&self) -> Result<()> {
         if self.root.exists() && !self.root.is_dir() {
-            bail_input!("{} exists and is not a folder; choose another file: target", self.root.display());
+            bail_input!(
+                "{} exists and is not a folder; choose another file: target",
+                self.root.display()
+            );
         }
         Ok(())
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
-        let Some(file) = self.existing_file(key)? else { return Ok(None) };
+        let Some(file) = self.existing_file(key)? else {
+            return Ok(None);
+        };
         let size = std::fs::metadata(&file)?.len();
-        let sha256 = tokio::task::spawn_blocking(move || crate::digest::sha256_file(&file)).await??;
-        Ok(Some(ObjectInfo { size, sha256: Some(sha256) }))
+        let sha256 =
+            tokio::task::spawn_blocking(move || crate::digest::sha256_file(&file)).await??;
+        Ok(Some(ObjectInfo {
+            size,
+            sha256: Some(sha256),
+        }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let Some(file) = self.existing_file(key)? else { return Ok(None) };
-        Ok(Some(Bytes::from(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?)))
+        let Some(file) = self.existing_file(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(Bytes::from(
+            std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
+        )))
     }
 
     async fn put(&self, put: &Put) -> Result<()> {
-        std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
         let (key, body) = (put.key.clone(), put.body.clone());
-        let store = FolderStore { root: self.root.clone() };
+        let store = FolderStore {
+            root: self.root.clone(),
+        };
         tokio::task::spawn_blocking(move || store.write(&key, &body)).await?
     }
 
@@ -187,7 +219,12 @@ mod tests {
     use super::*;
 
     fn put(key: &str, text: &str) -> Put {
-        Put { key: key.into(), body: Body::Bytes(Bytes::from(text.to_string())), content_type: "x".into(), sha256: String::new() }
+        Put {
+            key: key.into(),
+            body: Body::Bytes(Bytes::from(text.to_string())),
+            content_type: "x".into(),
+            sha256: String::new(),
+        }
     }
 
     #[tokio::test]
@@ -197,10 +234,19 @@ mod tests {
         s.put(&put("d/n/0.9/linux/amd64/a", "bin")).await.unwrap();
         s.put(&put("d/n/0.9", "tagdoc")).await.unwrap();
         s.put(&put("d/n", "namedoc")).await.unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("d/n/0.9/index.json")).unwrap(), "tagdoc");
-        assert_eq!(std::fs::read_to_string(dir.path().join("d/n/index.json")).unwrap(), "namedoc");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("d/n/0.9/index.json")).unwrap(),
+            "tagdoc"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("d/n/index.json")).unwrap(),
+            "namedoc"
+        );
         assert_eq!(s.get("d/n").await.unwrap().unwrap(), "namedoc");
-        assert_eq!(s.list("d/").await.unwrap(), ["d/n", "d/n/0.9", "d/n/0.9/linux/amd64/a"]);
+        assert_eq!(
+            s.list("d/").await.unwrap(),
+            ["d/n", "d/n/0.9", "d/n/0.9/linux/amd64/a"]
+        );
         // A document written first, then a key below it: the document moves into index.json.
         s.put(&put("x", "doc")).await.unwrap();
         s.put(&put("x/y", "child")).await.unwrap();

@@ -53,11 +53,18 @@ impl S3Store {
         if let Some(endpoint) = &target.endpoint {
             conf = conf.endpoint_url(endpoint);
         }
-        Ok(S3Store { client: Client::from_conf(conf.build()), target: target.clone() })
+        Ok(S3Store {
+            client: Client::from_conf(conf.build()),
+            target: target.clone(),
+        })
     }
 
     fn full_key(&self, key: &str) -> String {
-        if self.target.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.target.prefix) }
+        if self.target.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.target.prefix)
+        }
     }
 
     fn where_(&self) -> String {
@@ -66,7 +73,11 @@ impl S3Store {
     }
 
     /// Turns an SDK error into a message that names the bucket, the object and the fix.
-    fn error<E>(&self, what: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> anyhow::Error
+    fn error<E>(
+        &self,
+        what: &str,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> anyhow::Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -86,7 +97,10 @@ impl S3Store {
             _ => "the store refused the request",
         };
         let status = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
-        anyhow!("{what} on {}{status}: {hint}\n  detail: {detail}", self.where_())
+        anyhow!(
+            "{what} on {}{status}: {hint}\n  detail: {detail}",
+            self.where_()
+        )
     }
 
     async fn put_small(&self, put: &Put, body: ByteStream, size: u64) -> Result<()> {
@@ -116,13 +130,23 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error(&format!("starting upload of {}", put.key), e))?;
-        let upload_id = created.upload_id().context("S3 gave no upload id")?.to_string();
+        let upload_id = created
+            .upload_id()
+            .context("S3 gave no upload id")?
+            .to_string();
         let result = self.upload_parts(&key, &upload_id, path, size).await;
         let parts = match result {
             Ok(parts) => parts,
             Err(e) => {
                 // Leave no half upload behind; the error that matters is the first one.
-                let _ = self.client.abort_multipart_upload().bucket(&self.target.bucket).key(&key).upload_id(&upload_id).send().await;
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.target.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
                 return Err(e);
             }
         };
@@ -131,14 +155,24 @@ impl S3Store {
             .bucket(&self.target.bucket)
             .key(&key)
             .upload_id(&upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| self.error(&format!("completing upload of {}", put.key), e))?;
         Ok(())
     }
 
-    async fn upload_parts(&self, key: &str, upload_id: &str, path: &Path, size: u64) -> Result<Vec<CompletedPart>> {
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        path: &Path,
+        size: u64,
+    ) -> Result<Vec<CompletedPart>> {
         let count = size.div_ceil(PART_SIZE);
         let parts = futures::stream::iter(0..count)
             .map(|i| self.upload_part(key, upload_id, path, i, size))
@@ -148,10 +182,22 @@ impl S3Store {
         Ok(parts)
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, path: &Path, index: u64, size: u64) -> Result<CompletedPart> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        path: &Path,
+        index: u64,
+        size: u64,
+    ) -> Result<CompletedPart> {
         let offset = index * PART_SIZE;
         let length = PART_SIZE.min(size - offset);
-        let body = ByteStream::read_from().path(path).offset(offset).length(Length::Exact(length)).build().await?;
+        let body = ByteStream::read_from()
+            .path(path)
+            .offset(offset)
+            .length(Length::Exact(length))
+            .build()
+            .await?;
         let number = (index + 1) as i32;
         let out = self
             .client
@@ -165,7 +211,10 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error(&format!("uploading part {number} of {key}"), e))?;
-        Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build())
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag)
+            .build())
     }
 }
 
@@ -186,7 +235,13 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
-        let result = self.client.head_object().bucket(&self.target.bucket).key(self.full_key(key)).send().await;
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.target.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
         match result {
             Ok(out) => Ok(Some(ObjectInfo {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -198,9 +253,21 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let result = self.client.get_object().bucket(&self.target.bucket).key(self.full_key(key)).send().await;
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.target.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
         match result {
-            Ok(out) => Ok(Some(out.body.collect().await.with_context(|| format!("reading {key}"))?.into_bytes())),
+            Ok(out) => Ok(Some(
+                out.body
+                    .collect()
+                    .await
+                    .with_context(|| format!("reading {key}"))?
+                    .into_bytes(),
+            )),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(self.error(&format!("reading {key}"), e)),
         }
@@ -208,13 +275,20 @@ impl ObjectStore for S3Store {
 
     async fn put(&self, put: &Put) -> Result<()> {
         match &put.body {
-            Body::Bytes(b) => self.put_small(put, ByteStream::from(b.clone()), b.len() as u64).await,
+            Body::Bytes(b) => {
+                self.put_small(put, ByteStream::from(b.clone()), b.len() as u64)
+                    .await
+            }
             Body::File(path) => {
-                let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+                let size = std::fs::metadata(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .len();
                 if size >= MULTIPART_THRESHOLD {
                     return self.put_multipart(put, path, size).await;
                 }
-                let body = ByteStream::from_path(path).await.with_context(|| format!("opening {}", path.display()))?;
+                let body = ByteStream::from_path(path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?;
                 self.put_small(put, body, size).await
             }
         }
@@ -222,12 +296,27 @@ impl ObjectStore for S3Store {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let full = self.full_key(prefix);
-        let strip = if self.target.prefix.is_empty() { 0 } else { self.target.prefix.len() + 1 };
-        let mut pages = self.client.list_objects_v2().bucket(&self.target.bucket).prefix(&full).into_paginator().send();
+        let strip = if self.target.prefix.is_empty() {
+            0
+        } else {
+            self.target.prefix.len() + 1
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.target.bucket)
+            .prefix(&full)
+            .into_paginator()
+            .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error(&format!("listing {prefix}"), e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key()).map(|k| k[strip..].to_string()));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .map(|k| k[strip..].to_string()),
+            );
         }
         keys.sort();
         Ok(keys)

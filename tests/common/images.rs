@@ -23,7 +23,9 @@ pub fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(0);
-        builder.append_data(&mut header, name, *data).expect("append to tar");
+        builder
+            .append_data(&mut header, name, *data)
+            .expect("append to tar");
     }
     builder.into_inner().expect("finish tar")
 }
@@ -44,14 +46,19 @@ pub fn image_config(arch: &str, os: &str, layers: &[Vec<u8>]) -> Vec<u8> {
 pub fn docker_archive_tar(arch: &str, os: &str, layers: &[Vec<u8>]) -> Vec<u8> {
     let config = image_config(arch, os, layers);
     let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
-    let layer_names: Vec<String> =
-        layers.iter().map(|l| format!("{}/layer.tar", hex::encode(Sha256::digest(l)))).collect();
+    let layer_names: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", hex::encode(Sha256::digest(l))))
+        .collect();
     let manifest = serde_json::json!([
         {"Config": config_name, "RepoTags": ["test:latest"], "Layers": layer_names}
     ]);
     let manifest = serde_json::to_vec(&manifest).expect("manifest json");
-    let mut files: Vec<(&str, &[u8])> =
-        layer_names.iter().map(String::as_str).zip(layers.iter().map(Vec::as_slice)).collect();
+    let mut files: Vec<(&str, &[u8])> = layer_names
+        .iter()
+        .map(String::as_str)
+        .zip(layers.iter().map(Vec::as_slice))
+        .collect();
     files.push((&config_name, &config));
     files.push(("manifest.json", &manifest));
     layer_tar(&files)
@@ -73,6 +80,8 @@ pub fn docker_archive(path: &Path, arch: &str, os: &str, layers: &[Vec<u8>], gzi
 /// Writes a `streamLayeredImage`-like executable script to `path` that prints the tar at `tar`.
 pub fn stream_script(path: &Path, tar: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("#!/bin/sh\nexec cat '{}'\n", tar.display())).expect("write the script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod the script");
+    std::fs::write(path, format!("#!/bin/sh\nexec cat '{}'\n", tar.display()))
+        .expect("write the script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the script");
 }
