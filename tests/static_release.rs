@@ -483,3 +483,49 @@ fn bad_release_descriptions_and_failing_builds() {
     }
     assert!(!out.exists(), "nothing was written");
 }
+
+#[test]
+fn build_prints_the_artifact_set_matched_by_drv_path() {
+    if !nix_available() {
+        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let flake = FlakeFixture::new("albatros", &SYSTEMS)
+        .salt("build")
+        .write(&work.path().join("flake"));
+    let output = alba()
+        .args(["--json", "--flake"])
+        .arg(&flake.dir)
+        .arg("build")
+        .run_expect(0);
+    let set = json_report(&output);
+    assert_eq!(set["name"], "albatros");
+    let artifacts = set["artifacts"].as_array().expect("artifacts");
+    assert_eq!(artifacts.len(), SYSTEMS.len());
+    for artifact in artifacts {
+        let system = artifact["system"].as_str().expect("system");
+        let path = artifact["path"].as_str().expect("store path");
+        assert!(path.starts_with("/nix/store/"), "{path}");
+        // Each platform's fixture has different bytes: a position mix-up would show here.
+        let bytes = std::fs::read(path).expect("read the store path");
+        assert!(
+            bytes == flake.expected[system]["albatros"],
+            "{system}: {path} holds another platform's bytes"
+        );
+        let (os, arch, variant) = fixtures::platform(system);
+        assert_eq!(artifact["platform"]["os"], os);
+        assert_eq!(artifact["platform"]["architecture"], arch);
+        assert_eq!(artifact["platform"]["variant"].as_str(), variant);
+    }
+    let plain = alba()
+        .arg("--flake")
+        .arg(&flake.dir)
+        .arg("build")
+        .run_expect(0);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        text.contains("linux/arm/v6") && text.contains("/nix/store/"),
+        "{text}"
+    );
+}
