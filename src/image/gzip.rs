@@ -13,12 +13,14 @@
 //! Determinism (digests must never change for the same layer): a block's output depends only
 //! on its bytes, its dictionary, [`LEVEL`] and the flush mode — never on threads or timing —
 //! and blocks are written in input order. The deflate backend is fixed: flate2 with zlib-rs,
-//! pinned in Cargo.toml (`default-features = false, features = ["zlib-rs"]`) and by Cargo.lock;
-//! another backend or zlib-rs version may produce other (equally valid) bytes, which is why
-//! the layer cache key carries a fingerprint of the backend's output and a golden test pins
-//! the digests. (zlib-rs 0.6 picks SIMD code at run time only for compare256 and slide_hash,
-//! which compute the same results on every CPU; its hash function is plain arithmetic.) The header has mtime 0, no file name, XFL 0 and
-//! OS 255 ("unknown"), as Go's compress/gzip writes it.
+//! pinned in Cargo.toml (`default-features = false, features = ["zlib-rs", "runtime_detection"]`)
+//! and by Cargo.lock; another backend or zlib-rs version may produce other (equally valid)
+//! bytes, which is why the layer cache key carries a fingerprint of the backend's output and a
+//! golden test pins the digests. (zlib-rs 0.6 picks SIMD code at run time — with flate2's
+//! `runtime_detection`, which enables zlib-rs's `std` — only for compare256 and slide_hash,
+//! which compute the same results on every CPU, and for the CRC-32 of the trailer; its hash
+//! function is plain arithmetic.) The header has mtime 0, no file name, XFL 0 and OS 255
+//! ("unknown"), as Go's compress/gzip writes it.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
