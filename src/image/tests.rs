@@ -230,7 +230,7 @@ fn compressed_output_is_pinned() {
     assert_eq!(spooled.digest, GOLDEN_ZSTD);
 }
 
-const GOLDEN_GZIP: &str = "sha256:8e27776954ed21d539c5af401422de48e0e7d3ea0c15ff6dc57141a16d1f65f7";
+const GOLDEN_GZIP: &str = "sha256:a17fc56c41c8262f3e302bacc8ad810f9542b3eec286047ea2b9d73fb07335b6";
 const GOLDEN_ZSTD: &str = "sha256:af0660089fe3a8258ee821a5841bff479e23466c978970b863dd37b8c1a8129f";
 
 #[test]
