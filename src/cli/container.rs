@@ -4,12 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use oci_client::RegistryOperation;
 
 use super::Global;
-use crate::artifact;
-use crate::bail_input;
+use super::push_args::{self, LsArgs, PushArgs, split_dir_target};
 use crate::config::Kind;
 use crate::image::{self, ImageSet, LoadOptions};
 use crate::names;
@@ -36,30 +35,6 @@ pub enum ContainerCommand {
     Gc(super::lifecycle::GcArgs),
 }
 
-/// Arguments of `alba container push`.
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// NAME:TAG to publish, e.g. albatros:0.9.
-    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
-    pub name_tag: String,
-    /// [DIR] [TARGET]: a folder of <os>.<arch>[.<variant>].tar[.gz] files and/or a target URL.
-    #[arg(value_name = "DIR|TARGET", num_args = 0..=2)]
-    pub args: Vec<String>,
-    /// Print every blob and manifest that would be written; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// Arguments of `alba container ls`.
-#[derive(Debug, Args)]
-pub struct LsArgs {
-    /// The image name whose tags to list.
-    #[arg(short = 't', long = "tag", value_name = "NAME")]
-    pub name: String,
-    /// The target URL.
-    pub target: String,
-}
-
 /// Runs `alba container …`.
 pub async fn run(global: &Global, cmd: ContainerCommand) -> Result<()> {
     match cmd {
@@ -73,29 +48,26 @@ pub async fn run(global: &Global, cmd: ContainerCommand) -> Result<()> {
 async fn push(global: &Global, args: PushArgs) -> Result<()> {
     let nt = names::parse_name_tag(&args.name_tag)?;
     names::check_oci_tag(&nt.tag)?;
-    let (dir, target) = super::static_cmd::split_dir_target(&args.args)?;
+    let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
-    let explicit: Vec<Target> = target
-        .iter()
-        .map(|t| target::parse(t))
-        .collect::<Result<_>>()?;
     let (images, targets) = match dir {
         Some(dir) => {
-            if explicit.is_empty() {
-                bail_input!(
-                    "no target given: add a TARGET such as file:out, s3://BUCKET?endpoint=… or docker://HOST/REPO"
-                );
-            }
-            (image::scan_dir(&dir)?, explicit)
+            let targets = push_args::required(target)?;
+            (image::scan_dir(&dir)?, targets)
         }
-        None => from_flake(global, &ui, explicit).await?,
+        None => {
+            let (set, targets) =
+                push_args::from_flake(global, &ui, Kind::Container, target).await?;
+            (set.images(), targets)
+        }
     };
     let mut report = Report::default();
+    let tags = std::slice::from_ref(&nt.tag);
     let result = publish_all(
         global,
         &ui,
         &nt.name,
-        std::slice::from_ref(&nt.tag),
+        tags,
         &images,
         &targets,
         args.dry_run,
@@ -104,37 +76,6 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     .await;
     global.print_report(&report)?;
     result
-}
-
-/// The flake's images, and its configured container targets unless some were given.
-async fn from_flake(
-    global: &Global,
-    ui: &Ui,
-    explicit: Vec<Target>,
-) -> Result<(Vec<(Platform, PathBuf)>, Vec<Target>)> {
-    let nix = global.nix()?;
-    let flake = nix.lock(&global.flake).await?;
-    let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
-    let Some(section) = release.section(Kind::Container) else {
-        bail_input!("the release description has no `container` part; add one or give DIR");
-    };
-    let targets = if explicit.is_empty() {
-        section
-            .targets
-            .iter()
-            .map(|t| target::parse(t))
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        explicit
-    };
-    if targets.is_empty() {
-        bail_input!(
-            "no container target: add container.targets to the release description or give a TARGET"
-        );
-    }
-    ui.section("build with nix");
-    let set = artifact::build(&nix, &flake, &release, &[Kind::Container]).await?;
-    Ok((set.images(), targets))
 }
 
 /// The layer cache folder: `$XDG_CACHE_HOME/alba`, else `~/.cache/alba`.

@@ -3,6 +3,7 @@
 mod build;
 mod container;
 mod lifecycle;
+mod push_args;
 mod release;
 mod static_cmd;
 

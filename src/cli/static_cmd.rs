@@ -1,11 +1,10 @@
 //! `alba static push|ls`: static binaries in the df-dist-v1 layout.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use super::Global;
+use super::push_args::{self, LsArgs, PushArgs, split_dir_target};
 use crate::artifact::{self, StaticFile};
 use crate::bail_input;
 use crate::config::Kind;
@@ -29,30 +28,6 @@ pub enum StaticCommand {
     Gc(super::lifecycle::GcArgs),
 }
 
-/// Arguments of `alba static push`.
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// NAME:TAG to publish, e.g. albatros:0.9.
-    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
-    pub name_tag: String,
-    /// [DIR] [TARGET]: a folder in the df/<os>/<arch>/<file> layout and/or a target URL.
-    #[arg(value_name = "DIR|TARGET", num_args = 0..=2)]
-    pub args: Vec<String>,
-    /// Print every object that would be written; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// Arguments of `alba static ls`.
-#[derive(Debug, Args)]
-pub struct LsArgs {
-    /// The name whose tags to list.
-    #[arg(short = 't', long = "tag", value_name = "NAME")]
-    pub name: String,
-    /// The target URL.
-    pub target: String,
-}
-
 /// Runs `alba static …`.
 pub async fn run(global: &Global, cmd: StaticCommand) -> Result<()> {
     match cmd {
@@ -63,44 +38,20 @@ pub async fn run(global: &Global, cmd: StaticCommand) -> Result<()> {
     }
 }
 
-/// Splits `[DIR] [TARGET]`: an argument with a URL scheme is the target, another the folder.
-pub fn split_dir_target(args: &[String]) -> Result<(Option<PathBuf>, Option<String>)> {
-    let (mut dir, mut target) = (None, None);
-    for arg in args {
-        if target::is_target_url(arg) {
-            if target.replace(arg.clone()).is_some() {
-                bail_input!(
-                    "two targets given ({arg:?}); give one target per push, or use `alba release` for several"
-                );
-            }
-        } else if dir.replace(PathBuf::from(arg)).is_some() {
-            bail_input!(
-                "two folders given ({arg:?}); give [DIR] [TARGET] where TARGET starts with s3://, file: or docker://"
-            );
-        }
-    }
-    Ok((dir, target))
-}
-
 async fn push(global: &Global, args: PushArgs) -> Result<()> {
     let nt = names::parse_name_tag(&args.name_tag)?;
     let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
     // Targets and inputs are all checked before anything is built or written.
-    let explicit: Vec<Target> = target
-        .iter()
-        .map(|t| target::parse(t))
-        .collect::<Result<_>>()?;
     let (files, targets) = match dir {
         Some(dir) => {
-            if explicit.is_empty() {
-                bail_input!(
-                    "no target given: add a TARGET such as file:out or s3://BUCKET?endpoint=…"
-                );
-            }
-            (artifact::scan_static_dir(&dir)?, explicit)
+            let targets = push_args::required(target)?;
+            (artifact::scan_static_dir(&dir)?, targets)
         }
-        None => from_flake(global, &ui, explicit).await?,
+        None => {
+            let (set, targets) = push_args::from_flake(global, &ui, Kind::Static, target).await?;
+            (set.static_files()?, targets)
+        }
     };
     let mut report = Report::default();
     let result = publish_all(
@@ -116,37 +67,6 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     .await;
     global.print_report(&report)?;
     result
-}
-
-/// The flake's static artifacts, and its configured static targets unless some were given.
-async fn from_flake(
-    global: &Global,
-    ui: &Ui,
-    explicit: Vec<Target>,
-) -> Result<(Vec<StaticFile>, Vec<Target>)> {
-    let nix = global.nix()?;
-    let flake = nix.lock(&global.flake).await?;
-    let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
-    let Some(section) = release.section(Kind::Static) else {
-        bail_input!("the release description has no `static` part; add one or give DIR");
-    };
-    let targets = if explicit.is_empty() {
-        section
-            .targets
-            .iter()
-            .map(|t| target::parse(t))
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        explicit
-    };
-    if targets.is_empty() {
-        bail_input!(
-            "no static target: add static.targets to the release description or give a TARGET"
-        );
-    }
-    ui.section("build with nix");
-    let set = artifact::build(&nix, &flake, &release, &[Kind::Static]).await?;
-    Ok((set.static_files()?, targets))
 }
 
 /// Publishes static files to every target, in turn; returns the first failure after trying all.

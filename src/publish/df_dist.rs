@@ -285,14 +285,7 @@ async fn write_document(
     let sha256 = sha256_hex(&bytes);
     if status != Status::Exists && !dry_run {
         let size = bytes.len() as u64;
-        store
-            .put(&Put {
-                key: key.to_string(),
-                body: Body::Bytes(bytes.clone()),
-                content_type: JSON.into(),
-                sha256: sha256.clone(),
-            })
-            .await?;
+        store.put(&Put::bytes(key, bytes.clone(), JSON)).await?;
         ui.detail(format!(
             "{key}: {} ({})",
             String::from_utf8_lossy(&bytes),

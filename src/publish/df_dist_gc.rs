@@ -18,9 +18,9 @@ use bytes::Bytes;
 use super::df_dist::{self, NameDocument, ROOT, TagDocument};
 use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
 use super::lists::{self, Order};
-use crate::digest::{oci_digest, sha256_hex};
+use crate::digest::oci_digest;
 use crate::report::{Status, TargetReport};
-use crate::store::{Body, ObjectStore, Put};
+use crate::store::{ObjectStore, Put};
 use crate::ui::Ui;
 
 /// What the store holds for one name.
@@ -300,12 +300,7 @@ async fn write_name_document(
     if dry_run {
         return Ok(());
     }
-    let put = Put {
-        key,
-        sha256: sha256_hex(&bytes),
-        body: Body::Bytes(bytes),
-        content_type: "application/json".into(),
-    };
+    let put = Put::bytes(key, bytes, "application/json");
     store.put(&put).await
 }
 
@@ -316,12 +311,7 @@ mod tests {
 
     async fn put(store: &dyn ObjectStore, key: &str, text: &str) {
         let bytes = Bytes::from(text.to_string());
-        let put = Put {
-            key: key.into(),
-            sha256: sha256_hex(&bytes),
-            body: Body::Bytes(bytes),
-            content_type: "x".into(),
-        };
+        let put = Put::bytes(key, bytes, "x");
         store.put(&put).await.unwrap();
     }
 

@@ -23,9 +23,9 @@ use serde_json::Value;
 use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
 use super::lists::{self, Order};
 use super::oci_static::{StaticRegistry, TagList};
-use crate::digest::{oci_digest, sha256_hex};
+use crate::digest::oci_digest;
 use crate::report::{Status, TargetReport};
-use crate::store::{Body, ObjectStore, Put};
+use crate::store::{ObjectStore, Put};
 use crate::ui::Ui;
 
 /// How deep indexes may nest before a walk stops (alba writes depth 1).
@@ -351,12 +351,7 @@ async fn rewrite_tag_list(
     if dry_run {
         return Ok(());
     }
-    let put = Put {
-        key,
-        sha256: sha256_hex(&bytes),
-        body: Body::Bytes(bytes),
-        content_type: "application/json".into(),
-    };
+    let put = Put::bytes(key, bytes, "application/json");
     repo.store.put(&put).await
 }
 

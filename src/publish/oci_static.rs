@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lists::{self, Order};
 use super::oci::OciSink;
-use crate::digest::{oci_digest, sha256_hex};
+use crate::digest::oci_digest;
 use crate::image::Blob;
 use crate::report::{Status, TargetReport};
 use crate::store::{Body, ObjectStore, Put};
@@ -89,13 +89,9 @@ impl StaticRegistry {
     }
 
     async fn put_bytes(&self, key: &str, bytes: &Bytes, content_type: &str) -> Result<()> {
-        let put = Put {
-            key: key.to_string(),
-            body: Body::Bytes(bytes.clone()),
-            content_type: content_type.to_string(),
-            sha256: sha256_hex(bytes),
-        };
-        self.store.put(&put).await
+        self.store
+            .put(&Put::bytes(key, bytes.clone(), content_type))
+            .await
     }
 
     /// Rebuilds `tags/list` from the tag objects (adding `new`), writes it if it changed, and

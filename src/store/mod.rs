@@ -53,6 +53,18 @@ pub struct Put {
     pub sha256: String,
 }
 
+impl Put {
+    /// Small content held in memory; its sha256 is computed here.
+    pub fn bytes(key: impl Into<String>, bytes: Bytes, content_type: &str) -> Put {
+        Put {
+            key: key.into(),
+            sha256: crate::digest::sha256_hex(&bytes),
+            body: Body::Bytes(bytes),
+            content_type: content_type.to_string(),
+        }
+    }
+}
+
 /// A place objects are written to and read from: an S3 bucket or a folder.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {

@@ -1,0 +1,103 @@
+//! What `static push` and `container push` share: arguments, `[DIR] [TARGET]`, and taking
+//! the artifacts and targets from the flake when no DIR is given.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::artifact::{self, ArtifactSet};
+use crate::bail_input;
+use crate::config::Kind;
+use crate::target::{self, Target};
+use crate::ui::Ui;
+
+/// Arguments of `alba static push` and `alba container push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// NAME:TAG to publish, e.g. albatros:0.9.
+    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
+    pub name_tag: String,
+    /// [DIR] [TARGET]: a staging folder (static: df/<os>/<arch>/<file>; container:
+    /// <os>.<arch>[.<variant>].tar[.gz]) and/or a target URL. Without DIR, the flake builds.
+    #[arg(value_name = "DIR|TARGET", num_args = 0..=2)]
+    pub args: Vec<String>,
+    /// Print every object that would be written, with exists/new; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `alba static ls` and `alba container ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The name whose tags to list.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub name: String,
+    /// The target URL.
+    pub target: String,
+}
+
+/// Splits `[DIR] [TARGET]`: an argument with a URL scheme is the target, another the folder.
+pub fn split_dir_target(args: &[String]) -> Result<(Option<PathBuf>, Option<Target>)> {
+    let (mut dir, mut target) = (None, None);
+    for arg in args {
+        if target::is_target_url(arg) {
+            if target.replace(target::parse(arg)?).is_some() {
+                bail_input!(
+                    "two targets given ({arg:?}); give one target per push, or use `alba release` for several"
+                );
+            }
+        } else if dir.replace(PathBuf::from(arg)).is_some() {
+            bail_input!(
+                "two folders given ({arg:?}); give [DIR] [TARGET] where TARGET starts with s3://, file: or docker://"
+            );
+        }
+    }
+    Ok((dir, target))
+}
+
+/// Builds one kind of the flake's release; the targets are `explicit`, else the configured ones.
+pub async fn from_flake(
+    global: &Global,
+    ui: &Ui,
+    kind: Kind,
+    explicit: Option<Target>,
+) -> Result<(ArtifactSet, Vec<Target>)> {
+    let part = match kind {
+        Kind::Static => "static",
+        Kind::Container => "container",
+    };
+    let nix = global.nix()?;
+    let flake = nix.lock(&global.flake).await?;
+    let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
+    let Some(section) = release.section(kind) else {
+        bail_input!("the release description has no `{part}` part; add one or give DIR");
+    };
+    let targets = match explicit {
+        Some(t) => vec![t],
+        None => section
+            .targets
+            .iter()
+            .map(|t| target::parse(t))
+            .collect::<Result<_>>()?,
+    };
+    if targets.is_empty() {
+        bail_input!(
+            "no {part} target: add {part}.targets to the release description or give a TARGET"
+        );
+    }
+    ui.section("build with nix");
+    let set = artifact::build(&nix, &flake, &release, &[kind]).await?;
+    Ok((set, targets))
+}
+
+/// The target a DIR push needs: an error when none was given.
+pub fn required(target: Option<Target>) -> Result<Vec<Target>> {
+    match target {
+        Some(t) => Ok(vec![t]),
+        None => bail_input!(
+            "no target given: add a TARGET such as file:out, s3://BUCKET?endpoint=… or docker://HOST/REPO"
+        ),
+    }
+}
