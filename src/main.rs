@@ -29,11 +29,14 @@ fn init_logging(level: i8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ALBA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,alba={ours}")));
+        // Only alba's own events: the AWS SDK's warnings (e.g. about probing EC2 metadata for
+        // credentials) would bury the one error message that says what to do.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("alba={ours}")));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }

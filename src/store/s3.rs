@@ -82,7 +82,7 @@ impl S3Store {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let status = err.raw_response().map(|r| r.status().as_u16());
-        let detail = DisplayErrorContext(&err).to_string();
+        let detail = short(&DisplayErrorContext(&err).to_string());
         let hint = match (&err, status) {
             (_, Some(401 | 403)) => {
                 "access denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or profile= in the URL) and the key's rights on the bucket"
@@ -215,6 +215,16 @@ impl S3Store {
             .part_number(number)
             .set_e_tag(out.e_tag)
             .build())
+    }
+}
+
+/// The SDK's error chain ends in a `Debug` dump of the raw response: keep the readable start.
+fn short(detail: &str) -> String {
+    const LIMIT: usize = 300;
+    let first = detail.split(" (").next().unwrap_or(detail);
+    match first.char_indices().nth(LIMIT) {
+        Some((i, _)) => format!("{}…", &first[..i]),
+        None => first.to_string(),
     }
 }
 
