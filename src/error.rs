@@ -31,6 +31,24 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     }
 }
 
+/// The innermost error of a chain (e.g. `Connection refused (os error 111)`).
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// `text` on one line, at most 300 characters (servers may answer with whole HTML pages).
+pub fn one_line(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    }
+}
+
 /// Returns early with an input error (exit 2), formatted like `format!`.
 #[macro_export]
 macro_rules! bail_input {

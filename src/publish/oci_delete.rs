@@ -22,6 +22,7 @@ use super::credentials::{Auth, Credentials};
 use super::lifecycle::{self, Deletion, GcOptions, Selection};
 use super::oci::OciSink;
 use super::oci_registry::RegistrySink;
+use crate::error::{one_line, root_cause};
 use crate::report::TargetReport;
 use crate::target::RegistryTarget;
 use crate::ui::Ui;
@@ -352,24 +353,6 @@ fn parse_bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
         rest = remaining.trim_start_matches([',', ' ']);
     }
     Some(params)
-}
-
-/// The innermost error of a chain (e.g. `Connection refused (os error 111)`).
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
-
-/// `text` on one line, at most 300 characters (registries may answer with whole HTML pages).
-fn one_line(text: &str) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}…", &joined[..cut]),
-        None => joined,
-    }
 }
 
 #[cfg(test)]

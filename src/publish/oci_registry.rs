@@ -34,6 +34,7 @@ use tokio::io::AsyncReadExt;
 
 use super::credentials::Credentials;
 use super::oci::OciSink;
+use crate::error::{one_line, root_cause};
 use crate::image::{Blob, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::report::TargetReport;
 use crate::store::Body;
@@ -482,15 +483,6 @@ fn describe(error: &OciDistributionError, status: Option<u16>) -> String {
     }
 }
 
-/// The innermost error of a chain (e.g. `Connection refused (os error 111)`).
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
-
 /// ` Unauthorized` for 401 and friends, empty for statuses without a well-known name here.
 fn reason(status: u16) -> &'static str {
     match status {
@@ -506,15 +498,6 @@ fn reason(status: u16) -> &'static str {
         503 => " Service Unavailable",
         504 => " Gateway Timeout",
         _ => "",
-    }
-}
-
-/// `text` on one line, at most 300 characters (registries may answer with whole HTML pages).
-fn one_line(text: &str) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}…", &joined[..cut]),
-        None => joined,
     }
 }
 

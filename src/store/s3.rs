@@ -220,12 +220,7 @@ impl S3Store {
 
 /// The SDK's error chain ends in a `Debug` dump of the raw response: keep the readable start.
 fn short(detail: &str) -> String {
-    const LIMIT: usize = 300;
-    let first = detail.split(" (").next().unwrap_or(detail);
-    match first.char_indices().nth(LIMIT) {
-        Some((i, _)) => format!("{}…", &first[..i]),
-        None => first.to_string(),
-    }
+    crate::error::one_line(detail.split(" (").next().unwrap_or(detail))
 }
 
 #[async_trait]
