@@ -29,3 +29,89 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// The hex sha256 of a file in /nix/store, remembered in `cache_dir/sha256/` so a repeated
+/// release does not read every binary again. Store paths never change while they exist; the
+/// key still holds the inode, size and mtime, so a path garbage-collected and rebuilt with
+/// other bytes is hashed anew. Files outside /nix/store are always hashed.
+pub fn sha256_store_file(path: &Path, cache_dir: Option<&Path>) -> Result<String> {
+    sha256_cached(path, cache_dir.filter(|_| path.starts_with("/nix/store/")))
+}
+
+/// The hex sha256 of a file that does not change, remembered in `cache_dir/sha256/`.
+fn sha256_cached(path: &Path, cache_dir: Option<&Path>) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let entry = match cache_dir {
+        Some(dir) => {
+            let meta =
+                std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+            let identity = format!(
+                "{}\0{}\0{}\0{}\0{}",
+                path.display(),
+                meta.dev(),
+                meta.ino(),
+                meta.len(),
+                meta.mtime()
+            );
+            Some(dir.join("sha256").join(sha256_hex(identity.as_bytes())))
+        }
+        None => None,
+    };
+    if let Some(cached) = entry
+        .as_deref()
+        .and_then(|e| std::fs::read_to_string(e).ok())
+        && cached.len() == 64
+        && cached.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(cached);
+    }
+    let hex = sha256_file(path)?;
+    if let Some(entry) = entry {
+        // A cache that cannot be written only costs the next run a re-hash.
+        let _ = write_atomically(&entry, hex.as_bytes());
+    }
+    Ok(hex)
+}
+
+fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(file).map(|_| ()).map_err(|e| e.error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_hashes_are_reused_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, cache) = (dir.path().join("bin"), dir.path().join("cache"));
+        std::fs::write(&file, b"abc").unwrap();
+        let real = sha256_cached(&file, Some(&cache)).unwrap();
+        assert_eq!(real, sha256_hex(b"abc"));
+        // Prove the second call reads the cache: plant another (valid-looking) hash there.
+        let entry = std::fs::read_dir(cache.join("sha256"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(&entry, "0".repeat(64)).unwrap();
+        assert_eq!(sha256_cached(&file, Some(&cache)).unwrap(), "0".repeat(64));
+        // Another size is another identity: hashed anew.
+        std::fs::write(&file, b"abcd").unwrap();
+        assert_eq!(
+            sha256_cached(&file, Some(&cache)).unwrap(),
+            sha256_hex(b"abcd")
+        );
+        // Outside /nix/store nothing is cached.
+        assert_eq!(
+            sha256_store_file(&file, Some(&dir.path().join("c2"))).unwrap(),
+            sha256_hex(b"abcd")
+        );
+        assert!(!dir.path().join("c2").exists());
+    }
+}

@@ -78,15 +78,6 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     result
 }
 
-/// The layer cache folder: `$XDG_CACHE_HOME/alba`, else `~/.cache/alba`.
-fn cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("alba"))
-}
-
 /// Loads the images once, then pushes them under every tag to every target.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_all(
@@ -111,7 +102,7 @@ pub async fn publish_all(
     }
     let opts = LoadOptions {
         compression: global.compression,
-        cache_dir: cache_dir(),
+        cache_dir: global.cache_dir(),
         jobs: 0,
     };
     let set = image::load(images.to_vec(), &opts).await?;

@@ -98,6 +98,15 @@ impl Global {
         Ui::new(self.verbose as i8 - self.quiet as i8)
     }
 
+    /// alba's cache folder: `$XDG_CACHE_HOME/alba`, else `~/.cache/alba`.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("alba"))
+    }
+
     /// Uploads at once.
     pub fn jobs(&self) -> usize {
         self.jobs.map(usize::from).unwrap_or(8)

@@ -102,6 +102,7 @@ pub async fn publish_all(
             files,
             dry_run,
             jobs: global.jobs(),
+            cache_dir: global.cache_dir(),
         };
         let result = match store::open(t).await {
             Ok(s) => df_dist::publish(s, &release, ui, &mut target_report).await,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lists::{self, Order};
 use crate::artifact::StaticFile;
-use crate::digest::{sha256_file, sha256_hex};
+use crate::digest::{sha256_hex, sha256_store_file};
 use crate::platform::Platform;
 use crate::report::{Status, TargetReport};
 use crate::store::{Body, ObjectStore, Put};
@@ -106,6 +106,8 @@ pub struct StaticRelease<'a> {
     pub dry_run: bool,
     /// Uploads at once.
     pub jobs: usize,
+    /// alba's cache folder, where store paths' sha256 are remembered.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// A binary with its digest, ready to upload.
@@ -155,11 +157,12 @@ pub async fn publish(
 async fn prepare(release: &StaticRelease<'_>) -> Result<Vec<Prepared>> {
     let tasks = release.files.iter().cloned().map(|file| {
         let key = file_key(release.name, release.tag, &file.platform, &file.file_name);
+        let cache_dir = release.cache_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<Prepared> {
             let size = std::fs::metadata(&file.path)
                 .with_context(|| format!("reading {}", file.path.display()))?
                 .len();
-            let sha256 = sha256_file(&file.path)?;
+            let sha256 = sha256_store_file(&file.path, cache_dir.as_deref())?;
             Ok(Prepared {
                 file,
                 key,
@@ -402,6 +405,7 @@ mod tests {
                 files: &files,
                 dry_run: false,
                 jobs: 2,
+                cache_dir: None,
             };
             let mut report = TargetReport::new("t", "static", "albatros", &[], false);
             publish(store.clone(), &release, &Ui::silent(), &mut report)
@@ -436,6 +440,7 @@ mod tests {
             files: &files,
             dry_run: false,
             jobs: 2,
+            cache_dir: None,
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         publish(store.clone(), &release, &Ui::silent(), &mut report)
