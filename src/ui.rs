@@ -61,6 +61,20 @@ impl Ui {
         }
     }
 
+    /// A spinner with elapsed time for work whose size is unknown, on a terminal only.
+    pub fn spinner(&self, label: &str) -> ProgressBar {
+        if !self.terminal || self.level < 0 {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner();
+        let style = ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.set_message(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
     /// A byte-counting bar on a terminal, hidden elsewhere.
     pub fn bytes_bar(&self, total: u64, label: &str) -> ProgressBar {
         if !self.terminal || self.level < 0 {

@@ -105,7 +105,10 @@ pub async fn publish_all(
         cache_dir: global.cache_dir(),
         jobs: 0,
     };
-    let set = image::load(images.to_vec(), &opts).await?;
+    let spinner = ui.spinner("reading and compressing layers");
+    let loaded = image::load(images.to_vec(), &opts).await;
+    spinner.finish_and_clear();
+    let set = loaded?;
     ui.section("merge system images");
     for image in &set.images {
         let size: u64 = image.layers.iter().map(|l| l.size).sum();
