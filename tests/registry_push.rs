@@ -2,8 +2,8 @@
 //! checked with real clients (skopeo, containerd) and the registry's own access log.
 //!
 //! Faults are injected by a small TCP proxy in this file ([`Proxy`]) that sits between alba
-//! and the registry: it answers 503 to chosen requests, or kills the registry and cuts every
-//! connection at a chosen request.
+//! and the registry: it answers 503 or 429 to chosen requests, or kills the registry and cuts
+//! every connection at a chosen request, and records when each request came.
 
 mod common;
 #[path = "common/images.rs"]
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{Containerd, Registry};
 
@@ -350,13 +351,23 @@ fn pushes_with_docker_config_or_stdin_credentials_and_refuses_wrong_ones() {
 enum Action {
     /// Pass it on to the registry.
     Forward,
-    /// Answer `503 Service Unavailable` without bothering the registry.
+    /// Answer `503 Service Unavailable` (`Retry-After: 1`) without bothering the registry.
     Answer503,
+    /// Answer `429 Too Many Requests` (`Retry-After: 2`) without bothering the registry.
+    Answer429,
     /// Kill the registry and cut every connection, now and later.
     Cut,
 }
 
 type Decide = Box<dyn FnMut(&str) -> Action + Send>;
+
+/// A request the proxy saw: when, its request line and what the proxy did with it.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Instant,
+    line: String,
+    action: Action,
+}
 
 /// A TCP proxy in front of the registry that injects faults per request (see [`Action`]).
 /// Requests are recognised at the start of a read: alba's HTTP client sends one request at
@@ -373,6 +384,7 @@ struct ProxyState {
     cut: AtomicBool,
     stop: AtomicBool,
     streams: Mutex<Vec<TcpStream>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl Proxy {
@@ -391,6 +403,7 @@ impl Proxy {
             cut: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
         });
         let shared = Arc::clone(&state);
         std::thread::spawn(move || {
@@ -412,6 +425,15 @@ impl Proxy {
     /// The `docker://` URL of `repo` through the proxy.
     fn url(&self, repo: &str) -> String {
         format!("docker://127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// Every request so far, in the order they came.
+    fn seen(&self) -> Vec<Seen> {
+        self.state
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -450,7 +472,17 @@ impl ProxyState {
             };
             let chunk = &buf[..n];
             let action = request_line(chunk).map_or(Action::Forward, |line| {
-                (self.decide.lock().unwrap_or_else(|e| e.into_inner()))(line)
+                let at = Instant::now();
+                let action = (self.decide.lock().unwrap_or_else(|e| e.into_inner()))(line);
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Seen {
+                        at,
+                        line: line.to_string(),
+                        action,
+                    });
+                action
             });
             match action {
                 Action::Forward => {
@@ -460,6 +492,12 @@ impl ProxyState {
                 }
                 Action::Answer503 => {
                     let answer = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n";
+                    if client.write_all(answer).is_err() {
+                        break;
+                    }
+                }
+                Action::Answer429 => {
+                    let answer = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n";
                     if client.write_all(answer).is_err() {
                         break;
                     }
@@ -585,7 +623,7 @@ fn a_registry_killed_after_the_first_blob_leaves_no_tag_and_a_rerun_completes() 
     assert_eq!(common::verify_oci_layout(&layout), 1 + 4 + DISTINCT_BLOBS);
 }
 
-/// 503s are retried with backoff (a new upload session each time); a registry that keeps
+/// 503s are retried after their `Retry-After` (a new upload session each time); a registry that keeps
 /// answering 503 fails the push after 5 attempts with the registry, blob and status named.
 #[test]
 fn upload_503s_are_retried_then_reported() {
@@ -646,6 +684,49 @@ fn upload_503s_are_retried_then_reported() {
     );
     assert!(stderr.contains("status 503"), "{stderr}");
     assert_eq!(tag_status(&registry, "1.0"), 404);
+}
+
+/// A 429 with `Retry-After: 2` on the first upload session is waited out: the push succeeds,
+/// and the next upload session starts at least 2 s after the refusal (the proxy's clock).
+#[test]
+fn a_429_upload_waits_for_its_retry_after() {
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path());
+
+    let mut refused = false;
+    let proxy = Proxy::start(
+        registry.port,
+        move |line: &str| {
+            if is_upload(line, "POST") && !refused {
+                refused = true;
+                Action::Answer429
+            } else {
+                Action::Forward
+            }
+        },
+        || {},
+    );
+    push(&dir, &proxy.url("albatros"), "0.9", &["--jobs", "1"]).run_expect(0);
+    assert_eq!(completed_uploads(&registry), DISTINCT_BLOBS);
+    assert_eq!(tag_status(&registry, "0.9"), 200);
+
+    let seen = proxy.seen();
+    let refusal = seen
+        .iter()
+        .position(|r| r.action == Action::Answer429)
+        .expect("the proxy refused one upload");
+    let retry = seen[refusal + 1..]
+        .iter()
+        .find(|r| is_upload(&r.line, "POST"))
+        .expect("a new upload session after the 429");
+    let waited = retry.at.duration_since(seen[refusal].at);
+    assert!(
+        waited >= Duration::from_secs(2),
+        "the retry came {waited:?} after the 429 that asked for 2 s"
+    );
 }
 
 /// `alba release` pushes the flake's images to its `docker://` target beside a folder target.

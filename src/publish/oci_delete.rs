@@ -21,7 +21,7 @@ use oci_client::{Reference, RegistryOperation};
 use super::credentials::{Auth, Credentials};
 use super::lifecycle::{self, Deletion, GcOptions, Selection};
 use super::oci::OciSink;
-use super::oci_registry::RegistrySink;
+use super::oci_registry::{self, RegistrySink};
 use crate::error::{one_line, root_cause};
 use crate::report::TargetReport;
 use crate::target::RegistryTarget;
@@ -143,14 +143,7 @@ impl RegistryRepo {
         request: reqwest::RequestBuilder,
         token: Option<&str>,
     ) -> reqwest::RequestBuilder {
-        match (token, &self.credentials.auth) {
-            (Some(token), _) => request.bearer_auth(token),
-            (None, Auth::Basic(user, password)) => {
-                request.basic_auth(user, Some(password.expose()))
-            }
-            (None, Auth::Token(token)) => request.bearer_auth(token.expose()),
-            (None, Auth::Anonymous) => request,
-        }
+        oci_registry::authorize(request, token, &self.credentials)
     }
 
     /// A token from the challenge's realm for deleting in this repository; `None` when the

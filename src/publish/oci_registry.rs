@@ -1,26 +1,32 @@
-//! An OCI registry (`docker://HOST/REPO`) as an [`OciSink`], on oci-client.
+//! An OCI registry (`docker://HOST/REPO`) as an [`OciSink`].
 //!
 //! The shared push algorithm ([`super::oci::push`]) decides what to write and in which order;
 //! this sink only speaks the distribution API:
 //! - blobs: `HEAD` to skip what is there, then one upload session per blob — `POST` then a
 //!   monolithic `PUT` of the spooled file with its known size, streamed in chunks so memory
 //!   stays bounded whatever the layer size;
-//! - manifests: `PUT` of the exact bytes that were digested (`push_manifest_raw`; oci-client's
-//!   `push_manifest_list` would re-serialize with the Docker media type);
-//! - what a reference points at: `HEAD` of the manifest, `None` on 404.
+//! - manifests: `PUT` of the exact bytes that were digested, with their media type as
+//!   `Content-Type`;
+//! - what a reference points at: `HEAD` of the manifest (`Docker-Content-Digest`), `None` on 404.
 //!
-//! oci-client has no retries: [`RegistrySink`] retries connection failures, 5xx and 429 with
-//! exponential backoff and jitter, at most [`MAX_ATTEMPTS`] times; a blob retry opens a new
-//! upload session and re-reads the file from its start. The final error names the registry,
-//! the object and the last status. oci-client does not expose response headers, so a
-//! `Retry-After` cannot be seen; 429 waits start longer instead.
+//! These write-path requests go out on reqwest directly, because oci-client does not show
+//! response headers; sign-in (bearer tokens from the registry's token service, or basic auth)
+//! and the pull-side calls of `ls` (tag list, tag manifest) stay on oci-client. A 401 in the
+//! middle of a push (an expired token) signs in again once and repeats the request.
+//!
+//! Retries: connection failures, 5xx and 429 are retried at most [`MAX_ATTEMPTS`] times. The
+//! wait is the answer's `Retry-After` (delta-seconds or HTTP-date, at most
+//! [`MAX_RETRY_AFTER`]) when it has one, else exponential backoff with jitter. A blob retry
+//! opens a new upload session and re-reads the file from its start. The final error names the
+//! registry, the object and the last status.
 //!
 //! Transport: TLS, except for registries the target marks insecure (loopback, or
-//! `?insecure=true`), which get plain HTTP through `ClientProtocol::HttpsExcept([host:port])`.
+//! `?insecure=true`), which get plain HTTP (oci-client through
+//! `ClientProtocol::HttpsExcept([host:port])`, reqwest through an `http://` base URL).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use async_trait::async_trait;
@@ -30,9 +36,12 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::credentials::Credentials;
+use super::credentials::{Auth, Credentials};
 use super::oci::OciSink;
 use crate::error::{one_line, root_cause};
 use crate::image::{Blob, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
@@ -43,6 +52,9 @@ use crate::ui::{Ui, human_size};
 
 /// Attempts per request before giving up (the first try included).
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The longest `Retry-After` alba waits for; longer asks are cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Bytes read from a spooled layer per chunk of the upload stream.
 const CHUNK: usize = 256 * 1024;
@@ -61,6 +73,9 @@ const PULL_TYPES: &[&str] = &[
 /// An [`OciSink`] pushing to one repository of an OCI registry.
 pub struct RegistrySink {
     client: Client,
+    http: reqwest::Client,
+    /// `http[s]://host[:port]` of the registry's API (Docker Hub: `registry-1.docker.io`).
+    base_url: String,
     credentials: Credentials,
     auth: RegistryAuth,
     host: String,
@@ -68,6 +83,74 @@ pub struct RegistrySink {
     insecure: bool,
     /// Any reference of the repository: what blob calls and the token cache are keyed by.
     base: Reference,
+    /// What sign-in gave, per operation (pull, push): `Some(None)` when it gave no bearer
+    /// token (basic auth or anonymous), `None` before sign-in.
+    tokens: tokio::sync::Mutex<[Option<Option<String>>; 2]>,
+}
+
+/// One failed attempt of a request.
+#[derive(Debug)]
+struct Failed {
+    kind: Kind,
+    /// The HTTP status, when there was an answer.
+    status: Option<u16>,
+    /// The status and the registry's words, or the connection trouble; not yet redacted.
+    detail: String,
+    /// The answer's `Retry-After`, at most [`MAX_RETRY_AFTER`].
+    retry_after: Option<Duration>,
+}
+
+impl Failed {
+    /// A failure of an oci-client call.
+    fn oci(error: &OciDistributionError) -> Failed {
+        let (kind, status) = classify(error);
+        Failed {
+            kind,
+            status,
+            detail: describe(error, status),
+            retry_after: None,
+        }
+    }
+
+    /// A request that got no answer (or could not be built).
+    fn transport(error: &reqwest::Error) -> Failed {
+        // Building the request or following redirects fails the same way every time;
+        // connection refused or reset, timeouts and bodies cut short are worth another try.
+        let kind = if error.is_builder() || error.is_redirect() {
+            Kind::Fatal
+        } else {
+            Kind::Transient
+        };
+        Failed {
+            kind,
+            status: None,
+            detail: transport_detail(error),
+            retry_after: None,
+        }
+    }
+
+    /// An answer with an unexpected status.
+    async fn answer(response: Response) -> Failed {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers(), SystemTime::now());
+        let body = response.text().await.unwrap_or_default();
+        Failed {
+            kind: by_status(status),
+            status: Some(status),
+            detail: status_detail(status, &body),
+            retry_after,
+        }
+    }
+
+    /// Something that will not get better by trying again.
+    fn fatal(detail: String) -> Failed {
+        Failed {
+            kind: Kind::Fatal,
+            status: None,
+            detail,
+            retry_after: None,
+        }
+    }
 }
 
 impl RegistrySink {
@@ -79,31 +162,44 @@ impl RegistrySink {
             target.repository.clone(),
             "latest".into(),
         );
+        let registry = base.resolve_registry().to_string();
         let protocol = if target.insecure {
             // oci-client compares this list with the registry's host[:port] exactly.
-            ClientProtocol::HttpsExcept(vec![base.resolve_registry().to_string()])
+            ClientProtocol::HttpsExcept(vec![registry.clone()])
         } else {
             ClientProtocol::Https
         };
         let config = ClientConfig {
             protocol,
-            use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(30)),
             read_timeout: Some(Duration::from_secs(300)),
             user_agent: concat!("alba/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
-        let client = Client::try_from(config)
-            .map_err(|e| anyhow!("cannot set up the HTTP client for {}: {e}", target.host))?;
+        let setup = |e: &dyn std::fmt::Display| {
+            anyhow!("cannot set up the HTTP client for {}: {e}", target.host)
+        };
+        let client = Client::try_from(config).map_err(|e| setup(&e))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("alba/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            // Per read, not per request: a large layer may take long to send.
+            .read_timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| setup(&e))?;
+        let scheme = if target.insecure { "http" } else { "https" };
         let auth = credentials.registry_auth();
         Ok(RegistrySink {
             client,
+            http,
+            base_url: format!("{scheme}://{registry}"),
             credentials,
             auth,
             host: target.host.clone(),
             repository: target.repository.clone(),
             insecure: target.insecure,
             base,
+            tokens: tokio::sync::Mutex::new([None, None]),
         })
     }
 
@@ -114,10 +210,8 @@ impl RegistrySink {
             RegistryOperation::Pull => format!("sign-in (pull) for {}", self.repository),
             RegistryOperation::Push => format!("sign-in (push) for {}", self.repository),
         };
-        self.with_retries(&what, || {
-            self.client.auth(&self.base, &self.auth, operation)
-        })
-        .await?;
+        self.retrying(&what, || self.renew_token(operation, None))
+            .await?;
         Ok(())
     }
 
@@ -185,45 +279,160 @@ impl RegistrySink {
         }
     }
 
-    /// Runs `op` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] are spent.
-    async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    /// `…/v2/<repository>/<path>` on the registry.
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base_url, self.repository)
+    }
+
+    /// The token of the last sign-in for `operation`, signing in if there was none.
+    async fn token(&self, operation: RegistryOperation) -> Result<Option<String>, Failed> {
+        if let Some(token) = &self.tokens.lock().await[slot(operation)] {
+            return Ok(token.clone());
+        }
+        self.renew_token(operation, None).await
+    }
+
+    /// Signs in for `operation` again and keeps what it gives. With `used` (the token a
+    /// request was refused with), a token another request renewed since is taken instead.
+    async fn renew_token(
+        &self,
+        operation: RegistryOperation,
+        used: Option<&Option<String>>,
+    ) -> Result<Option<String>, Failed> {
+        let mut tokens = self.tokens.lock().await;
+        let slot = &mut tokens[slot(operation)];
+        if let (Some(cached), Some(used)) = (&*slot, used)
+            && cached != used
+        {
+            return Ok(cached.clone());
+        }
+        let token = self
+            .client
+            .auth(&self.base, &self.auth, operation)
+            .await
+            .map_err(|e| Failed::oci(&e))?;
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Sends the request `build` makes, authorized for `operation`; after a 401 (an expired
+    /// token), signs in again once and sends a new one.
+    async fn send(
+        &self,
+        operation: RegistryOperation,
+        build: impl Fn() -> Result<RequestBuilder, Failed>,
+    ) -> Result<Response, Failed> {
+        let token = self.token(operation).await?;
+        let response = authorize(build()?, token.as_deref(), &self.credentials)
+            .send()
+            .await
+            .map_err(|e| Failed::transport(&e))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let token = self.renew_token(operation, Some(&token)).await?;
+        authorize(build()?, token.as_deref(), &self.credentials)
+            .send()
+            .await
+            .map_err(|e| Failed::transport(&e))
+    }
+
+    /// One upload session: `POST` for a location, then a monolithic `PUT` of the whole blob
+    /// read from its first byte.
+    async fn upload(&self, blob: &Blob, body: &Body, size: u64) -> Result<(), Failed> {
+        let start = self.url("blobs/uploads/");
+        let response = self
+            .send(RegistryOperation::Push, || {
+                Ok(self.http.post(&start).header(CONTENT_LENGTH, 0))
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(Failed::answer(response).await);
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Failed::fatal(format!(
+                    "status {} without a Location for the upload",
+                    response.status().as_u16()
+                ))
+            })?;
+        let url = upload_url(&self.base_url, location, &blob.digest)?;
+        let response = self
+            .send(RegistryOperation::Push, || {
+                let body = match body {
+                    Body::Bytes(bytes) => reqwest::Body::from(bytes.clone()),
+                    Body::File(path) => {
+                        let file = std::fs::File::open(path).map_err(|e| {
+                            Failed::fatal(format!("cannot read {}: {e}", path.display()))
+                        })?;
+                        reqwest::Body::wrap_stream(file_stream(tokio::fs::File::from_std(file)))
+                    }
+                };
+                Ok(self
+                    .http
+                    .put(url.clone())
+                    .header(CONTENT_LENGTH, size)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body))
+            })
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Failed::answer(response).await)
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] are spent; waits
+    /// what the answer's `Retry-After` asks, else [`backoff`].
+    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = oci_client::errors::Result<T>>,
+        Fut: Future<Output = Result<T, Failed>>,
     {
         let mut attempt = 1;
         loop {
-            let error = match op().await {
+            let failed = match op().await {
                 Ok(value) => return Ok(value),
-                Err(error) => error,
+                Err(failed) => failed,
             };
-            let (kind, status) = classify(&error);
-            if kind != Kind::Transient || attempt >= MAX_ATTEMPTS {
-                return Err(self.failure(what, kind, status, &error, attempt));
+            if failed.kind != Kind::Transient || attempt >= MAX_ATTEMPTS {
+                return Err(self.failure(what, &failed, attempt));
             }
-            let wait = backoff(attempt, status);
+            let wait = failed
+                .retry_after
+                .unwrap_or_else(|| backoff(attempt, failed.status));
             tracing::debug!(
                 "{}: {what} failed ({}), retrying in {wait:?}",
                 self.host,
-                self.redact(describe(&error, status))
+                self.redact(failed.detail)
             );
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
+    /// [`RegistrySink::retrying`] for an oci-client call.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = oci_client::errors::Result<T>>,
+    {
+        self.retrying(what, || {
+            let attempt = op();
+            async move { attempt.await.map_err(|e| Failed::oci(&e)) }
+        })
+        .await
+    }
+
     /// The final error of `what`: names the registry, the object and the last status.
-    fn failure(
-        &self,
-        what: &str,
-        kind: Kind,
-        status: Option<u16>,
-        error: &OciDistributionError,
-        attempts: u32,
-    ) -> anyhow::Error {
-        let detail = self.redact(describe(error, status));
+    fn failure(&self, what: &str, failed: &Failed, attempts: u32) -> anyhow::Error {
+        let detail = self.redact(failed.detail.clone());
         let host = &self.host;
-        if kind == Kind::Auth {
+        if failed.kind == Kind::Auth {
             let fix = if self.credentials.is_anonymous() {
                 format!(
                     "no credentials were found for {host}: give --registry-user USER --registry-password-stdin, or run `docker login {host}`"
@@ -245,7 +454,7 @@ impl RegistrySink {
         } else {
             format!("registry {host}: {what} failed: {detail}")
         };
-        if !self.insecure && status.is_none() && looks_like_plain_http(&detail) {
+        if !self.insecure && failed.status.is_none() && looks_like_plain_http(&detail) {
             message.push_str(
                 "; if this registry speaks plain HTTP, add ?insecure=true to the target URL",
             );
@@ -274,8 +483,18 @@ impl OciSink for RegistrySink {
 
     async fn has_blob(&self, blob: &Blob) -> Result<bool> {
         let what = format!("HEAD of blob {}", blob.digest);
-        self.with_retries(&what, || self.client.blob_exists(&self.base, &blob.digest))
-            .await
+        let url = self.url(&format!("blobs/{}", blob.digest));
+        self.retrying(&what, || async {
+            let response = self
+                .send(RegistryOperation::Pull, || Ok(self.http.head(&url)))
+                .await?;
+            match response.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(Failed::answer(response).await),
+            }
+        })
+        .await
     }
 
     async fn put_blob(&self, blob: &Blob, body: Body) -> Result<()> {
@@ -290,56 +509,77 @@ impl OciSink for RegistrySink {
             );
         }
         let what = format!("upload of blob {} ({})", blob.digest, human_size(size));
-        self.with_retries(&what, || async {
-            // Each attempt is a new upload session reading the blob from its first byte.
-            match &body {
-                Body::Bytes(bytes) => {
-                    let stream = futures::stream::once(std::future::ready(Ok(bytes.clone())));
-                    self.client
-                        .push_blob_stream(&self.base, stream, &blob.digest, Some(size))
-                        .await
-                }
-                Body::File(path) => {
-                    let file = tokio::fs::File::open(path).await?;
-                    self.client
-                        .push_blob_stream(&self.base, file_stream(file), &blob.digest, Some(size))
-                        .await
-                }
-            }
-        })
-        .await?;
-        Ok(())
+        // Each attempt is a new upload session reading the blob from its first byte.
+        self.retrying(&what, || self.upload(blob, &body, size))
+            .await
     }
 
     async fn manifest_digest(&self, reference: &str) -> Result<Option<String>> {
-        let r = self.reference(reference);
-        self.with_retries(&format!("HEAD of {}", object(reference)), || async {
-            match self.client.fetch_manifest_digest(&r, &self.auth).await {
-                Ok(digest) => Ok(Some(digest)),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(e),
+        let url = self.url(&format!("manifests/{reference}"));
+        let accept = PULL_TYPES.join(", ");
+        let request = |head: bool| -> Result<RequestBuilder, Failed> {
+            let request = if head {
+                self.http.head(&url)
+            } else {
+                self.http.get(&url)
+            };
+            Ok(request.header(ACCEPT, &accept))
+        };
+        self.retrying(&format!("HEAD of {}", object(reference)), || async {
+            let response = self.send(RegistryOperation::Pull, || request(true)).await?;
+            match response.status() {
+                StatusCode::NOT_FOUND => return Ok(None),
+                s if !s.is_success() => return Err(Failed::answer(response).await),
+                _ => {}
             }
+            let header = response
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok());
+            if let Some(digest) = header {
+                return Ok(Some(digest.to_string()));
+            }
+            if reference.starts_with("sha256:") {
+                return Ok(Some(reference.to_string()));
+            }
+            // No digest header: hash what a GET answers.
+            let response = self
+                .send(RegistryOperation::Pull, || request(false))
+                .await?;
+            match response.status() {
+                StatusCode::NOT_FOUND => return Ok(None),
+                s if !s.is_success() => return Err(Failed::answer(response).await),
+                _ => {}
+            }
+            let bytes = response.bytes().await.map_err(|e| Failed::transport(&e))?;
+            Ok(Some(format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(&bytes))
+            )))
         })
         .await
     }
 
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()> {
-        let r = self.reference(reference);
+        let url = self.url(&format!("manifests/{reference}"));
         let what = format!("push of {}", object(reference));
-        self.with_retries(&what, || async {
-            // Parsed here so the header type is inferred from oci-client (no direct `http` dependency).
-            let invalid = || {
-                OciDistributionError::GenericError(Some(format!(
-                    "media type {media_type:?} is not a header value"
-                )))
-            };
-            let content_type = media_type.parse().map_err(|_| invalid())?;
-            self.client
-                .push_manifest_raw(&r, bytes.clone(), content_type)
-                .await
+        self.retrying(&what, || async {
+            let response = self
+                .send(RegistryOperation::Push, || {
+                    Ok(self
+                        .http
+                        .put(&url)
+                        .header(CONTENT_TYPE, media_type)
+                        .body(bytes.clone()))
+                })
+                .await?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(Failed::answer(response).await)
+            }
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn finish(
@@ -354,6 +594,87 @@ impl OciSink for RegistrySink {
     }
 }
 
+/// Adds the bearer `token` sign-in gave, or else the credentials as they are (basic auth,
+/// an identity token, or nothing when anonymous).
+pub(super) fn authorize(
+    request: RequestBuilder,
+    token: Option<&str>,
+    credentials: &Credentials,
+) -> RequestBuilder {
+    match (token, &credentials.auth) {
+        (Some(token), _) => request.bearer_auth(token),
+        (None, Auth::Basic(user, password)) => request.basic_auth(user, Some(password.expose())),
+        (None, Auth::Token(token)) => request.bearer_auth(token.expose()),
+        (None, Auth::Anonymous) => request,
+    }
+}
+
+/// The index of `operation` in [`RegistrySink::tokens`].
+fn slot(operation: RegistryOperation) -> usize {
+    match operation {
+        RegistryOperation::Pull => 0,
+        RegistryOperation::Push => 1,
+    }
+}
+
+/// The monolithic `PUT` URL of an upload session: its `Location` (relative to the registry
+/// or absolute, query kept) with `digest=` added.
+fn upload_url(base_url: &str, location: &str, digest: &str) -> Result<url::Url, Failed> {
+    let invalid = |e: url::ParseError| Failed::fatal(format!("upload Location {location:?}: {e}"));
+    let mut url = url::Url::parse(base_url)
+        .map_err(invalid)?
+        .join(location)
+        .map_err(invalid)?;
+    url.query_pairs_mut().append_pair("digest", digest);
+    Ok(url)
+}
+
+/// The wait a `Retry-After` header asks for (delta-seconds or an HTTP-date, relative to
+/// `now`), at most [`MAX_RETRY_AFTER`]; `None` without a readable one.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(parse_http_date(value)?);
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the HTTP-date
+/// form servers send.
+fn parse_http_date(text: &str) -> Option<u64> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let day: i64 = day.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *s > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to a civil date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+}
+
 /// `tag 0.9` or `manifest sha256:…`, for messages.
 fn object(reference: &str) -> String {
     if reference.starts_with("sha256:") {
@@ -366,13 +687,10 @@ fn object(reference: &str) -> String {
 /// The file's bytes as a stream of chunks of at most [`CHUNK`] bytes.
 fn file_stream(
     file: tokio::fs::File,
-) -> impl Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static {
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     futures::stream::try_unfold(file, |mut file| async move {
         let mut chunk = BytesMut::with_capacity(CHUNK);
-        let read = file
-            .read_buf(&mut chunk)
-            .await
-            .map_err(OciDistributionError::IoError)?;
+        let read = file.read_buf(&mut chunk).await?;
         Ok((read > 0).then(|| (chunk.freeze(), file)))
     })
 }
@@ -454,15 +772,10 @@ fn is_not_found(error: &OciDistributionError) -> bool {
 fn describe(error: &OciDistributionError, status: Option<u16>) -> String {
     let status_text = status.map(|s| format!("status {s}{}", reason(s)));
     let text = match error {
-        OciDistributionError::RequestError(e) => {
-            let cause = root_cause(e);
-            match &status_text {
-                Some(_) => String::new(),
-                None if e.is_connect() => format!("cannot connect: {cause}"),
-                None if e.is_timeout() => format!("timed out: {cause}"),
-                None => format!("connection failed: {cause}"),
-            }
-        }
+        OciDistributionError::RequestError(e) => match &status_text {
+            Some(_) => String::new(),
+            None => transport_detail(e),
+        },
         OciDistributionError::ServerError { message, .. } => one_line(message),
         OciDistributionError::RegistryError { envelope, .. } => envelope
             .errors
@@ -480,6 +793,48 @@ fn describe(error: &OciDistributionError, status: Option<u16>) -> String {
         (Some(s), true) => s,
         (Some(s), false) => format!("{s}: {text}"),
         (None, _) => text,
+    }
+}
+
+/// What went wrong with a request that got no answer: the root cause of the failure.
+fn transport_detail(error: &reqwest::Error) -> String {
+    let cause = root_cause(error);
+    if error.is_connect() {
+        format!("cannot connect: {cause}")
+    } else if error.is_timeout() {
+        format!("timed out: {cause}")
+    } else {
+        format!("connection failed: {cause}")
+    }
+}
+
+/// `status 503 Service Unavailable`, then what the registry said in its body, if anything:
+/// the codes and messages of an OCI error envelope, or the text on one line.
+fn status_detail(status: u16, body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let words = match serde_json::from_str::<Envelope>(body) {
+        Ok(envelope) if !envelope.errors.is_empty() => envelope
+            .errors
+            .iter()
+            .map(|e| one_line(&format!("{}: {}", e.code, e.message)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => one_line(body),
+    };
+    let status_text = format!("status {status}{}", reason(status));
+    if words.is_empty() {
+        status_text
+    } else {
+        format!("{status_text}: {words}")
     }
 }
 
@@ -512,8 +867,8 @@ fn looks_like_plain_http(detail: &str) -> bool {
     .any(|s| detail.contains(s))
 }
 
-/// The wait before attempt `attempt + 1`: exponential from 0.5 s (2 s after a 429, whose
-/// Retry-After oci-client hides), capped at 30 s, with the upper half jittered so concurrent
+/// The wait before attempt `attempt + 1` when the answer has no `Retry-After`: exponential
+/// from 0.5 s (2 s after a 429), capped at 30 s, with the upper half jittered so concurrent
 /// uploads do not retry in lockstep.
 fn backoff(attempt: u32, status: Option<u16>) -> Duration {
     let base_ms: u64 = if status == Some(429) { 2000 } else { 500 };
@@ -614,20 +969,13 @@ mod tests {
             source: "--registry-user u".into(),
         };
         let sink = RegistrySink::new(&target, credentials).unwrap();
-        let e = OciDistributionError::ServerError {
-            code: 503,
-            url: "u".into(),
-            message: "no hunter22 here".into(),
+        let e = Failed {
+            kind: Kind::Transient,
+            status: Some(503),
+            detail: status_detail(503, "no hunter22 here"),
+            retry_after: None,
         };
-        let text = sink
-            .failure(
-                "upload of blob sha256:ab",
-                Kind::Transient,
-                Some(503),
-                &e,
-                5,
-            )
-            .to_string();
+        let text = sink.failure("upload of blob sha256:ab", &e, 5).to_string();
         assert!(
             text.contains("reg.example.org") && text.contains("sha256:ab") && text.contains("503"),
             "{text}"
@@ -637,19 +985,78 @@ mod tests {
             "{text}"
         );
         let auth = sink
-            .failure(
-                "HEAD of blob x",
-                Kind::Auth,
-                Some(401),
-                &server_error(401),
-                1,
-            )
+            .failure("HEAD of blob x", &Failed::oci(&server_error(401)), 1)
             .to_string();
         assert!(
             auth.starts_with("authentication failed at registry reg.example.org"),
             "{auth}"
         );
         assert!(auth.contains("--registry-user u"), "{auth}");
+        assert!(auth.contains("(status 401 Unauthorized"), "{auth}");
+    }
+
+    #[test]
+    fn status_details_name_the_status_and_the_registry_words() {
+        assert_eq!(status_detail(503, ""), "status 503 Service Unavailable");
+        assert_eq!(
+            status_detail(
+                400,
+                r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match"}]}"#
+            ),
+            "status 400 Bad Request: DIGEST_INVALID: provided digest did not match"
+        );
+        assert_eq!(
+            status_detail(502, "<html>\n  bad\n gateway</html>"),
+            "status 502 Bad Gateway: <html> bad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_dates_capped() {
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+            headers
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
+        assert_eq!(
+            retry_after(&headers("2"), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(retry_after(&headers("3600"), now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT"), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers("Sat, 05 Nov 1994 08:49:37 GMT"), now),
+            Some(Duration::ZERO),
+            "a date in the past: go now"
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:10 GMT"), Some(10));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+    }
+
+    #[test]
+    fn upload_urls_keep_the_location_query() {
+        let base = "http://127.0.0.1:5000";
+        assert_eq!(
+            upload_url(base, "/v2/a/blobs/uploads/u1?_state=xy", "sha256:ab")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/u1?_state=xy&digest=sha256%3Aab"
+        );
+        assert_eq!(
+            upload_url(base, "https://other.example/up/u2", "sha256:ab")
+                .unwrap()
+                .as_str(),
+            "https://other.example/up/u2?digest=sha256%3Aab"
+        );
     }
 
     #[test]
