@@ -19,8 +19,8 @@ use super::df_dist::{self, NameDocument, ROOT, TagDocument};
 use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
 use super::lists::{self, Order};
 use crate::digest::oci_digest;
-use crate::report::{Status, TargetReport};
-use crate::store::{ObjectStore, Put};
+use crate::report::TargetReport;
+use crate::store::ObjectStore;
 use crate::ui::Ui;
 
 /// What the store holds for one name.
@@ -284,24 +284,13 @@ async fn write_name_document(
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
-    let key = df_dist::name_key(name);
-    let what = if dry_run { "would update" } else { "update" };
-    ui.line(format!("{what} {key}: tags {}", lifecycle::tag_list(&tags)));
-    let bytes = Bytes::from(serde_json::to_vec(&NameDocument {
+    let document = NameDocument {
         name: name.to_string(),
         tags,
-    })?);
-    report.record(
-        &key,
-        bytes.len() as u64,
-        Status::Updated,
-        Some(oci_digest(&bytes)),
-    );
-    if dry_run {
-        return Ok(());
-    }
-    let put = Put::bytes(key, bytes, "application/json");
-    store.put(&put).await
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&document)?);
+    let key = df_dist::name_key(name);
+    lifecycle::rewrite_list(store, key, &document.tags, bytes, dry_run, ui, report).await
 }
 
 #[cfg(test)]
@@ -311,7 +300,7 @@ mod tests {
 
     async fn put(store: &dyn ObjectStore, key: &str, text: &str) {
         let bytes = Bytes::from(text.to_string());
-        let put = Put::bytes(key, bytes, "x");
+        let put = crate::store::Put::bytes(key, bytes, "x");
         store.put(&put).await.unwrap();
     }
 

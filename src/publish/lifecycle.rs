@@ -257,6 +257,34 @@ pub fn tag_list(tags: &[String]) -> String {
     }
 }
 
+/// Rewrites a derived list (a name document or `tags/list`) without the removed tags,
+/// reporting it; in a dry run it only says what it would write.
+pub async fn rewrite_list(
+    store: &dyn ObjectStore,
+    key: String,
+    tags: &[String],
+    bytes: bytes::Bytes,
+    dry_run: bool,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
+    let what = if dry_run { "would update" } else { "update" };
+    ui.line(format!("{what} {key}: tags {}", tag_list(tags)));
+    let digest = crate::digest::oci_digest(&bytes);
+    report.record(
+        &key,
+        bytes.len() as u64,
+        crate::report::Status::Updated,
+        Some(digest),
+    );
+    if dry_run {
+        return Ok(());
+    }
+    store
+        .put(&crate::store::Put::bytes(key, bytes, "application/json"))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,8 +24,8 @@ use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
 use super::lists::{self, Order};
 use super::oci_static::{StaticRegistry, TagList};
 use crate::digest::oci_digest;
-use crate::report::{Status, TargetReport};
-use crate::store::{ObjectStore, Put};
+use crate::report::TargetReport;
+use crate::store::ObjectStore;
 use crate::ui::Ui;
 
 /// How deep indexes may nest before a walk stops (alba writes depth 1).
@@ -332,27 +332,13 @@ async fn rewrite_tag_list(
     if tags == snap.listed {
         return Ok(());
     }
-    let key = repo.registry.tags_key();
-    ui.line(format!(
-        "{} {key}: tags {}",
-        if dry_run { "would update" } else { "update" },
-        lifecycle::tag_list(&tags)
-    ));
-    let bytes = Bytes::from(serde_json::to_vec(&TagList {
+    let list = TagList {
         name: repo.name.clone(),
         tags,
-    })?);
-    report.record(
-        &key,
-        bytes.len() as u64,
-        Status::Updated,
-        Some(oci_digest(&bytes)),
-    );
-    if dry_run {
-        return Ok(());
-    }
-    let put = Put::bytes(key, bytes, "application/json");
-    repo.store.put(&put).await
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&list)?);
+    let key = repo.registry.tags_key();
+    lifecycle::rewrite_list(&*repo.store, key, &list.tags, bytes, dry_run, ui, report).await
 }
 
 /// Deletes unreferenced manifests, then unreferenced blobs.
