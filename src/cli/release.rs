@@ -168,11 +168,8 @@ async fn publish_static(
 ) -> Result<()> {
     let ui = global.ui();
     let files = set.static_files()?;
-    for tag in tags {
-        super::static_cmd::publish_all(
-            global, &ui, &set.name, tag, &files, targets, dry_run, report,
-        )
-        .await?;
-    }
-    Ok(())
+    super::static_cmd::publish_all(
+        global, &ui, &set.name, tags, &files, targets, dry_run, report,
+    )
+    .await
 }

@@ -58,7 +58,7 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
         global,
         &ui,
         &nt.name,
-        &nt.tag,
+        std::slice::from_ref(&nt.tag),
         &files,
         &targets,
         args.dry_run,
@@ -69,27 +69,34 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     result
 }
 
-/// Publishes static files to every target, in turn; returns the first failure after trying all.
+/// Publishes static files under every tag to every target, in turn (the binaries are hashed
+/// once); returns the first failure after trying all.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_all(
     global: &Global,
     ui: &Ui,
     name: &str,
-    tag: &str,
+    tags: &[String],
     files: &[StaticFile],
     targets: &[Target],
     dry_run: bool,
     report: &mut Report,
 ) -> Result<()> {
     names::check_name(name)?;
-    names::check_static_tag(tag)?;
+    for tag in tags {
+        names::check_static_tag(tag)?;
+    }
     for t in targets {
         if matches!(t, Target::Registry(_)) {
             bail_input!("{t} is a registry; static binaries go to s3:// or file: targets");
         }
     }
+    let files = df_dist::hash_files(files, global.cache_dir().as_deref()).await?;
     let mut failure = None;
-    for t in targets {
+    for (tag, t) in tags
+        .iter()
+        .flat_map(|tag| targets.iter().map(move |t| (tag, t)))
+    {
         ui.section(format!(
             "push to {t}{}",
             if dry_run { " (dry run)" } else { "" }
@@ -99,10 +106,9 @@ pub async fn publish_all(
         let release = StaticRelease {
             name,
             tag,
-            files,
+            files: &files,
             dry_run,
             jobs: global.jobs(),
-            cache_dir: global.cache_dir(),
         };
         let result = match store::open(t).await {
             Ok(s) => df_dist::publish(s, &release, ui, &mut target_report).await,

@@ -9,6 +9,7 @@
 //! follows a listed tag to a missing file.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -100,22 +101,30 @@ pub struct StaticRelease<'a> {
     pub name: &'a str,
     /// Tag.
     pub tag: &'a str,
-    /// The binaries.
-    pub files: &'a [StaticFile],
+    /// The binaries, hashed once for every tag and target ([`hash_files`]).
+    pub files: &'a [HashedFile],
     /// Print and report, write nothing.
     pub dry_run: bool,
     /// Uploads at once.
     pub jobs: usize,
-    /// alba's cache folder, where store paths' sha256 are remembered.
-    pub cache_dir: Option<std::path::PathBuf>,
 }
 
-/// A binary with its digest, ready to upload.
-struct Prepared {
-    file: StaticFile,
+/// A binary with its size and sha256.
+pub struct HashedFile {
+    /// The binary.
+    pub file: StaticFile,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex sha256.
+    pub sha256: String,
+}
+
+/// A binary and its key in this release.
+struct Prepared<'a> {
+    file: &'a StaticFile,
     key: String,
     size: u64,
-    sha256: String,
+    sha256: &'a str,
 }
 
 /// Publishes a static release to one store.
@@ -126,7 +135,7 @@ pub async fn publish(
     report: &mut TargetReport,
 ) -> Result<()> {
     store.check().await?;
-    let prepared = prepare(release).await?;
+    let prepared = prepare(release);
     upload_binaries(&store, release, &prepared, ui, report).await?;
     let tag_doc = tag_document(&prepared)?;
     write_document(
@@ -153,22 +162,17 @@ pub async fn publish(
     Ok(())
 }
 
-/// Hashes every binary (in parallel, off the async threads).
-async fn prepare(release: &StaticRelease<'_>) -> Result<Vec<Prepared>> {
-    let tasks = release.files.iter().cloned().map(|file| {
-        let key = file_key(release.name, release.tag, &file.platform, &file.file_name);
-        let cache_dir = release.cache_dir.clone();
-        tokio::task::spawn_blocking(move || -> Result<Prepared> {
+/// Hashes every binary (in parallel, off the async threads); /nix/store binaries' digests
+/// are remembered in `cache_dir`.
+pub async fn hash_files(files: &[StaticFile], cache_dir: Option<&Path>) -> Result<Vec<HashedFile>> {
+    let tasks = files.iter().cloned().map(|file| {
+        let cache_dir = cache_dir.map(Path::to_path_buf);
+        tokio::task::spawn_blocking(move || -> Result<HashedFile> {
             let size = std::fs::metadata(&file.path)
                 .with_context(|| format!("reading {}", file.path.display()))?
                 .len();
             let sha256 = sha256_store_file(&file.path, cache_dir.as_deref())?;
-            Ok(Prepared {
-                file,
-                key,
-                size,
-                sha256,
-            })
+            Ok(HashedFile { file, size, sha256 })
         })
     });
     let mut out = Vec::new();
@@ -178,10 +182,29 @@ async fn prepare(release: &StaticRelease<'_>) -> Result<Vec<Prepared>> {
     Ok(out)
 }
 
+/// The release's binaries with their keys.
+fn prepare<'a>(release: &StaticRelease<'a>) -> Vec<Prepared<'a>> {
+    let files: &'a [HashedFile] = release.files;
+    files
+        .iter()
+        .map(|h| Prepared {
+            file: &h.file,
+            key: file_key(
+                release.name,
+                release.tag,
+                &h.file.platform,
+                &h.file.file_name,
+            ),
+            size: h.size,
+            sha256: &h.sha256,
+        })
+        .collect()
+}
+
 async fn upload_binaries(
     store: &Arc<dyn ObjectStore>,
     release: &StaticRelease<'_>,
-    prepared: &[Prepared],
+    prepared: &[Prepared<'_>],
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
@@ -224,10 +247,10 @@ fn label(status: Status) -> &'static str {
     }
 }
 
-async fn upload_one(store: &dyn ObjectStore, p: &Prepared, dry_run: bool) -> Result<Status> {
+async fn upload_one(store: &dyn ObjectStore, p: &Prepared<'_>, dry_run: bool) -> Result<Status> {
     if let Some(info) = store.head(&p.key).await?
         && info.size == p.size
-        && info.sha256.as_deref() == Some(p.sha256.as_str())
+        && info.sha256.as_deref() == Some(p.sha256)
     {
         return Ok(Status::Exists);
     }
@@ -236,7 +259,7 @@ async fn upload_one(store: &dyn ObjectStore, p: &Prepared, dry_run: bool) -> Res
             key: p.key.clone(),
             body: Body::File(p.file.path.clone()),
             content_type: BINARY.into(),
-            sha256: p.sha256.clone(),
+            sha256: p.sha256.to_string(),
         };
         store.put(&put).await?;
     }
@@ -244,7 +267,7 @@ async fn upload_one(store: &dyn ObjectStore, p: &Prepared, dry_run: bool) -> Res
 }
 
 /// The tag document for the prepared binaries, flavors sorted by platform.
-fn tag_document(prepared: &[Prepared]) -> Result<Bytes> {
+fn tag_document(prepared: &[Prepared<'_>]) -> Result<Bytes> {
     let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
     for p in prepared {
         by_platform
@@ -253,7 +276,7 @@ fn tag_document(prepared: &[Prepared]) -> Result<Bytes> {
             .push(Resource {
                 path: p.file.file_name.clone(),
                 size: Some(p.size),
-                sha256: Some(p.sha256.clone()),
+                sha256: Some(p.sha256.to_string()),
             });
     }
     let flavors = by_platform
@@ -398,6 +421,7 @@ mod tests {
             file(src.path(), "linux/amd64", "albatros", "A"),
             file(src.path(), "linux/arm/v6", "albatros", "B"),
         ];
+        let files = hash_files(&files, None).await.unwrap();
         for tag in ["0.9", "1.0"] {
             let release = StaticRelease {
                 name: "albatros",
@@ -405,7 +429,6 @@ mod tests {
                 files: &files,
                 dry_run: false,
                 jobs: 2,
-                cache_dir: None,
             };
             let mut report = TargetReport::new("t", "static", "albatros", &[], false);
             publish(store.clone(), &release, &Ui::silent(), &mut report)
@@ -440,7 +463,6 @@ mod tests {
             files: &files,
             dry_run: false,
             jobs: 2,
-            cache_dir: None,
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         publish(store.clone(), &release, &Ui::silent(), &mut report)
