@@ -250,9 +250,14 @@ fn label(status: Status) -> &'static str {
 async fn upload_one(store: &dyn ObjectStore, p: &Prepared<'_>, dry_run: bool) -> Result<Status> {
     if let Some(info) = store.head(&p.key).await?
         && info.size == p.size
-        && info.sha256.as_deref() == Some(p.sha256)
     {
-        return Ok(Status::Exists);
+        let stored = match info.sha256 {
+            Some(sha256) => Some(sha256),
+            None => store.sha256(&p.key).await?,
+        };
+        if stored.as_deref() == Some(p.sha256) {
+            return Ok(Status::Exists);
+        }
     }
     if !dry_run {
         let put = Put {

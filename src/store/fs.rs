@@ -168,12 +168,17 @@ impl ObjectStore for FolderStore {
             return Ok(None);
         };
         let size = std::fs::metadata(&file)?.len();
+        // Hashing here would read every blob a push only checks for presence.
+        Ok(Some(ObjectInfo { size, sha256: None }))
+    }
+
+    async fn sha256(&self, key: &str) -> Result<Option<String>> {
+        let Some(file) = self.existing_file(key)? else {
+            return Ok(None);
+        };
         let sha256 =
             tokio::task::spawn_blocking(move || crate::digest::sha256_file(&file)).await??;
-        Ok(Some(ObjectInfo {
-            size,
-            sha256: Some(sha256),
-        }))
+        Ok(Some(sha256))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -252,6 +257,12 @@ mod tests {
         s.put(&put("x/y", "child")).await.unwrap();
         assert_eq!(s.get("x").await.unwrap().unwrap(), "doc");
         assert_eq!(s.head("x/y").await.unwrap().unwrap().size, 5);
+        assert_eq!(s.head("x/y").await.unwrap().unwrap().sha256, None);
+        assert_eq!(
+            s.sha256("x/y").await.unwrap(),
+            Some(crate::digest::sha256_hex(b"child"))
+        );
+        assert_eq!(s.sha256("x/missing").await.unwrap(), None);
         s.delete("x/y").await.unwrap();
         s.delete("x").await.unwrap();
         assert!(!dir.path().join("x").exists());

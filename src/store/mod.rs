@@ -17,7 +17,8 @@ use bytes::Bytes;
 pub struct ObjectInfo {
     /// Size in bytes.
     pub size: u64,
-    /// The hex sha256 of the content, when the store knows it (object metadata or hashing).
+    /// The hex sha256 of the content, when a HEAD tells it (bucket metadata). Folders leave it
+    /// `None` rather than read the file: ask [`ObjectStore::sha256`] when it matters.
     pub sha256: Option<String>,
 }
 
@@ -79,8 +80,14 @@ pub trait ObjectStore: Send + Sync {
     /// Checks the store is reachable and the credentials work, before anything is written.
     async fn check(&self) -> Result<()>;
 
-    /// Size and sha256 of an object, `None` when it does not exist.
+    /// Size (and sha256 where cheap) of an object, `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
+
+    /// The hex sha256 of an object's content, `None` when it does not exist or the store does
+    /// not know it. Buckets answer from metadata, as [`ObjectStore::head`] does; folders hash.
+    async fn sha256(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.head(key).await?.and_then(|info| info.sha256))
+    }
 
     /// The whole content of a small object, `None` when it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
