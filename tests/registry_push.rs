@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Containerd, Registry};
+use common::{Containerd, Registry, index_platforms};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const USER: &str = "alice";
@@ -83,29 +83,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// The platforms (`os/arch[/variant]`) of an OCI index.
-fn index_platforms(index: &serde_json::Value) -> BTreeSet<String> {
-    let entries = index["manifests"]
-        .as_array()
-        .expect("the index has manifests");
-    entries
-        .iter()
-        .map(|m| {
-            let p = &m["platform"];
-            let mut s = format!(
-                "{}/{}",
-                p["os"].as_str().unwrap_or("?"),
-                p["architecture"].as_str().unwrap_or("?")
-            );
-            if let Some(v) = p["variant"].as_str() {
-                s.push('/');
-                s.push_str(v);
-            }
-            s
-        })
-        .collect()
 }
 
 fn expected_platforms() -> BTreeSet<String> {

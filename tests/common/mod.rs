@@ -33,7 +33,9 @@ pub use nginx::Nginx;
 pub use nix::{nix_available, nix_env};
 pub use process::free_port;
 pub use registry::Registry;
-pub use skopeo::{skopeo_available, skopeo_copy_all, skopeo_inspect_raw, verify_oci_layout};
+pub use skopeo::{
+    index_platforms, skopeo_available, skopeo_copy_all, skopeo_inspect_raw, verify_oci_layout,
+};
 
 /// True when running under CI (`CI=true` or `CI=1`): missing services are failures there.
 pub fn is_ci() -> bool {

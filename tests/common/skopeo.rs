@@ -111,3 +111,26 @@ fn check_descriptors(dir: &Path, document: &serde_json::Value, present: &BTreeSe
 fn json(bytes: &[u8], what: &str) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{what} is not JSON: {e}"))
 }
+
+/// The platforms (`os/arch[/variant]`) of an OCI index.
+pub fn index_platforms(index: &serde_json::Value) -> BTreeSet<String> {
+    let entries = index["manifests"]
+        .as_array()
+        .expect("the index has manifests");
+    entries
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            );
+            if let Some(v) = p["variant"].as_str() {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+        .collect()
+}
