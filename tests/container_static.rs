@@ -380,3 +380,95 @@ fn failing_stream_script_is_a_clear_error() {
     assert!(stderr.contains("the-script-broke"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// A push where some blobs exist and others are new reports each blob with its own status
+/// (uploads finish in any order), and bytes_sent counts exactly the new blobs.
+#[test]
+fn mixed_push_reports_each_blob_with_its_own_status() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("registry");
+    let target = format!("file:{}", out.display());
+    let first = work.path().join("first");
+    let both = work.path().join("both");
+    std::fs::create_dir_all(&first).expect("mkdir");
+    std::fs::create_dir_all(&both).expect("mkdir");
+    let amd64 = images::layer_tar(&[("bin/amd64", &[7u8; 300_000][..])]);
+    let arm64 = images::layer_tar(&[("bin/arm64", b"small")]);
+    images::docker_archive(
+        &first.join("linux.amd64.tar"),
+        "amd64",
+        "linux",
+        std::slice::from_ref(&amd64),
+        false,
+    );
+    std::fs::copy(first.join("linux.amd64.tar"), both.join("linux.amd64.tar")).expect("copy");
+    images::docker_archive(
+        &both.join("linux.arm64.tar"),
+        "arm64",
+        "linux",
+        &[arm64],
+        false,
+    );
+    alba()
+        .args(["container", "push", "-t", "mixed:1"])
+        .arg(&first)
+        .arg(&target)
+        .run_expect(0);
+    let existing: std::collections::BTreeSet<String> =
+        std::fs::read_dir(out.join("v2/mixed/blobs"))
+            .expect("blobs")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .collect();
+
+    let output = alba()
+        .args([
+            "--json",
+            "--jobs",
+            "4",
+            "container",
+            "push",
+            "-t",
+            "mixed:2",
+        ])
+        .arg(&both)
+        .arg(&target)
+        .run_expect(0);
+    let report = report(&output);
+    let mut new_bytes = 0;
+    let mut blobs = 0;
+    for object in report["targets"][0]["objects"].as_array().expect("objects") {
+        let Some(digest) = object["key"]
+            .as_str()
+            .and_then(|k| k.strip_prefix("blobs/"))
+        else {
+            continue;
+        };
+        blobs += 1;
+        let expected = if existing.contains(digest) {
+            "exists"
+        } else {
+            "new"
+        };
+        assert_eq!(object["status"], expected, "{digest}: {report:#}");
+        if expected == "new" {
+            new_bytes += object["size"].as_u64().expect("size");
+        }
+    }
+    assert_eq!(blobs, 4, "two configs and two layers");
+    assert_eq!(
+        report["bytes_sent"].as_u64(),
+        Some(new_bytes + manifest_bytes(&report))
+    );
+}
+
+/// Bytes of the manifests, index and lists a report says it wrote.
+fn manifest_bytes(report: &Value) -> u64 {
+    report["targets"][0]["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter(|o| !o["key"].as_str().unwrap_or("").starts_with("blobs/"))
+        .filter(|o| o["status"] == "new" || o["status"] == "updated")
+        .map(|o| o["size"].as_u64().unwrap_or(0))
+        .sum()
+}

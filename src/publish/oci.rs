@@ -120,8 +120,8 @@ async fn push_blobs(
     let blobs = distinct_blobs(images);
     let total = blobs.iter().map(|b| b.size).sum();
     let bar = ui.bytes_bar(total, "blobs");
-    let statuses: Vec<Status> = futures::stream::iter(&blobs)
-        .map(|blob| {
+    let finished: Vec<(usize, Status)> = futures::stream::iter(blobs.iter().enumerate())
+        .map(|(position, blob)| {
             let bar = bar.clone();
             async move {
                 let status = push_blob(sink, blob, opts.dry_run).await?;
@@ -139,24 +139,23 @@ async fn push_blobs(
                         status_label(status)
                     ))
                 });
-                anyhow::Ok(status)
+                anyhow::Ok((position, status))
             }
         })
         .buffer_unordered(opts.jobs.max(1))
         .try_collect()
         .await?;
     bar.finish_and_clear();
-    // Report in a stable order (the set's), whatever order uploads finished in.
-    let mut by_digest: std::collections::BTreeMap<&str, Status> = std::collections::BTreeMap::new();
-    let mut statuses = statuses.into_iter();
-    for blob in &blobs {
-        by_digest.insert(&blob.digest, statuses.next().unwrap_or(Status::Exists));
+    // Uploads finish in any order: report in the set's order, each blob with its own status.
+    let mut statuses = vec![Status::Exists; blobs.len()];
+    for (position, status) in finished {
+        statuses[position] = status;
     }
-    for blob in &blobs {
+    for (blob, status) in blobs.iter().zip(statuses) {
         report.record(
             &format!("blobs/{}", blob.digest),
             blob.size,
-            by_digest[blob.digest.as_str()],
+            status,
             Some(blob.digest.clone()),
         );
     }
