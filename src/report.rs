@@ -16,6 +16,18 @@ pub enum Status {
     Deleted,
 }
 
+impl Status {
+    /// The word progress lines use: `new`, `exists`, `updated`, `deleted`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Exists => "exists",
+            Status::Updated => "updated",
+            Status::Deleted => "deleted",
+        }
+    }
+}
+
 /// One object written, skipped or deleted.
 #[derive(Debug, Clone, Serialize)]
 pub struct Object {

@@ -222,7 +222,7 @@ async fn upload_binaries(
                         p.file.path.display(),
                         p.key,
                         human_size(p.size),
-                        label(status)
+                        status.word()
                     ))
                 });
                 anyhow::Ok(status)
@@ -236,15 +236,6 @@ async fn upload_binaries(
         report.record(&p.key, p.size, status, Some(format!("sha256:{}", p.sha256)));
     }
     Ok(())
-}
-
-fn label(status: Status) -> &'static str {
-    match status {
-        Status::New => "new",
-        Status::Exists => "exists",
-        Status::Updated => "updated",
-        Status::Deleted => "deleted",
-    }
 }
 
 async fn upload_one(store: &dyn ObjectStore, p: &Prepared<'_>, dry_run: bool) -> Result<Status> {
@@ -323,7 +314,7 @@ async fn write_document(
             human_size(size)
         ));
     }
-    ui.line(format!("document {key} ({})", label(status)));
+    ui.line(format!("document {key} ({})", status.word()));
     report.record(
         key,
         bytes.len() as u64,

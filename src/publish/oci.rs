@@ -136,7 +136,7 @@ async fn push_blobs(
                         "{what} {} ({}, {})",
                         blob.digest,
                         human_size(blob.size),
-                        status_label(status)
+                        status.word()
                     ))
                 });
                 anyhow::Ok((position, status))
@@ -193,7 +193,7 @@ async fn put_manifest(
     if status != Status::Exists && !opts.dry_run {
         sink.put_manifest(reference, bytes, media_type).await?;
     }
-    ui.line(format!("{label} ({})", status_label(status)));
+    ui.line(format!("{label} ({})", status.word()));
     report.record(
         &format!("manifests/{reference}"),
         bytes.len() as u64,
@@ -201,14 +201,4 @@ async fn put_manifest(
         Some(digest),
     );
     Ok(())
-}
-
-/// A word for a status in progress lines.
-pub fn status_label(status: Status) -> &'static str {
-    match status {
-        Status::New => "new",
-        Status::Exists => "exists",
-        Status::Updated => "updated",
-        Status::Deleted => "deleted",
-    }
 }
