@@ -84,8 +84,8 @@ pub async fn build(
     kinds: &[Kind],
 ) -> Result<ArtifactSet> {
     let installables = release.installables(kinds);
-    let attrs: Vec<String> = installables.iter().map(|i| i.attr.clone()).collect();
-    let paths = nix.build(flake_url, &attrs).await?;
+    let candidates: Vec<Vec<String>> = installables.iter().map(|i| i.attrs.clone()).collect();
+    let paths = nix.build(flake_url, &candidates).await?;
     let artifacts = installables
         .into_iter()
         .zip(paths)

@@ -60,8 +60,10 @@ pub struct Installable {
     pub system: String,
     /// The platform of that system.
     pub platform: Platform,
-    /// The flake attribute path, e.g. `packages.x86_64-linux.albatros`.
-    pub attr: String,
+    /// The flake attribute paths to try, first found wins: the configured one, or the
+    /// default under `packages.<system>` then `legacyPackages.<system>`, as Nix resolves an
+    /// installable.
+    pub attrs: Vec<String>,
 }
 
 impl Release {
@@ -136,13 +138,14 @@ impl Release {
                 continue;
             }
             for system in &self.systems {
-                let attr = section.attr_for(kind, &self.name, system);
-                let platform = Platform::from_nix_system(system).expect("validated");
+                let Some(platform) = Platform::from_nix_system(system) else {
+                    continue; // `validate` refused unknown systems already
+                };
                 out.push(Installable {
                     kind,
                     system: system.clone(),
                     platform,
-                    attr,
+                    attrs: section.attrs_for(kind, &self.name, system),
                 });
             }
         }
@@ -151,17 +154,25 @@ impl Release {
 }
 
 impl Section {
-    /// The attribute path for one system: `attrs`, else `attr`, else the default.
-    pub fn attr_for(&self, kind: Kind, name: &str, system: &str) -> String {
+    /// The attribute paths to try for one system: `attrs`, else `attr`, else the defaults
+    /// (`packages.<system>.[docker.]<name>`, then `legacyPackages.<system>.[docker.]<name>`:
+    /// `nix flake check` refuses an attribute set under `packages`, so clean flakes keep
+    /// images under `legacyPackages`, while the seed's layout keeps working).
+    pub fn attrs_for(&self, kind: Kind, name: &str, system: &str) -> Vec<String> {
         if let Some(a) = self.attrs.get(system) {
-            return a.clone();
+            return vec![a.clone()];
         }
-        let template = match (&self.attr, kind) {
-            (Some(a), _) => a.clone(),
-            (None, Kind::Static) => format!("packages.{{system}}.{name}"),
-            (None, Kind::Container) => format!("packages.{{system}}.docker.{name}"),
+        if let Some(a) = &self.attr {
+            return vec![a.replace("{system}", system)];
+        }
+        let leaf = match kind {
+            Kind::Static => name.to_string(),
+            Kind::Container => format!("docker.{name}"),
         };
-        template.replace("{system}", system)
+        ["packages", "legacyPackages"]
+            .iter()
+            .map(|top| format!("{top}.{system}.{leaf}"))
+            .collect()
     }
 }
 
@@ -177,12 +188,12 @@ mod tests {
     fn defaults_and_overrides() {
         let r = Release::from_json(FULL, "test").unwrap();
         let all = r.installables(&[Kind::Static, Kind::Container]);
-        let attrs: Vec<_> = all.iter().map(|i| i.attr.as_str()).collect();
+        let attrs: Vec<_> = all.iter().map(|i| i.attrs.join(" ")).collect();
         assert_eq!(
             attrs,
             [
-                "packages.x86_64-linux.albatros",
-                "packages.armv6l-linux.albatros",
+                "packages.x86_64-linux.albatros legacyPackages.x86_64-linux.albatros",
+                "packages.armv6l-linux.albatros legacyPackages.armv6l-linux.albatros",
                 "packages.x86_64-linux.img",
                 "legacy.arm"
             ]
@@ -190,8 +201,11 @@ mod tests {
         assert_eq!(r.installables(&[Kind::Container]).len(), 2);
         let c = Section::default();
         assert_eq!(
-            c.attr_for(Kind::Container, "a", "i686-linux"),
-            "packages.i686-linux.docker.a"
+            c.attrs_for(Kind::Container, "a", "i686-linux"),
+            [
+                "packages.i686-linux.docker.a",
+                "legacyPackages.i686-linux.docker.a"
+            ]
         );
     }
 

@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -25,6 +27,60 @@ pub struct Nix {
     options: Vec<(String, String)>,
     /// Forward Nix's own progress lines to stderr.
     pub show_progress: bool,
+    /// Set once Nix's "Git tree … is dirty" warning was shown: every Nix call repeats it.
+    dirty_warned: Arc<AtomicBool>,
+}
+
+/// A locked flake, from `nix flake metadata --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flake {
+    /// The locked URL every later Nix call uses.
+    pub url: String,
+    /// The git revision; `None` for a dirty git tree or a source without one (`path:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// True for a git tree with uncommitted changes: what it builds matches no commit.
+    pub dirty: bool,
+    /// The source's `lastModified` (seconds since the epoch), where Nix knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<i64>,
+    /// The local folder of a `git+file:` flake, for `git status`.
+    #[serde(skip)]
+    pub local_git: Option<PathBuf>,
+}
+
+/// The fields of `nix flake metadata --json` alba reads. Nix 2.8 and 2.26 both give `url`,
+/// `locked` and, for a clean git tree, `revision`; a dirty tree has no `revision` (2.26 adds
+/// `dirtyRevision`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    url: String,
+    revision: Option<String>,
+    dirty_revision: Option<String>,
+    last_modified: Option<i64>,
+    #[serde(default)]
+    locked: serde_json::Value,
+}
+
+impl Flake {
+    fn from_metadata(json: &str) -> Result<Flake> {
+        let meta: Metadata =
+            serde_json::from_str(json).context("parsing `nix flake metadata --json`")?;
+        let is_git = meta.locked["type"].as_str() == Some("git");
+        let local_git = meta.locked["url"]
+            .as_str()
+            .and_then(|u| u.strip_prefix("file://"))
+            .filter(|_| is_git)
+            .map(PathBuf::from);
+        Ok(Flake {
+            dirty: meta.dirty_revision.is_some() || (is_git && meta.revision.is_none()),
+            url: meta.url,
+            revision: meta.revision,
+            last_modified: meta.last_modified,
+            local_git,
+        })
+    }
 }
 
 /// One result of `nix build --json`.
@@ -49,6 +105,7 @@ impl Nix {
             bin,
             options,
             show_progress: true,
+            dirty_warned: Arc::default(),
         })
     }
 
@@ -74,8 +131,8 @@ impl Nix {
             .with_context(|| format!("could not start {}", self.bin.display()))?;
         let stdout = child.stdout.take().context("nix stdout")?;
         let stderr = child.stderr.take().context("nix stderr")?;
-        let show = self.show_progress;
-        let tail = tokio::spawn(collect_tail(stderr, show));
+        let forward = self.show_progress.then(|| Arc::clone(&self.dirty_warned));
+        let tail = tokio::spawn(collect_tail(stderr, forward));
         let mut out = String::new();
         tokio::io::AsyncReadExt::read_to_string(&mut BufReader::new(stdout), &mut out).await?;
         let status = child.wait().await?;
@@ -86,21 +143,16 @@ impl Nix {
         Ok(out)
     }
 
-    /// The locked URL of a flake reference, so every later call sees the same source.
-    pub async fn lock(&self, flake: &str) -> Result<String> {
-        #[derive(Deserialize)]
-        struct Metadata {
-            url: String,
-        }
+    /// Locks a flake reference (so every later call sees the same source) and says where its
+    /// source stands: revision, time, and whether its git tree has uncommitted changes.
+    pub async fn lock(&self, flake: &str) -> Result<Flake> {
         let out = self
             .run(
                 &format!("reading flake {flake}"),
                 &["flake", "metadata", "--json", flake],
             )
             .await?;
-        let meta: Metadata =
-            serde_json::from_str(&out).context("parsing `nix flake metadata --json`")?;
-        Ok(meta.url)
+        Flake::from_metadata(&out)
     }
 
     /// Evaluates `<flake>#<attr>` to JSON text.
@@ -113,9 +165,14 @@ impl Nix {
         .await
     }
 
-    /// The derivation path of each attribute path of a flake's outputs, in one evaluation.
-    pub async fn drv_paths(&self, flake_url: &str, attrs: &[String]) -> Result<Vec<String>> {
-        let expr = drv_paths_expr(flake_url, attrs);
+    /// For each installable, the first of its candidate attribute paths that the flake has,
+    /// and its derivation path, in one evaluation.
+    pub async fn drv_paths(
+        &self,
+        flake_url: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<(String, String)>> {
+        let expr = drv_paths_expr(flake_url, candidates);
         let out = self
             .run(
                 &format!("evaluating the release's attributes in {flake_url}"),
@@ -124,54 +181,71 @@ impl Nix {
             .await?;
         let values: Vec<serde_json::Value> =
             serde_json::from_str(&out).context("parsing the drvPath evaluation")?;
-        let mut paths = Vec::new();
-        for (attr, value) in attrs.iter().zip(values) {
-            match value {
-                serde_json::Value::String(s) => paths.push(s),
-                serde_json::Value::Null => bail_input!(
-                    "the flake has no attribute {attr:?}; set `attr`/`attrs` in the release description or add the package"
-                ),
-                _ => bail_input!(
+        let mut found = Vec::new();
+        for (tried, value) in candidates.iter().zip(values) {
+            let shown = tried.join(" or ");
+            let (Some(attr), drv) = (value["attr"].as_str(), &value["drv"]) else {
+                bail_input!(
+                    "the flake has no attribute {shown}; set `attr`/`attrs` in the release description or add the package"
+                );
+            };
+            let Some(drv) = drv.as_str() else {
+                bail_input!(
                     "the flake attribute {attr:?} is not a derivation; point `attr` at a package"
-                ),
-            }
+                );
+            };
+            found.push((attr.to_string(), drv.to_string()));
         }
-        Ok(paths)
+        Ok(found)
     }
 
-    /// Builds every attribute in one `nix build --json --no-link` call; returns store paths in `attrs` order.
-    pub async fn build(&self, flake_url: &str, attrs: &[String]) -> Result<Vec<PathBuf>> {
-        if attrs.is_empty() {
+    /// Builds every installable in one `nix build --json --no-link` call; returns store paths
+    /// in `candidates` order (each installable: its attribute paths to try, first found wins).
+    pub async fn build(&self, flake_url: &str, candidates: &[Vec<String>]) -> Result<Vec<PathBuf>> {
+        if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let drvs = self.drv_paths(flake_url, attrs).await?;
-        let installables: Vec<String> = attrs.iter().map(|a| format!("{flake_url}#{a}")).collect();
+        let found = self.drv_paths(flake_url, candidates).await?;
+        let installables: Vec<String> = found
+            .iter()
+            .map(|(attr, _)| format!("{flake_url}#{attr}"))
+            .collect();
         let mut args = vec!["build", "--json", "--no-link"];
         args.extend(installables.iter().map(String::as_str));
         let out = self.run("nix build", &args).await?;
         let results: Vec<BuildResult> =
             serde_json::from_str(&out).context("parsing `nix build --json`")?;
-        match_results(attrs, &drvs, results)
+        match_results(&found, results)
     }
 }
 
-/// A Nix expression giving each attribute's `drvPath`, `null` when missing, `false` when not a derivation.
-fn drv_paths_expr(flake_url: &str, attrs: &[String]) -> String {
-    let paths: Vec<String> = attrs
+/// A Nix expression giving, per installable, `{ attr; drv; }` for the first candidate path the
+/// flake has (`drv` is `false` when it is not a derivation), or `null` when it has none.
+fn drv_paths_expr(flake_url: &str, candidates: &[Vec<String>]) -> String {
+    let path = |a: &String| {
+        let parts: Vec<String> = a.split('.').map(nix_string).collect();
+        format!(
+            "{{ attr = {}; path = [ {} ]; }}",
+            nix_string(a),
+            parts.join(" ")
+        )
+    };
+    let lists: Vec<String> = candidates
         .iter()
-        .map(|a| {
-            let parts: Vec<String> = a.split('.').map(nix_string).collect();
-            format!("[ {} ]", parts.join(" "))
-        })
+        .map(|c| format!("[ {} ]", c.iter().map(path).collect::<Vec<_>>().join(" ")))
         .collect();
     format!(
         r#"let
   outputs = (builtins.getFlake {url}).outputs;
   step = a: n: if builtins.isAttrs a && a ? ${{n}} then a.${{n}} else null;
-  info = v: if v == null then null else if builtins.isAttrs v && v ? drvPath then v.drvPath else false;
-in map (p: info (builtins.foldl' step outputs p)) [ {paths} ]"#,
+  get = c: builtins.foldl' step outputs c.path;
+  info = c: v: {{ inherit (c) attr; drv = if builtins.isAttrs v && v ? drvPath then v.drvPath else false; }};
+  first = cs: if cs == [ ] then null
+    else let v = get (builtins.head cs); in
+      if v == null then first (builtins.tail cs) else info (builtins.head cs) v;
+in map first [ {lists} ]"#,
         url = nix_string(flake_url),
-        paths = paths.join(" ")
+        lists = lists.join(" ")
     )
 }
 
@@ -182,16 +256,12 @@ fn nix_string(text: &str) -> String {
         .replace('$', "\\$")
 }
 
-/// Matches build results to attributes by derivation path.
-fn match_results(
-    attrs: &[String],
-    drvs: &[String],
-    results: Vec<BuildResult>,
-) -> Result<Vec<PathBuf>> {
+/// Matches build results to (attribute, derivation) pairs by derivation path.
+fn match_results(found: &[(String, String)], results: Vec<BuildResult>) -> Result<Vec<PathBuf>> {
     let by_drv: BTreeMap<&str, &BuildResult> =
         results.iter().map(|r| (r.drv_path.as_str(), r)).collect();
     let mut paths = Vec::new();
-    for (attr, drv) in attrs.iter().zip(drvs) {
+    for (attr, drv) in found {
         let result = by_drv
             .get(drv.as_str())
             .with_context(|| format!("nix build gave no result for {attr} ({drv})"))?;
@@ -205,13 +275,20 @@ fn match_results(
     Ok(paths)
 }
 
-/// Reads Nix's stderr line by line, forwarding it when asked, keeping the last lines for errors.
-async fn collect_tail(stderr: tokio::process::ChildStderr, show: bool) -> String {
+/// Reads Nix's stderr line by line, forwarding it when asked (`Some`: whether the dirty-tree
+/// warning was shown already), keeping the last lines for errors.
+async fn collect_tail(
+    stderr: tokio::process::ChildStderr,
+    forward: Option<Arc<AtomicBool>>,
+) -> String {
     let mut lines = BufReader::new(stderr).lines();
     let mut tail = VecDeque::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        if show {
-            eprintln!("nix: {line}");
+        if let Some(warned) = &forward {
+            let repeated = is_dirty_warning(&line) && warned.swap(true, Ordering::Relaxed);
+            if !repeated {
+                eprintln!("nix: {line}");
+            }
         }
         if tail.len() == TAIL_LINES {
             tail.pop_front();
@@ -219,6 +296,11 @@ async fn collect_tail(stderr: tokio::process::ChildStderr, show: bool) -> String
         tail.push_back(line);
     }
     Vec::from(tail).join("\n")
+}
+
+/// Nix's `warning: Git tree '/src' is dirty` (any version, with or without colours).
+fn is_dirty_warning(line: &str) -> bool {
+    line.contains("Git tree '") && line.trim_end().ends_with("is dirty")
 }
 
 fn indent(text: &str) -> String {
@@ -234,10 +316,9 @@ mod tests {
 
     #[test]
     fn matches_by_drv_path_not_position() {
-        let attrs = vec!["a".to_string(), "b".to_string()];
-        let drvs = vec![
-            "/nix/store/zzz-a.drv".to_string(),
-            "/nix/store/aaa-b.drv".to_string(),
+        let found = vec![
+            ("a".to_string(), "/nix/store/zzz-a.drv".to_string()),
+            ("b".to_string(), "/nix/store/aaa-b.drv".to_string()),
         ];
         let results = vec![
             BuildResult {
@@ -249,7 +330,7 @@ mod tests {
                 outputs: [("out".into(), "/nix/store/a".into())].into(),
             },
         ];
-        let paths = match_results(&attrs, &drvs, results).unwrap();
+        let paths = match_results(&found, results).unwrap();
         assert_eq!(
             paths,
             [PathBuf::from("/nix/store/a"), PathBuf::from("/nix/store/b")]
@@ -258,8 +339,60 @@ mod tests {
 
     #[test]
     fn expression_quotes_attributes() {
-        let e = drv_paths_expr("path:/x", &["packages.x86_64-linux.a".into()]);
+        let e = drv_paths_expr(
+            "path:/x",
+            &[vec![
+                "packages.x86_64-linux.a".into(),
+                "legacyPackages.x86_64-linux.a".into(),
+            ]],
+        );
         assert!(e.contains(r#"[ "packages" "x86_64-linux" "a" ]"#), "{e}");
+        assert!(
+            e.contains(r#"[ "legacyPackages" "x86_64-linux" "a" ]"#),
+            "{e}"
+        );
         assert!(e.contains(r#"getFlake "path:/x""#));
+    }
+
+    #[test]
+    fn reads_clean_dirty_and_path_metadata() {
+        // Nix 2.8, clean git tree.
+        let clean = Flake::from_metadata(
+            r#"{"url":"git+file:///src?rev=abc","revision":"abc","lastModified":1700000000,
+            "locked":{"type":"git","url":"file:///src","rev":"abc"}}"#,
+        )
+        .unwrap();
+        assert!(!clean.dirty);
+        assert_eq!(clean.revision.as_deref(), Some("abc"));
+        assert_eq!(clean.last_modified, Some(1_700_000_000));
+        // Nix 2.8, dirty: no revision.
+        let dirty28 = Flake::from_metadata(
+            r#"{"url":"git+file:///src","locked":{"type":"git","url":"file:///src"}}"#,
+        )
+        .unwrap();
+        assert!(dirty28.dirty);
+        assert_eq!(dirty28.local_git, Some(PathBuf::from("/src")));
+        // Nix 2.26, dirty: dirtyRevision.
+        let dirty226 = Flake::from_metadata(
+            r#"{"url":"git+file:///src","dirtyRevision":"abc-dirty",
+            "locked":{"type":"git","url":"file:///src","dirtyRev":"abc-dirty"}}"#,
+        )
+        .unwrap();
+        assert!(dirty226.dirty);
+        // A path: flake has no git tree to be dirty.
+        let path = Flake::from_metadata(
+            r#"{"url":"path:/src?narHash=x","locked":{"type":"path","path":"/src"}}"#,
+        )
+        .unwrap();
+        assert!(!path.dirty && path.revision.is_none());
+    }
+
+    #[test]
+    fn recognises_the_dirty_warning() {
+        assert!(is_dirty_warning("warning: Git tree '/src/alba' is dirty"));
+        assert!(is_dirty_warning(
+            "\u{1b}[35;1mwarning:\u{1b}[0m Git tree '/x' is dirty"
+        ));
+        assert!(!is_dirty_warning("building '/nix/store/x.drv'..."));
     }
 }

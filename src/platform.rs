@@ -51,11 +51,6 @@ impl Platform {
             variant: parts.get(2).map(|v| v.to_string()),
         })
     }
-
-    /// The path segments of this platform in df-dist-v1: `linux/amd64` or `linux/arm/v6`.
-    pub fn path(&self) -> String {
-        self.to_string()
-    }
 }
 
 impl fmt::Display for Platform {

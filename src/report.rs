@@ -118,6 +118,10 @@ impl TargetReport {
 /// The whole run's report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// The flake released from (`alba release`): locked URL, revision, and `dirty` when it
+    /// was released from uncommitted changes with `--allow-dirty`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flake: Option<crate::nix::Flake>,
     /// One entry per (kind, target).
     pub targets: Vec<TargetReport>,
     /// Total bytes sent.

@@ -68,11 +68,23 @@ impl fmt::Display for Target {
     }
 }
 
-/// True when `text` looks like a target URL rather than a folder path.
+/// True when `text` looks like a target URL rather than a folder path: a known scheme, or
+/// any `scheme://` (so `ftp://x` is refused as an unknown scheme, not taken for a folder).
 pub fn is_target_url(text: &str) -> bool {
     ["s3://", "docker://", "file:"]
         .iter()
         .any(|s| text.starts_with(s))
+        || url_scheme(text).is_some()
+}
+
+/// The `scheme` of a `scheme://…` text (RFC 3986 scheme characters), if it has one.
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
 }
 
 /// Parses a target URL; every mistake is an input error that says how to write it.
@@ -98,6 +110,11 @@ pub fn parse(text: &str) -> Result<Target> {
             );
         }
         return Ok(Target::Folder(PathBuf::from(rest)));
+    }
+    if let Some(scheme) = url_scheme(text) {
+        bail_input!(
+            "target {text:?}: alba does not know the scheme {scheme}://; accepted are s3://BUCKET?endpoint=HOST&region=R&s3ForcePathStyle=true, file:PATH and docker://HOST/REPO"
+        );
     }
     bail_input!(
         "target {text:?} is not a target URL; use s3://BUCKET?endpoint=HOST&region=R&s3ForcePathStyle=true, file:PATH or docker://HOST/REPO"
@@ -316,5 +333,17 @@ mod tests {
             Target::Folder("/srv/dist".into())
         );
         assert!(is_target_url("file:x") && !is_target_url("df/"));
+    }
+
+    #[test]
+    fn unknown_scheme_is_named() {
+        assert!(is_target_url("ftp://x"));
+        assert!(!is_target_url("df/"));
+        assert!(!is_target_url("./a:b"));
+        let e = parse("ftp://x").unwrap_err().to_string();
+        assert!(
+            e.contains("ftp://") && e.contains("s3://") && e.contains("docker://"),
+            "{e}"
+        );
     }
 }

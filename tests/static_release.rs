@@ -21,9 +21,11 @@ fn garage_and_nix() -> Option<Garage> {
     Some(garage)
 }
 
-/// The df-dist-v1 path of a platform: `linux/amd64` or `linux/arm/v6`.
+/// The df-dist-v1 path of a platform: the Go tool's `<os>/<arch>`, arm included
+/// (`linux/arm`), as download pages build it.
 fn platform_path(system: &str) -> String {
-    fixtures::platform_string(system)
+    let (os, arch, _) = fixtures::platform(system);
+    format!("{os}/{arch}")
 }
 
 /// The tag document DESIGN.md specifies for `expected`, flavors in platform order.

@@ -18,7 +18,7 @@ pub struct BuildArgs {
 /// Runs `alba build`.
 pub async fn run(global: &Global, args: BuildArgs) -> Result<()> {
     let nix = global.nix()?;
-    let flake = nix.lock(&global.flake).await?;
+    let flake = nix.lock(&global.flake).await?.url;
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
     let kinds: Vec<Kind> = match args.only {
         Some(k) => vec![k],

@@ -69,7 +69,7 @@ pub async fn from_flake(
         Kind::Container => "container",
     };
     let nix = global.nix()?;
-    let flake = nix.lock(&global.flake).await?;
+    let flake = nix.lock(&global.flake).await?.url;
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
     let Some(section) = release.section(kind) else {
         bail_input!("the release description has no `{part}` part; add one or give DIR");

@@ -8,8 +8,10 @@ use crate::artifact;
 use crate::bail_input;
 use crate::config::{Kind, Release};
 use crate::names;
+use crate::nix::Flake;
 use crate::report::Report;
 use crate::target::{self, Target};
+use crate::ui::Ui;
 
 /// Arguments of `alba release`.
 #[derive(Debug, Args)]
@@ -28,6 +30,10 @@ pub struct ReleaseArgs {
     /// Print every object that would be written, with exists/new; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Release even from a git tree with uncommitted changes (what is published then matches
+    /// no commit; the report says so).
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 /// The kinds to publish and, for each, its targets.
@@ -40,16 +46,66 @@ struct Plan {
 pub async fn run(global: &Global, args: ReleaseArgs) -> Result<()> {
     let ui = global.ui();
     let nix = global.nix()?;
-    let flake = nix.lock(&global.flake).await?;
+    let locked = nix.lock(&global.flake).await?;
+    check_clean(&locked, args.allow_dirty, &ui).await?;
+    let flake = locked.url.clone();
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
     let plan = plan(&release, &args)?;
     let kinds: Vec<Kind> = plan.kinds.iter().map(|(k, _)| *k).collect();
     ui.section(format!("build {} {} with nix", release.name, args.version));
     let set = artifact::build(&nix, &flake, &release, &kinds).await?;
-    let mut report = Report::default();
+    let mut report = Report {
+        flake: Some(locked),
+        ..Report::default()
+    };
     let result = publish(global, &set, &plan, args.dry_run, &mut report).await;
     global.print_report(&report)?;
     result
+}
+
+/// Refuses a release from a dirty git tree unless `--allow-dirty` is given (then it warns).
+async fn check_clean(flake: &Flake, allow_dirty: bool, ui: &Ui) -> Result<()> {
+    if !flake.dirty {
+        return Ok(());
+    }
+    let changes = match &flake.local_git {
+        Some(dir) => git_changes(dir).await,
+        None => String::new(),
+    };
+    if allow_dirty {
+        ui.warn(format!(
+            "releasing from a git tree with uncommitted changes (--allow-dirty): what is published matches no commit{changes}"
+        ));
+        return Ok(());
+    }
+    bail_input!(
+        "the flake's git tree has uncommitted changes, so this release would match no commit{changes}\n  commit or stash them, or pass --allow-dirty"
+    )
+}
+
+/// `git status --short` of a folder, as indented lines after a colon (at most 10), or nothing
+/// when git cannot tell.
+async fn git_changes(dir: &std::path::Path) -> String {
+    let out = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--short", "--untracked-files=no"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut shown: Vec<String> = lines.iter().take(10).map(|l| format!("    {l}")).collect();
+    if lines.len() > 10 {
+        shown.push(format!("    … and {} more", lines.len() - 10));
+    }
+    format!(" in {}:\n{}", dir.display(), shown.join("\n"))
 }
 
 /// Checks tags and targets before anything is built or written.

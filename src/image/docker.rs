@@ -132,3 +132,41 @@ pub(crate) fn check_platform(
     }
     Ok(())
 }
+
+/// The config to publish for `platform`: the archive's bytes, or — when the platform has a
+/// variant the config does not state (nixpkgs writes none) — the config with `"variant"`
+/// added, serialized once. podman and containerd compare the config's variant with the one
+/// asked for; layers are untouched, so only the config's digest changes.
+pub(crate) fn config_for(config: &Bytes, platform: &Platform) -> anyhow::Result<Bytes> {
+    let Some(variant) = &platform.variant else {
+        return Ok(config.clone());
+    };
+    let mut doc: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(config)
+        .map_err(|e| error::input(format!("the image config is not a JSON object: {e}")))?;
+    if doc.contains_key("variant") {
+        return Ok(config.clone());
+    }
+    doc.insert("variant".into(), serde_json::Value::String(variant.clone()));
+    Ok(Bytes::from(serde_json::to_vec(&doc)?))
+}
+
+#[cfg(test)]
+mod variant_tests {
+    use super::*;
+
+    #[test]
+    fn adds_the_platform_variant_once() {
+        let arm = Platform::parse("linux/arm/v6").unwrap();
+        let raw =
+            Bytes::from_static(br#"{"architecture":"arm","os":"linux","rootfs":{"diff_ids":[]}}"#);
+        let out = config_for(&raw, &arm).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["variant"], "v6");
+        assert_eq!(doc["architecture"], "arm");
+        // Deterministic, and a config that already says it is kept byte for byte.
+        assert_eq!(config_for(&raw, &arm).unwrap(), out);
+        assert_eq!(config_for(&out, &arm).unwrap(), out);
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        assert_eq!(config_for(&raw, &amd64).unwrap(), raw);
+    }
+}

@@ -13,6 +13,7 @@ use tempfile::TempPath;
 
 use super::gzip::{self, ParGzEncoder};
 use super::pool::Pool;
+use super::spool_dir::SpoolDir;
 
 /// The zstd level, fixed: changing it changes every zstd digest (and the cache key).
 /// Single-threaded libzstd, as bundled by zstd-sys (pinned by Cargo.lock), so the output
@@ -141,6 +142,8 @@ pub(crate) struct Spooled {
     pub size: u64,
     /// The compressed file.
     pub path: Arc<TempPath>,
+    /// The run folder holding it, kept until the file is gone.
+    pub _dir: Arc<SpoolDir>,
 }
 
 /// Where a layer read from an archive failed: reading (the input's fault) or writing (ours).
@@ -178,8 +181,9 @@ pub(crate) fn compress(
     input: &mut dyn Read,
     compression: Compression,
     pool: &Arc<Pool>,
+    dir: &Arc<SpoolDir>,
 ) -> Result<Compressing, PumpError> {
-    let mut writer = LayerWriter::new(compression, pool).map_err(PumpError::Write)?;
+    let mut writer = LayerWriter::new(compression, pool, dir).map_err(PumpError::Write)?;
     // Four deflate blocks per read keeps syscalls few and memory small.
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
@@ -201,6 +205,7 @@ struct LayerWriter {
     uncompressed: Sha256,
     raw_size: u64,
     encoder: Encoder,
+    dir: Arc<SpoolDir>,
 }
 
 enum Encoder {
@@ -210,8 +215,12 @@ enum Encoder {
 }
 
 impl LayerWriter {
-    fn new(compression: Compression, pool: &Arc<Pool>) -> anyhow::Result<LayerWriter> {
-        let spool = Spool::new()?;
+    fn new(
+        compression: Compression,
+        pool: &Arc<Pool>,
+        dir: &Arc<SpoolDir>,
+    ) -> anyhow::Result<LayerWriter> {
+        let spool = Spool::new(dir.path())?;
         let encoder = match compression {
             Compression::Gzip => Encoder::Gzip(ParGzEncoder::new(spool, Arc::clone(pool))?),
             Compression::Zstd => {
@@ -223,6 +232,7 @@ impl LayerWriter {
             uncompressed: Sha256::new(),
             raw_size: 0,
             encoder,
+            dir: Arc::clone(dir),
         })
     }
 
@@ -266,6 +276,7 @@ impl LayerWriter {
             digest,
             size,
             path: Arc::new(path),
+            _dir: self.dir,
         })
     }
 }
@@ -279,10 +290,10 @@ struct Spool {
 }
 
 impl Spool {
-    fn new() -> io::Result<Spool> {
+    fn new(dir: &std::path::Path) -> io::Result<Spool> {
         let (file, path) = tempfile::Builder::new()
             .prefix("alba-layer-")
-            .tempfile()?
+            .tempfile_in(dir)?
             .into_parts();
         Ok(Spool {
             file: BufWriter::with_capacity(256 * 1024, file),

@@ -19,6 +19,7 @@ mod layer;
 mod oci;
 mod pool;
 mod read;
+mod spool_dir;
 
 #[cfg(test)]
 mod tests;
@@ -175,6 +176,7 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
         cached_sizes: cache.sizes(),
         cache,
         pool: Arc::new(pool::Pool::new(jobs)?),
+        spool_dir: Arc::new(spool_dir::SpoolDir::new(opts.cache_dir.as_deref())?),
     });
     let read = futures::stream::iter(inputs).map(|(platform, path)| {
         let shared = Arc::clone(&shared);

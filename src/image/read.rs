@@ -31,6 +31,7 @@ use super::input::Input;
 use super::layer::{self, Compressing, Compression, PumpError, Spooled};
 use super::oci::{self, CONFIG_MEDIA_TYPE, Descriptor};
 use super::pool::Pool;
+use super::spool_dir::SpoolDir;
 use super::{Blob, PlatformImage, Source};
 use crate::platform::Platform;
 
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     /// The uncompressed sizes of the cached layers, listed once when the load starts.
     pub cached_sizes: HashSet<u64>,
     pub pool: Arc<Pool>,
+    /// This run's folder for compressed layers.
+    pub spool_dir: Arc<SpoolDir>,
 }
 
 /// Reads one input; also returns how many layers it compressed.
@@ -313,10 +316,12 @@ fn compress_entry(
     name: &str,
     data: &mut dyn Read,
 ) -> Result<Compressing> {
-    layer::compress(data, shared.compression, &shared.pool).map_err(|e| match e {
-        PumpError::Read(e) => input.corrupt(format!("{name}: {e}")),
-        PumpError::Write(e) => compress_failed(input, name, e),
-    })
+    layer::compress(data, shared.compression, &shared.pool, &shared.spool_dir).map_err(
+        |e| match e {
+            PumpError::Read(e) => input.corrupt(format!("{name}: {e}")),
+            PumpError::Write(e) => compress_failed(input, name, e),
+        },
+    )
 }
 
 fn compress_failed(input: &Input, name: &str, error: anyhow::Error) -> anyhow::Error {
@@ -522,11 +527,12 @@ fn assemble(
     spec: &Spec,
     blobs: &HashMap<String, Blob>,
 ) -> Result<PlatformImage> {
+    let config_bytes = docker::config_for(&spec.config, &platform)?;
     let config = Blob::new(
         CONFIG_MEDIA_TYPE,
-        oci::digest(&spec.config),
-        spec.config.len() as u64,
-        Source::Memory(spec.config.clone()),
+        oci::digest(&config_bytes),
+        config_bytes.len() as u64,
+        Source::Memory(config_bytes),
     );
     let layers = spec
         .manifest

@@ -223,7 +223,8 @@ fn compressed_output_is_pinned() {
     let data = code_like(3 * gzip::BLOCK + 5, 42);
     assert_eq!(sha(&pargz(&data, 2, 1 << 16)), GOLDEN_GZIP);
     let pool = Arc::new(pool::Pool::new(1).expect("pool"));
-    let spooled = layer::compress(&mut data.as_slice(), Compression::Zstd, &pool)
+    let dir = Arc::new(spool_dir::SpoolDir::new(None).expect("spool dir"));
+    let spooled = layer::compress(&mut data.as_slice(), Compression::Zstd, &pool, &dir)
         .map_err(|_| "compress")
         .and_then(|c| c.wait().map_err(|_| "wait"))
         .expect("zstd");

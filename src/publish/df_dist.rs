@@ -5,6 +5,10 @@
 //! df-dist-v1/<name>/<tag>                      {"flavors":[{"resources":[{"path":..}],"platform":{..}}]}
 //! df-dist-v1/<name>                            {"name":..,"tags":[newest first]}
 //! ```
+//! Every platform's binaries sit at `<os>/<arch>/`, arm included, because download pages build
+//! URLs from `os`, `architecture` and the resource `path`. Only when two flavors of one release
+//! share os and arch (armv6l and armv7l together) does the variant become a level, written into
+//! the resource path itself (`"path":"v6/albatros"`), so those pages still find every file.
 //! Write order: binaries, then the tag document, then the name document, so a reader never
 //! follows a listed tag to a missing file.
 
@@ -49,7 +53,7 @@ pub struct Flavor {
 /// One file of a flavor; `size` and `sha256` are additions readers may ignore.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Resource {
-    /// File name, relative to `<tag>/<os>/<arch>/`.
+    /// Path relative to `<tag>/<os>/<arch>/`: the file name, or `<variant>/<file name>`.
     pub path: String,
     /// Size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,9 +94,26 @@ pub fn tag_key(name: &str, tag: &str) -> String {
     format!("{ROOT}/{name}/{tag}")
 }
 
-/// Key of a binary.
-pub fn file_key(name: &str, tag: &str, platform: &Platform, file: &str) -> String {
-    format!("{ROOT}/{name}/{tag}/{}/{file}", platform.path())
+/// Key of a binary whose resource path (below `<os>/<arch>/`) is `path`.
+pub fn file_key(name: &str, tag: &str, platform: &Platform, path: &str) -> String {
+    format!(
+        "{ROOT}/{name}/{tag}/{}/{}/{path}",
+        platform.os, platform.architecture
+    )
+}
+
+/// The resource path of `file` (relative to `<tag>/<os>/<arch>/`): its name, or
+/// `<variant>/<name>` when another flavor of the release has the same os and arch.
+fn resource_path(file: &StaticFile, all: &[HashedFile]) -> String {
+    let p = &file.platform;
+    let shared = all.iter().any(|o| {
+        let q = &o.file.platform;
+        q != p && q.os == p.os && q.architecture == p.architecture
+    });
+    match (&p.variant, shared) {
+        (Some(variant), true) => format!("{variant}/{}", file.file_name),
+        _ => file.file_name.clone(),
+    }
 }
 
 /// What to publish: a name, a tag and the files.
@@ -119,9 +140,10 @@ pub struct HashedFile {
     pub sha256: String,
 }
 
-/// A binary and its key in this release.
+/// A binary, its resource path and its key in this release.
 struct Prepared<'a> {
     file: &'a StaticFile,
+    path: String,
     key: String,
     size: u64,
     sha256: &'a str,
@@ -187,16 +209,15 @@ fn prepare<'a>(release: &StaticRelease<'a>) -> Vec<Prepared<'a>> {
     let files: &'a [HashedFile] = release.files;
     files
         .iter()
-        .map(|h| Prepared {
-            file: &h.file,
-            key: file_key(
-                release.name,
-                release.tag,
-                &h.file.platform,
-                &h.file.file_name,
-            ),
-            size: h.size,
-            sha256: &h.sha256,
+        .map(|h| {
+            let path = resource_path(&h.file, files);
+            Prepared {
+                file: &h.file,
+                key: file_key(release.name, release.tag, &h.file.platform, &path),
+                path,
+                size: h.size,
+                sha256: &h.sha256,
+            }
         })
         .collect()
 }
@@ -270,7 +291,7 @@ fn tag_document(prepared: &[Prepared<'_>]) -> Result<Bytes> {
             .entry(&p.file.platform)
             .or_default()
             .push(Resource {
-                path: p.file.file_name.clone(),
+                path: p.path.clone(),
                 size: Some(p.size),
                 sha256: Some(p.sha256.to_string()),
             });
@@ -444,14 +465,16 @@ mod tests {
             tag_doc["flavors"][1]["platform"],
             serde_json::json!({"architecture":"arm","os":"linux","variant":"v6"})
         );
+        // The Go tool's path for arm too: a page builds it from os/arch and `path`.
         assert_eq!(
             store
-                .get("df-dist-v1/albatros/0.9/linux/arm/v6/albatros")
+                .get("df-dist-v1/albatros/0.9/linux/arm/albatros")
                 .await
                 .unwrap()
                 .unwrap(),
             "B"
         );
+        assert_eq!(tag_doc["flavors"][1]["resources"][0]["path"], "albatros");
         // Same release again: nothing sent.
         let release = StaticRelease {
             name: "albatros",
@@ -465,5 +488,60 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.bytes_sent, 0);
+    }
+
+    #[tokio::test]
+    async fn shared_os_arch_gets_a_variant_level() {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FolderStore::new(out.path()).unwrap());
+        let files = vec![
+            file(src.path(), "linux/amd64", "albatros", "A"),
+            file(src.path(), "linux/arm/v6", "albatros", "B"),
+            file(src.path(), "linux/arm/v7", "albatros", "C"),
+        ];
+        let files = hash_files(&files, None).await.unwrap();
+        let release = StaticRelease {
+            name: "albatros",
+            tag: "1.0",
+            files: &files,
+            dry_run: false,
+            jobs: 2,
+        };
+        let mut report = TargetReport::new("t", "static", "albatros", &[], false);
+        publish(store.clone(), &release, &Ui::silent(), &mut report)
+            .await
+            .unwrap();
+        let get = |key: &'static str| {
+            let store = store.clone();
+            async move { store.get(key).await.unwrap() }
+        };
+        assert_eq!(
+            get("df-dist-v1/albatros/1.0/linux/amd64/albatros")
+                .await
+                .unwrap(),
+            "A"
+        );
+        assert_eq!(
+            get("df-dist-v1/albatros/1.0/linux/arm/v6/albatros")
+                .await
+                .unwrap(),
+            "B"
+        );
+        assert_eq!(
+            get("df-dist-v1/albatros/1.0/linux/arm/v7/albatros")
+                .await
+                .unwrap(),
+            "C"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&get("df-dist-v1/albatros/1.0").await.unwrap()).unwrap();
+        let paths: Vec<_> = doc["flavors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["resources"][0]["path"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["albatros", "v6/albatros", "v7/albatros"]);
     }
 }

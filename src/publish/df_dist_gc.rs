@@ -211,6 +211,9 @@ async fn tag_deletions(
 }
 
 /// Key → size and digest of the binaries a tag document describes (empty when it cannot be read).
+///
+/// Both shapes alba has written count: `<os>/<arch>/<path>` (the Go tool's, today's) and
+/// `<os>/<arch>/<variant>/<path>` (alba before 2026-12 put every variant there).
 fn file_sizes(name: &str, tag: &str, bytes: &[u8]) -> BTreeMap<String, (u64, Option<String>)> {
     let Ok(doc) = serde_json::from_slice::<TagDocument>(bytes) else {
         return BTreeMap::new();
@@ -218,18 +221,14 @@ fn file_sizes(name: &str, tag: &str, bytes: &[u8]) -> BTreeMap<String, (u64, Opt
     let mut sizes = BTreeMap::new();
     for flavor in &doc.flavors {
         let p = &flavor.platform;
-        let variant = p
-            .variant
-            .as_ref()
-            .map(|v| format!("/{v}"))
-            .unwrap_or_default();
+        let dir = format!("{ROOT}/{name}/{tag}/{}/{}", p.os, p.architecture);
         for r in &flavor.resources {
-            let key = format!(
-                "{ROOT}/{name}/{tag}/{}/{}{variant}/{}",
-                p.os, p.architecture, r.path
-            );
             let digest = r.sha256.as_ref().map(|hex| format!("sha256:{hex}"));
-            sizes.insert(key, (r.size.unwrap_or(0), digest));
+            let entry = (r.size.unwrap_or(0), digest);
+            if let Some(v) = &p.variant {
+                sizes.insert(format!("{dir}/{v}/{}", r.path), entry.clone());
+            }
+            sizes.insert(format!("{dir}/{}", r.path), entry);
         }
     }
     sizes

@@ -153,21 +153,25 @@ fn releases_note(opts: &GcOptions) -> &'static str {
     }
 }
 
-/// Moves every removed tag that points at the same content as a kept tag (an alias such as
-/// `latest`) to the kept ones: removing it would free nothing, and on a registry deleting its
-/// manifest would remove the kept tag too. `digest_of` gives a tag's content digest.
+/// Moves every removed tag that is not a version and points at the same content as a kept tag
+/// (an alias such as `latest` or `stable`) to the kept ones: removing it would free nothing.
+/// Version tags count toward `--keep` whatever they point at: `gc --keep 1` of 1.0, 1.1 and
+/// 1.2 built from one commit keeps 1.2 alone. `digest_of` gives a tag's content digest.
 pub fn keep_aliases(selection: &mut Selection, digest_of: impl Fn(&str) -> Option<String>) {
     let kept: BTreeSet<String> = selection
         .keep
         .iter()
         .filter_map(|d| digest_of(&d.tag))
         .collect();
+    let is_alias = |d: &Decision| {
+        !looks_like_version(&d.tag) && digest_of(&d.tag).is_some_and(|dg| kept.contains(&dg))
+    };
     let (aliases, remove): (Vec<Decision>, Vec<Decision>) = std::mem::take(&mut selection.remove)
         .into_iter()
-        .partition(|d| digest_of(&d.tag).is_some_and(|digest| kept.contains(&digest)));
+        .partition(is_alias);
     selection.remove = remove;
     for d in aliases {
-        let reason = "points at the same image as a kept tag".to_string();
+        let reason = "not a version, and points at the same image as a kept tag".to_string();
         selection.keep.push(Decision { tag: d.tag, reason });
     }
 }
@@ -376,5 +380,26 @@ mod tests {
         });
         assert_eq!(sel.kept(), s(&["v0.11", "latest"]));
         assert_eq!(sel.removed(), s(&["0.10", "0.9", "abc"]));
+    }
+
+    #[test]
+    fn versions_of_one_image_count_toward_keep() {
+        // 1.0, 1.1 and 1.2 built from the same commit: one image, three version tags.
+        let tags = s(&["1.0", "1.1", "1.2", "latest", "stable", "abc"]);
+        let mut sel = select(
+            &newest_first_by_version(&tags),
+            &GcOptions {
+                keep: 1,
+                keep_releases: false,
+                dry_run: true,
+            },
+        );
+        keep_aliases(&mut sel, |t| {
+            Some(if t == "abc" { "B".into() } else { "A".into() })
+        });
+        assert_eq!(sel.kept(), s(&["1.2", "stable", "latest"]));
+        assert_eq!(sel.removed(), s(&["1.1", "1.0", "abc"]));
+        let reasons: Vec<&str> = sel.keep.iter().map(|d| d.reason.as_str()).collect();
+        assert!(reasons[1].contains("not a version"), "{reasons:?}");
     }
 }

@@ -12,7 +12,7 @@
 //! manifest with other tags deletes by tag instead (OCI distribution 1.1), and stops with a
 //! clear message where the registry cannot; `gc` keeps such aliases of kept tags.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
@@ -276,7 +276,13 @@ pub async fn gc(
     lifecycle::keep_aliases(&mut selection, |t| digests.get(t).cloned());
     lifecycle::warn_unversioned(&selection, ui);
     selection.print(ui, opts.dry_run);
-    // One DELETE per manifest: it removes every (removed) tag pointing at it.
+    // One DELETE per manifest: it removes every (removed) tag pointing at it. A manifest a
+    // kept tag shares (1.1 and 1.2 from one commit) loses only the removed tag's name.
+    let kept: BTreeSet<&String> = selection
+        .keep
+        .iter()
+        .filter_map(|d| digests.get(&d.tag))
+        .collect();
     let mut by_digest: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in &selection.remove {
         if let Some(digest) = digests.get(&d.tag) {
@@ -287,6 +293,12 @@ pub async fn gc(
         }
     }
     for (digest, tags) in by_digest {
+        if kept.contains(&digest) {
+            for tag in tags {
+                delete_shared_tag(repo, &tag, opts.dry_run, ui, report).await;
+            }
+            continue;
+        }
         let reason = format!("manifest of removed tag {}", tags.join(", "));
         delete_one(repo, &digest, reason, opts.dry_run, ui, report).await?;
     }
@@ -294,6 +306,25 @@ pub async fn gc(
         ui.line("blobs: the registry's own garbage collector frees them (distribution: `registry garbage-collect`)");
     }
     Ok(selection)
+}
+
+/// Deletes a removed tag whose manifest a kept tag shares, by tag alone. A registry that
+/// deletes only by digest refuses; the tag then stays (with a warning): deleting the manifest
+/// would take the kept tag with it.
+async fn delete_shared_tag(
+    repo: &RegistryRepo,
+    tag: &str,
+    dry_run: bool,
+    ui: &Ui,
+    report: &mut TargetReport,
+) {
+    let reason = format!("tag {tag}: removed by gc (by tag: a kept tag shares its image)");
+    if let Err(e) = delete_one(repo, tag, reason, dry_run, ui, report).await {
+        ui.warn(format!(
+            "tag {tag} stays: it shares its image with a kept tag, and registry {} refused to delete the tag alone ({e:#})",
+            repo.host
+        ));
+    }
 }
 
 /// Announces, records and (outside a dry run) deletes one manifest reference.
