@@ -668,6 +668,59 @@ fn gc(target: &str, keep: usize, model: &mut BTreeMap<String, String>) {
     }
 }
 
+/// 1.0, 1.1 and 1.2 built from one commit are one image under three version tags, with the
+/// aliases `latest` and `stable`: `gc --keep 1` keeps 1.2 and the aliases, removes 1.0 and 1.1,
+/// and its dry run says why each tag stays or goes.
+#[test]
+fn container_gc_counts_versions_of_one_image_toward_keep() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let root = work.path().join("registry");
+    let target = format!("file:{}", root.display());
+    let dir = image_dir(
+        work.path(),
+        "one",
+        &base_layer("one commit"),
+        &["amd64", "arm64"],
+    );
+    for tag in ["1.0", "1.1", "1.2", "latest", "stable"] {
+        alba()
+            .args(["container", "push", "-t", &format!("{NAME}:{tag}")])
+            .arg(&dir)
+            .arg(&target)
+            .run_expect(0);
+    }
+    let dry = alba()
+        .args([
+            "container",
+            "gc",
+            "-t",
+            NAME,
+            "--keep",
+            "1",
+            "--dry-run",
+            &target,
+        ])
+        .run_expect(0);
+    let said = stderr(&dry);
+    for needle in [
+        "keep tag 1.2: among the 1 newest",
+        "keep tag latest: not a version",
+        "keep tag stable: not a version",
+        "tag 1.1: a tag older than the 1 newest",
+        "tag 1.0: a tag older than the 1 newest",
+    ] {
+        assert!(said.contains(needle), "dry run lacks {needle:?}: {said}");
+    }
+    alba()
+        .args(["container", "gc", "-t", NAME, "--keep", "1", &target])
+        .run_expect(0);
+    let get = |key: &str| std::fs::read(root.join(key)).ok();
+    let layout = Layout::read(&folder_keys(&root), &get);
+    layout.assert_consistent(&get, "after gc --keep 1");
+    let kept: Vec<&str> = layout.tags.keys().map(String::as_str).collect();
+    assert_eq!(kept, ["1.2", "latest", "stable"]);
+}
+
 // ---------------------------------------------------------------------------------------
 // A registry
 // ---------------------------------------------------------------------------------------

@@ -9,11 +9,10 @@ use std::sync::{Arc, LazyLock};
 use std::thread;
 
 use sha2::{Digest, Sha256};
-use tempfile::TempPath;
 
 use super::gzip::{self, ParGzEncoder};
 use super::pool::Pool;
-use super::spool_dir::SpoolDir;
+use super::spool_dir::{SpoolDir, SpoolFile};
 
 /// The zstd level, fixed: changing it changes every zstd digest (and the cache key).
 /// Single-threaded libzstd, as bundled by zstd-sys (pinned by Cargo.lock), so the output
@@ -141,9 +140,7 @@ pub(crate) struct Spooled {
     /// Size of the compressed file.
     pub size: u64,
     /// The compressed file.
-    pub path: Arc<TempPath>,
-    /// The run folder holding it, kept until the file is gone.
-    pub _dir: Arc<SpoolDir>,
+    pub path: Arc<SpoolFile>,
 }
 
 /// Where a layer read from an archive failed: reading (the input's fault) or writing (ours).
@@ -205,7 +202,6 @@ struct LayerWriter {
     uncompressed: Sha256,
     raw_size: u64,
     encoder: Encoder,
-    dir: Arc<SpoolDir>,
 }
 
 enum Encoder {
@@ -220,7 +216,7 @@ impl LayerWriter {
         pool: &Arc<Pool>,
         dir: &Arc<SpoolDir>,
     ) -> anyhow::Result<LayerWriter> {
-        let spool = Spool::new(dir.path())?;
+        let spool = Spool::new(dir)?;
         let encoder = match compression {
             Compression::Gzip => Encoder::Gzip(ParGzEncoder::new(spool, Arc::clone(pool))?),
             Compression::Zstd => {
@@ -232,7 +228,6 @@ impl LayerWriter {
             uncompressed: Sha256::new(),
             raw_size: 0,
             encoder,
-            dir: Arc::clone(dir),
         })
     }
 
@@ -276,7 +271,6 @@ impl LayerWriter {
             digest,
             size,
             path: Arc::new(path),
-            _dir: self.dir,
         })
     }
 }
@@ -284,17 +278,14 @@ impl LayerWriter {
 /// A temp file that hashes and counts what is written to it.
 struct Spool {
     file: BufWriter<File>,
-    path: TempPath,
+    path: SpoolFile,
     sha: Sha256,
     size: u64,
 }
 
 impl Spool {
-    fn new(dir: &std::path::Path) -> io::Result<Spool> {
-        let (file, path) = tempfile::Builder::new()
-            .prefix("alba-layer-")
-            .tempfile_in(dir)?
-            .into_parts();
+    fn new(dir: &Arc<SpoolDir>) -> io::Result<Spool> {
+        let (file, path) = SpoolFile::create(dir, "alba-layer-")?;
         Ok(Spool {
             file: BufWriter::with_capacity(256 * 1024, file),
             path,
@@ -303,7 +294,7 @@ impl Spool {
         })
     }
 
-    fn finish(mut self) -> io::Result<(String, u64, TempPath)> {
+    fn finish(mut self) -> io::Result<(String, u64, SpoolFile)> {
         self.file.flush()?;
         Ok((
             format!("sha256:{}", hex::encode(self.sha.finalize())),

@@ -32,7 +32,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use tempfile::TempPath;
 
 use crate::error;
 use crate::platform::Platform;
@@ -60,7 +59,7 @@ enum Source {
     /// Small content in memory (the config).
     Memory(Bytes),
     /// A compressed layer spooled to a temp file, deleted with the last clone of the blob.
-    Spooled(Arc<TempPath>),
+    Spooled(Arc<spool_dir::SpoolFile>),
     /// A layer known from the cache, compressed from its archive when first asked for.
     Lazy(Arc<read::Lazy>, String),
 }

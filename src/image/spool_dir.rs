@@ -8,12 +8,43 @@
 use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Runs' folders are named `run-…` below `<cache>/tmp`.
 const PREFIX: &str = "run-";
 /// A run folder without a lock file is left alone this long (its run may be creating it).
 const UNLOCKED_GRACE: Duration = Duration::from_secs(600);
+
+/// A spooled file: deleted when dropped, keeping its run folder (and lock) alive until then.
+#[derive(Debug)]
+pub(crate) struct SpoolFile {
+    path: tempfile::TempPath,
+    _dir: Arc<SpoolDir>,
+}
+
+impl SpoolFile {
+    /// A temp file in `dir`, handed over as an open file and its owner.
+    pub(crate) fn create(dir: &Arc<SpoolDir>, prefix: &str) -> io::Result<(File, SpoolFile)> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir.path)?
+            .into_parts();
+        let spool = SpoolFile {
+            path,
+            _dir: Arc::clone(dir),
+        };
+        Ok((file, spool))
+    }
+}
+
+impl std::ops::Deref for SpoolFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
 
 /// This run's spool folder; removed when dropped.
 #[derive(Debug)]
@@ -48,7 +79,8 @@ impl SpoolDir {
         })
     }
 
-    /// The folder to create temp files in.
+    /// The folder temp files are created in.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
