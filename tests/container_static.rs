@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::fixtures::{FlakeFixture, SYSTEMS};
 use common::{
-    Containerd, Garage, Nginx, alba, nix_available, skopeo_available, skopeo_copy_all,
+    Containerd, Garage, Nginx, NixVersion, alba, nix_available, skopeo_available, skopeo_copy_all,
     skopeo_inspect_raw, verify_oci_layout,
 };
 use serde_json::Value;
@@ -28,6 +28,25 @@ fn services() -> Option<(Garage, Containerd)> {
     let garage = Garage::try_start()?;
     garage.create_bucket("localhost");
     Some((garage, containerd))
+}
+
+/// The pull clients without Garage, for tests run per Nix version (`nix_tests!` checks Nix).
+fn pull_clients() -> Option<Containerd> {
+    if !skopeo_available() {
+        return None;
+    }
+    Containerd::try_start()
+}
+
+/// The Nix that reruns a release: the chroot's 2.26 when the first run used the host's 2.8,
+/// so a rerun that is a no-op proves both Nix versions build the same release. Falls back to
+/// the host's Nix (SKIP, or a failure under CI) when the chroot is missing.
+fn rerun_nix() -> NixVersion {
+    if NixVersion::Chroot.available() {
+        NixVersion::Chroot
+    } else {
+        NixVersion::Host
+    }
 }
 
 /// Gzips a file in place: buildImage's default output is a gzipped docker archive.
@@ -137,8 +156,10 @@ fn release_to_garage_website_pulls_and_reruns_are_noops() {
     check_ctr(&containerd, &reference, "linux/arm64");
     check_ctr(&containerd, &reference, "linux/arm/v6");
 
-    // The same release again: same index digest, no blob bytes sent (checked against the
-    // bucket too: the blob objects keep their Last-Modified). A fresh layer cache each run.
+    // The same release again, with the other Nix (2.26): same index digest, no blob bytes
+    // sent (checked against the bucket too: the blob objects keep their Last-Modified). A
+    // fresh layer cache each run. Both Nix versions build the same bytes, so this pins them.
+    let nix = rerun_nix();
     let blob_key = garage
         .list_keys("localhost")
         .into_iter()
@@ -146,7 +167,8 @@ fn release_to_garage_website_pulls_and_reruns_are_noops() {
         .expect("a blob");
     let before = garage.s3().head("localhost", &blob_key).1["last-modified"].clone();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = alba()
+    let second = nix
+        .alba()
         .envs(garage.envs())
         .args(["--json", "--flake"])
         .arg(&flake)
@@ -161,7 +183,7 @@ fn release_to_garage_website_pulls_and_reruns_are_noops() {
     );
 
     // A second tag keeps the first in tags/list.
-    alba()
+    nix.alba()
         .envs(garage.envs())
         .arg("--flake")
         .arg(&flake)
@@ -191,16 +213,16 @@ fn release_to_garage_website_pulls_and_reruns_are_noops() {
     assert!(listing.contains("linux/arm/v6"), "{listing}");
 }
 
-#[test]
-fn folder_target_served_by_nginx() {
-    let Some((_garage, containerd)) = services() else {
+fn folder_target_served_by_nginx(nix: NixVersion) {
+    let Some(containerd) = pull_clients() else {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("registry");
     let target = format!("file:{}", out.display());
     let flake = container_flake(&work.path().join("flake"), &[&target], "folder");
-    let output = alba()
+    let output = nix
+        .alba()
         .args(["--json", "--flake"])
         .arg(&flake)
         .args(["release", "0.9"])
@@ -225,13 +247,9 @@ fn folder_target_served_by_nginx() {
     );
     assert_eq!(headers["docker-content-digest"], index_digest.as_str());
 }
+nix_tests!(folder_target_served_by_nginx);
 
-#[test]
-fn stream_layered_image_scripts_are_run() {
-    if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
-        return;
-    }
+fn stream_layered_image_scripts_are_run(nix: NixVersion) {
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("flake");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -250,7 +268,7 @@ fn stream_layered_image_scripts_are_run() {
     }; }"#;
     std::fs::write(dir.join("flake.nix"), flake).expect("write flake");
     let out = work.path().join("out");
-    alba()
+    nix.alba()
         .arg("--flake")
         .arg(&dir)
         .args(["release", "0.1", "--target"])
@@ -279,6 +297,30 @@ fn stream_layered_image_scripts_are_run() {
         "the layer is the streamed one, gzip-compressed"
     );
 }
+nix_tests!(stream_layered_image_scripts_are_run);
+
+/// `container push` without DIR builds the flake's images and publishes them to its targets.
+fn container_push_without_dir_builds_the_flake(nix: NixVersion) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("registry");
+    let target = format!("file:{}", out.display());
+    let flake = container_flake(&work.path().join("flake"), &[&target], "push-flake");
+    nix.alba()
+        .arg("--flake")
+        .arg(&flake)
+        .args(["container", "push", "-t", "albatros:0.9"])
+        .run_expect(0);
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(out.join("v2/albatros/manifests/0.9")).expect("the tag"),
+    )
+    .expect("index JSON");
+    let platforms: Vec<String> = common::index_platforms(&index).into_iter().collect();
+    assert_eq!(
+        platforms,
+        ["linux/386", "linux/amd64", "linux/arm/v6", "linux/arm64"]
+    );
+}
+nix_tests!(container_push_without_dir_builds_the_flake);
 
 /// One bad docker/ folder: each case writes `linux.amd64.tar[.gz]` into its own DIR.
 fn bad_dir(root: &Path, case: &str, write: impl FnOnce(&Path)) -> PathBuf {
@@ -354,12 +396,7 @@ fn bad_images_are_clear_errors_and_publish_nothing() {
     }
 }
 
-#[test]
-fn failing_stream_script_is_a_clear_error() {
-    if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
-        return;
-    }
+fn failing_stream_script_is_a_clear_error(nix: NixVersion) {
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("flake");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -370,7 +407,8 @@ fn failing_stream_script_is_a_clear_error() {
     }; }"#;
     std::fs::write(dir.join("flake.nix"), flake).expect("write flake");
     let out = work.path().join("out");
-    let output = alba()
+    let output = nix
+        .alba()
         .arg("--flake")
         .arg(&dir)
         .args(["release", "0.1", "--target"])
@@ -380,6 +418,7 @@ fn failing_stream_script_is_a_clear_error() {
     assert!(stderr.contains("the-script-broke"), "{stderr}");
     assert!(!out.exists());
 }
+nix_tests!(failing_stream_script_is_a_clear_error);
 
 /// A push where some blobs exist and others are new reports each blob with its own status
 /// (uploads finish in any order), and bytes_sent counts exactly the new blobs.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fixtures::{self, FlakeFixture, SYSTEMS};
-use common::{Containerd, Garage, Nginx, Registry};
+use common::{Containerd, Garage, Nginx, NixVersion, Registry};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -250,18 +250,14 @@ fn containerd_pulls_from_a_garage_static_registry() {
 }
 
 /// Nix builds the fixture flakes for all four systems, with different bytes per system.
-#[test]
-fn nix_builds_fixture_flakes_for_four_systems() {
-    if !common::nix_available() {
-        return;
-    }
+fn nix_builds_fixture_flakes_for_four_systems(nix: NixVersion) {
     let work = tempfile::tempdir().expect("temp dir");
     let file = FlakeFixture::new("demo", &SYSTEMS)
         .salt("selftest")
         .write(&work.path().join("file"));
-    let outputs = build_all(&file.dir, "demo");
+    let outputs = build_all(nix, &file.dir, "demo");
     for system in SYSTEMS {
-        let out = &outputs[system];
+        let out = nix.host_path(&outputs[system]);
         assert_eq!(
             &std::fs::read(out).expect("built file"),
             &file.expected[system]["demo"]
@@ -275,34 +271,82 @@ fn nix_builds_fixture_flakes_for_four_systems() {
         .container(&["docker://127.0.0.1:1/demo"])
         .salt("selftest")
         .write(&work.path().join("folder"));
-    let outputs = build_all(&folder.dir, "demo");
+    let outputs = build_all(nix, &folder.dir, "demo");
     for system in SYSTEMS {
         for (name, bytes) in &folder.expected[system] {
-            let built = Path::new(&outputs[system]).join("bin").join(name);
+            let built = nix.host_path(&outputs[system]).join("bin").join(name);
             assert_eq!(&std::fs::read(built).expect("built bin file"), bytes);
         }
     }
     let image = format!("{}#packages.armv6l-linux.docker.demo", folder.dir.display());
-    let image = common::nix::nix_build(&[image]);
-    let image = image.values().next().expect("one image");
+    let image = nix.nix_build(&[image]);
+    let image = nix.host_path(image.values().next().expect("one image"));
     assert_eq!(
         std::fs::read(image).ok(),
         std::fs::read(&folder.images["armv6l-linux"]).ok()
     );
 
-    let release = common::nix::nix_eval_raw(&format!("{}#release.name", folder.dir.display()));
+    let release = nix.nix_eval_raw(&format!("{}#release.name", folder.dir.display()));
     assert_eq!(release, "demo");
 }
+nix_tests!(nix_builds_fixture_flakes_for_four_systems);
+
+/// alba runs with each Nix: in the chroot it sees the host's temp folder at the same path and
+/// finds the chroot's own Nix on PATH.
+fn alba_runs_with_each_nix(nix: NixVersion) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let flake = FlakeFixture::new("demo", &["x86_64-linux"])
+        .salt("selftest-alba")
+        .write(&work.path().join("flake"));
+    let output = nix
+        .alba()
+        .args(["--json", "--flake"])
+        .arg(&flake.dir)
+        .arg("build")
+        .run_expect(0);
+    let set: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let path = set["artifacts"][0]["path"].as_str().expect("a store path");
+    assert_eq!(
+        std::fs::read(nix.host_path(path)).expect("the built file"),
+        flake.expected["x86_64-linux"]["demo"]
+    );
+    let version = nix.nix().arg("--version").output().expect("nix --version");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let wanted = match nix {
+        NixVersion::Host => "nix (Nix) 2.8",
+        NixVersion::Chroot => "nix (Nix) 2.26",
+    };
+    assert!(version.starts_with(wanted), "{nix}: {version}");
+
+    // The chroot command keeps the isolation of `common::alba()`.
+    let alba = nix.alba();
+    let envs: BTreeMap<_, _> = alba
+        .get_envs()
+        .map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string())))
+        .collect();
+    assert!(envs.contains_key(std::ffi::OsStr::new("NIX_CONFIG")));
+    assert_eq!(envs[std::ffi::OsStr::new("AWS_ACCESS_KEY_ID")], None);
+
+    // The mounts lived in the commands' own mount namespaces: none is left on the host.
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+    let root = common::nix_chroot::root();
+    assert!(
+        !mounts.contains(&*root.to_string_lossy()),
+        "mounts left under {}:\n{mounts}",
+        root.display()
+    );
+}
+nix_tests!(alba_runs_with_each_nix);
 
 /// Builds `packages.<system>.<name>` for the four systems in one call; system → out path,
 /// matched by `drvPath` (Nix orders its JSON by derivation path, not by installable).
-fn build_all(flake: &Path, name: &str) -> BTreeMap<&'static str, String> {
+fn build_all(nix: common::NixVersion, flake: &Path, name: &str) -> BTreeMap<&'static str, String> {
     let installable = |system: &str| format!("{}#packages.{system}.{name}", flake.display());
-    let built = common::nix::nix_build(&SYSTEMS.map(installable));
+    let built = nix.nix_build(&SYSTEMS.map(installable));
     SYSTEMS
         .iter()
         .map(|system| {
-            let drv = common::nix::nix_eval_raw(&format!("{}.drvPath", installable(system)));
+            let drv = nix.nix_eval_raw(&format!("{}.drvPath", installable(system)));
             (*system, built[&drv].clone())
         })
         .collect()

@@ -1,15 +1,19 @@
-//! README's quick start works as written: its first shell block runs with `alba` on PATH.
+//! README's quick start works as written: the shell block of "Your own flake" runs with
+//! `alba` on PATH.
 
 mod common;
 
 use std::path::Path;
 
-/// The first ```sh block after the "## Try it" heading.
+use common::NixVersion;
+
+/// The first ```sh block after the "### Your own flake" heading (the first block of "## Try it"
+/// runs try.sh and tests/run.sh: tests/try.rs runs try.sh).
 fn quick_start(readme: &str) -> String {
     let section = readme
-        .split("## Try it")
+        .split("### Your own flake")
         .nth(1)
-        .expect("README has a Try it section");
+        .expect("README has a \"Your own flake\" section");
     let block = section.split("```sh\n").nth(1).expect("a shell block");
     block
         .split("```")
@@ -18,26 +22,26 @@ fn quick_start(readme: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn readme_quick_start_publishes_to_a_folder() {
-    if !common::nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
-        return;
-    }
+/// The quick start, run by bash with `alba` on PATH and this Nix: on the host, or in the Nix
+/// 2.26 chroot (its own bash, alba bound at /usr/local/bin/alba, the work dir at its path).
+fn readme_quick_start_publishes_to_a_folder(nix: NixVersion) {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("read README.md");
     let script = quick_start(&readme);
     let work = tempfile::tempdir().expect("tempdir");
     let alba = Path::new(env!("CARGO_BIN_EXE_alba"));
-    let path = format!(
-        "{}:{}",
-        alba.parent().expect("bin dir").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let output = std::process::Command::new("bash")
+    let mut bash = nix.command("bash");
+    if nix == NixVersion::Host {
+        let path = format!(
+            "{}:{}",
+            alba.parent().expect("bin dir").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        bash.env("PATH", path);
+    }
+    let output = bash
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(work.path())
-        .env("PATH", path)
         .env("XDG_CACHE_HOME", work.path().join("cache"))
         .envs(common::nix_env())
         .output()
@@ -64,3 +68,4 @@ fn readme_quick_start_publishes_to_a_folder() {
         "hello from aarch64\n"
     );
 }
+nix_tests!(readme_quick_start_publishes_to_a_folder);

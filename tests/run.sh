@@ -8,9 +8,16 @@
 # and `cargo test`. It is idempotent and prints nothing of its own when all is present.
 #
 # - Debian packages: nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time
+#   docker.io podman debootstrap minisign groff-base git
 #   (`apt-get update` runs only if an install fails without it).
+# - PyPI: cyclonedx-python-lib[json-validation] (the CycloneDX schema validator the SBOM
+#   tests use), installed with pip unless python3 can import it already.
 # - Garage 2.5.0 is built once into ~/.cache/garage-2.5.0 (~15-25 min); set ALBA_GARAGE to
 #   use another garage 2.x binary instead.
+# - A current Nix (Debian trixie's nix-bin, 2.26) is put once into a debootstrap chroot at
+#   ~/.cache/alba-nix-trixie (~1-2 min, ~400 MB; root or sudo); set ALBA_NIX_CHROOT to use
+#   another, ALBA_DEBIAN_MIRROR for another mirror.
+#   Tests run alba with both Nix versions; see tests/common/nix_chroot.rs.
 # - Nix: the tests pass their settings in NIX_CONFIG (Nix 2.8 honours it), so no
 #   /etc/nix/nix.conf change is needed; see tests/common/nix.rs.
 # - With CI=true, cargo builds into ${CARGO_TARGET_DIR:-~/.cache/alba-target} (cacheable,
@@ -19,9 +26,10 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time)
+PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git)
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT="$HOME/.cache/garage-$GARAGE_VERSION"
+NIX_CHROOT="${ALBA_NIX_CHROOT:-$HOME/.cache/alba-nix-trixie}"
 
 say() { echo "tests/run.sh: $*" >&2; }
 
@@ -75,6 +83,59 @@ install_garage() {
   cargo install garage --locked --version "$GARAGE_VERSION" --root "$GARAGE_ROOT" --quiet
 }
 
+# Prints the mount points at or below $1, deepest first.
+mounts_below() {
+  awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r
+}
+
+# Runs `nix --version` inside chroot $1 (Nix 2.26 needs /proc and /dev there); the mounts live
+# in a private mount namespace that ends with the command, so nothing stays mounted.
+chroot_nix_version() {
+  as_root unshare --mount --propagation private sh -c \
+    'mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && chroot "$1" nix --version' \
+    sh "$1"
+}
+
+# Creates the Nix 2.26 chroot at NIX_CHROOT unless it is there. debootstrap works in a temp
+# folder renamed at the end, so a killed run never leaves a half chroot under the final name.
+install_nix_chroot() {
+  [ -x "$NIX_CHROOT/usr/bin/nix" ] && return
+  local tmp="$NIX_CHROOT.tmp" log="$NIX_CHROOT.log" m version=
+  say "creating the Nix 2.26 chroot $NIX_CHROOT (once; takes ~2 min)"
+  # A killed debootstrap may leave proc/sys (or a bind of /dev) mounted in tmp: unmount those
+  # first, and never let rm cross into a mount (a bound /dev would lose the host's devices).
+  for m in $(mounts_below "$tmp"); do as_root umount -l "$m"; done
+  as_root rm -rf --one-file-system "$tmp"
+  mkdir -p "$(dirname "$NIX_CHROOT")"
+  # It ends with exit 1: libdbd-sqlite3-perl cannot be configured in trixie (perl-dbdabi-94
+  # missing), leaving nix-bin "unconfigured"; the nix binary works regardless (only its perl
+  # bindings need that package), so success is judged by running it below.
+  as_root debootstrap --variant=minbase --include=nix-bin,git,ca-certificates \
+    trixie "$tmp" "${ALBA_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$log" 2>&1 || true
+  for m in $(mounts_below "$tmp"); do as_root umount -l "$m"; done
+  if [ -x "$tmp/usr/bin/nix" ]; then
+    # Tests reach services as localhost; a minbase chroot has no /etc/hosts.
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' |
+      as_root tee "$tmp/etc/hosts" >/dev/null
+    version=$(chroot_nix_version "$tmp" 2>>"$log" || true)
+  fi
+  case "${version:-}" in
+    "nix (Nix) 2."*) as_root mv "$tmp" "$NIX_CHROOT" ;;
+    *)
+      tail -20 "$log" >&2
+      say "debootstrap made no chroot whose nix runs (full log: $log)"
+      exit 1
+      ;;
+  esac
+}
+
+# Installs the CycloneDX validator (offline schema validation of alba's SBOMs).
+install_python_packages() {
+  python3 -c 'import cyclonedx.validation.json' 2>/dev/null && return
+  say "installing cyclonedx-python-lib (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]' >&2
+}
+
 # Adds rustfmt and clippy when the toolchain lacks them.
 install_components() {
   cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 && return
@@ -85,6 +146,8 @@ install_components() {
 install_packages
 install_components
 install_garage
+install_nix_chroot
+install_python_packages
 
 if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/alba-target}"
