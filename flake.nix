@@ -11,10 +11,11 @@
     let
       albaLib = import ./nix/lib.nix;
 
+      # No x86_64-darwin: nixpkgs 26.11 dropped it, and touching legacyPackages.x86_64-darwin
+      # throws, which fails `nix flake check` and `nix flake show` for the whole flake.
       systems = [
         "x86_64-linux"
         "aarch64-linux"
-        "x86_64-darwin"
         "aarch64-darwin"
       ];
 
@@ -82,7 +83,7 @@
               (pkgs.garage_2 or pkgs.garage)
               pkgs.skopeo
               pkgs.containerd
-              pkgs.docker-distribution
+              pkgs.distribution # the registry; the old name docker-distribution now throws
               pkgs.nginx
               pkgs.rclone
             ];

@@ -2,14 +2,15 @@
 # binary for four Linux platforms and as a container image per platform, all on one
 # x86_64-linux machine.
 #
-#   nix build .#packages.aarch64-linux.albatros       # one static binary
-#   nix build .#packages.armv6l-linux.docker.albatros  # one image (docker-archive, gzip)
-#   nix run .#alba -- build                            # what a release would publish
-#   nix run .#alba -- release 0.9 --dry-run            # the plan: every object, "exists"/"new"
-#   nix run .#alba -- release 0.9                      # publish to the targets below
+#   nix build .#packages.aarch64-linux.albatros             # one static binary
+#   nix build .#legacyPackages.armv6l-linux.docker.albatros  # one image (docker-archive, gzip)
+#   nix run .#alba -- build                                  # what a release would publish
+#   nix run .#alba -- release 0.9 --dry-run                  # the plan: every object, "exists"/"new"
+#   nix run .#alba -- release 0.9                            # publish to the targets below
 #
-# See examples/README.md. (This flake needs nixpkgs from the network; alba's own tests only
-# parse it and evaluate its `release`.)
+# See examples/README.md. (This flake needs nixpkgs from the network; alba's own tests run
+# `nix flake show`, `nix flake check --no-build` and evaluate its `release` with nixpkgs
+# replaced by a local stand-in, tests/nixpkgs-stand-in.)
 {
   description = "albatros: a static Go program and its images, released with alba";
 
@@ -41,6 +42,7 @@
         armv6l-linux = pkgs.pkgsCross.raspberryPi; # GOARM=6: Raspberry Pi 1 and Zero
       };
       systems = builtins.attrNames crossPkgs;
+      forSystems = f: builtins.mapAttrs (system: _: f system) crossPkgs;
 
       albatros =
         system:
@@ -55,7 +57,10 @@
             "-w"
             "-X main.version=${version}"
           ];
-          meta.mainProgram = "albatros";
+          meta = {
+            description = "albatros, a small Go program released with alba";
+            mainProgram = "albatros";
+          };
         };
 
       # Image settings shared by both image builders. `architecture` comes from alba's own
@@ -70,36 +75,39 @@
       };
     in
     {
-      packages = builtins.listToAttrs (
-        map (
-          system:
-          let
-            bin = albatros system;
-          in
-          {
-            name = system;
-            value = {
-              # A folder with bin/albatros: alba publishes the files of its bin/.
-              albatros = bin;
-              docker = {
-                # A gzipped docker-archive in the store (the default container attr).
-                albatros = pkgs.dockerTools.buildLayeredImage (image system bin);
-                # A script that writes the same archive to stdout: nothing big lands in the
-                # store, alba runs it and streams the layers. Use it with
-                #   container.attr = "packages.{system}.docker.albatros-stream";
-                albatros-stream = pkgs.dockerTools.streamLayeredImage (image system bin);
-              };
-            };
-          }
-        ) systems
+      # The static binaries: packages.<system>.albatros, a folder with bin/albatros (alba
+      # publishes the files of its bin/).
+      packages = forSystems (system: {
+        albatros = albatros system;
+      });
+
+      # The images, under legacyPackages: `nix flake check` and `nix flake show` refuse an
+      # attribute set such as `docker` under packages.<system>. alba's default container
+      # attribute finds them here (packages.<system>.docker.<name>, then
+      # legacyPackages.<system>.docker.<name>, like Nix resolving an installable).
+      legacyPackages = forSystems (
+        system:
+        let
+          bin = self.packages.${system}.albatros;
+        in
+        {
+          docker = {
+            # A gzipped docker-archive in the store (the default container attribute).
+            albatros = pkgs.dockerTools.buildLayeredImage (image system bin);
+            # A script that writes the same archive to stdout: nothing big lands in the
+            # store, alba runs it and streams the layers. Use it with
+            #   container.attr = "legacyPackages.{system}.docker.albatros-stream";
+            albatros-stream = pkgs.dockerTools.streamLayeredImage (image system bin);
+          };
+        }
       );
 
       # `nix run .#alba -- release 0.9` with the alba this flake pins.
       apps.${buildSystem}.alba = alba.apps.${buildSystem}.alba;
 
-      # What `alba release VERSION` publishes. mkRelease fills the defaults
-      # (static: packages.{system}.albatros, container: packages.{system}.docker.albatros)
-      # and stops evaluation on a typo, an unknown system or a missing name.
+      # What `alba release VERSION` publishes. No `attr`: alba's defaults find the binaries
+      # at packages.{system}.albatros and the images at legacyPackages.{system}.docker.albatros.
+      # mkRelease stops evaluation on a typo, an unknown system or a missing name.
       release = alba.lib.mkRelease {
         name = "albatros";
         inherit systems;

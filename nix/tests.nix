@@ -51,11 +51,11 @@ let
         "darwin/arm64"
       ];
     };
+    # No `attr` is filled in: alba's own lookup (packages, then legacyPackages) applies.
     defaultsStatic = {
       expr = lib.mkRelease (base // { static = { }; });
       expected = base // {
         static = {
-          attr = "packages.{system}.albatros";
           attrs = { };
           targets = [ ];
         };
@@ -64,10 +64,14 @@ let
     defaultsContainer = {
       expr = (lib.mkRelease (base // { container.targets = [ "docker://registry.example.org/albatros" ]; })).container;
       expected = {
-        attr = "packages.{system}.docker.albatros";
         attrs = { };
         targets = [ "docker://registry.example.org/albatros" ];
       };
+    };
+    explicitContainerAttrKept = {
+      expr =
+        (lib.mkRelease (base // { container.attr = "legacyPackages.{system}.docker.albatros"; })).container.attr;
+      expected = "legacyPackages.{system}.docker.albatros";
     };
     absentSectionStaysAbsent = {
       expr = builtins.attrNames (lib.mkRelease (base // { container = { }; }));

@@ -1,82 +1,45 @@
-//! The project's own `flake.nix` and `examples/flake.nix`, checked with the Nix of this
-//! machine, which cannot fetch nixpkgs (no network).
+//! The project's own `flake.nix` and `examples/flake.nix`, checked with both Nix versions of
+//! the test bed (the host's 2.8 and the trixie chroot's 2.26, [`nix_tests!`]; 2.26 gets
+//! `--all-systems`, else it would show and check the current system's outputs only), on a
+//! machine that cannot fetch nixpkgs (no network).
 //!
-//! Both flakes parse (`nix-instantiate --parse`). To check the project flake's *outputs*,
-//! it is evaluated with its `nixpkgs` input replaced by a small stub flake
-//! (`--override-input nixpkgs path:<stub> --no-write-lock-file`, see [`STUB`]): the stub's
-//! `legacyPackages.<system>` has just the attributes the flake touches (`callPackage`,
-//! `rustPlatform`, `mkShell`, `runCommand`, `dockerTools`, `pkgsStatic`, `pkgsCross`, a few
-//! `lib` functions and placeholder packages), each package a `derivation` that is never
-//! built. Everything the flake does not force stays unevaluated, exactly as with the real
-//! nixpkgs, so `nix flake show`, `nix flake check --no-build` and `nix eval` of single
-//! outputs run in well under a second. The flake is copied (with the files it reads) into
-//! a temp folder and used as `path:`, because a `git+file:` flake would only see files
-//! already committed.
+//! Both flakes parse (`nix-instantiate --parse`). To check their *outputs*, they are
+//! evaluated with the `nixpkgs` input replaced by a stand-in flake,
+//! `tests/nixpkgs-stand-in/flake.nix` (`--override-input nixpkgs path:<stand-in>
+//! --no-write-lock-file`; the example's `alba` input is the project copy). The stand-in has
+//! only the attributes the flakes touch, but behaves like nixpkgs 26.11 where they depend on
+//! it: `legacyPackages.x86_64-darwin` and the removed `docker-distribution` throw,
+//! `lib.meta.availableOn` is nixpkgs' own, a package unavailable on its platform refuses to
+//! give a drvPath, and `lib.fileset.toSource` really filters. The tests below check those
+//! behaviours first (against facts from nixpkgs' sources, cited at each test), then run
+//! `nix flake show` and `nix flake check --no-build` on both flakes, evaluate single
+//! outputs, and check that the mistakes real nixpkgs refuses fail here too. Everything the
+//! flakes do not force stays unevaluated, as with the real nixpkgs, and each package is a
+//! `derivation` that is never built, so every Nix call takes well under a second. The
+//! flakes are copied (with the files they read) into a temp folder and used as `path:`,
+//! because a `git+file:` flake would only see files already committed.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::nix::nix;
+use common::NixVersion;
 use serde_json::{Value, json};
 
-/// A stand-in for nixpkgs: `legacyPackages.<system>` for the four systems of the flake.
-/// `@RUSTC@` is the rustc version its `rustPlatform` claims to have.
-const STUB: &str = r#"{
-  description = "stub nixpkgs for alba's flake tests (tests/flake.rs)";
-  outputs = { self }:
-    let
-      systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
-      lib = {
-        versionAtLeast = a: b: builtins.compareVersions a b >= 0;
-        fileset = { toSource = { root, fileset }: root; unions = paths: paths; };
-        licenses = { mit.spdxId = "MIT"; asl20.spdxId = "Apache-2.0"; };
-        platforms.unix = [ ];
-        meta.availableOn = platform: package: true;
-      };
-      mkPkgs = system:
-        let
-          drv = name: extra:
-            derivation { inherit system name; builder = "/bin/sh"; args = [ "-c" "echo stub > $out" ]; } // extra;
-          pkgs = {
-            inherit lib;
-            stdenv.hostPlatform = { inherit system; };
-            callPackage = fn: overrides:
-              let f = if builtins.isFunction fn then fn else import fn;
-              in f (builtins.intersectAttrs (builtins.functionArgs f) pkgs // overrides);
-            rustPlatform = {
-              rust.rustc.version = "@RUSTC@";
-              buildRustPackage = args:
-                drv "${args.pname}-${args.version}" { inherit (args) pname version meta cargoTestFlags; };
-            };
-            mkShell = args: drv "nix-shell" { packageNames = map (p: p.name) (args.packages or [ ]); };
-            runCommand = name: env: script: drv name { };
-            dockerTools.buildLayeredImage = args:
-              drv "${args.name}.tar.gz" { inherit (args) architecture; contentNames = map (p: p.name) args.contents; };
-            pkgsStatic = pkgs // { isStatic = true; };
-            pkgsCross = {
-              gnu32.pkgsStatic = pkgs;
-              aarch64-multiplatform.pkgsStatic = pkgs;
-              raspberryPi.pkgsStatic = pkgs;
-            };
-          } // builtins.listToAttrs (map (name: { inherit name; value = drv name { }; }) [
-            "cmake" "cargo" "rustc" "clippy" "rustfmt" "nix" "garage_2" "skopeo" "containerd"
-            "docker-distribution" "nginx" "rclone" "nixfmt" "cacert"
-          ]);
-        in pkgs;
-    in {
-      legacyPackages = builtins.listToAttrs (map (system: { name = system; value = mkPkgs system; }) systems);
-    };
-}
-"#;
+/// The nixpkgs stand-in. `@RUSTC@` is the rustc version its `rustPlatform` claims to ship.
+const STAND_IN: &str = include_str!("nixpkgs-stand-in/flake.nix");
 
-/// The four systems the project flake builds alba for.
-const SYSTEMS: [&str; 4] = [
-    "x86_64-linux",
+/// The systems the project flake builds alba for (nixpkgs 26.11 has no x86_64-darwin).
+const SYSTEMS: [&str; 3] = ["x86_64-linux", "aarch64-linux", "aarch64-darwin"];
+
+/// The systems of the example's release, in `builtins.attrNames` order.
+const EXAMPLE_SYSTEMS: [&str; 4] = [
     "aarch64-linux",
-    "x86_64-darwin",
-    "aarch64-darwin",
+    "armv6l-linux",
+    "i686-linux",
+    "x86_64-linux",
 ];
 
 fn root() -> PathBuf {
@@ -97,27 +60,55 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Stub nixpkgs, a copy of the project flake (with what it reads), and a copy of examples/.
+/// Every regular file under `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).expect("readable folder") {
+            let path = entry.expect("folder entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("under dir");
+                files.insert(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files
+}
+
+/// The stand-in, a copy of the project flake (with what it reads, and a README and a test
+/// file its package source must leave out), and a copy of examples/.
 struct Flakes {
     _dir: tempfile::TempDir,
-    stub: PathBuf,
+    nix: NixVersion,
+    stand_in: PathBuf,
     project: PathBuf,
     example: PathBuf,
 }
 
 impl Flakes {
-    fn new(rustc_version: &str) -> Flakes {
+    fn new(nix: NixVersion, rustc_version: &str) -> Flakes {
+        // Under the temp folder, which the Nix 2.26 chroot sees at the same path.
         let dir = tempfile::tempdir().expect("tempdir");
-        let stub = dir.path().join("stub");
-        std::fs::create_dir_all(&stub).expect("stub folder");
+        let stand_in = dir.path().join("nixpkgs");
+        std::fs::create_dir_all(&stand_in).expect("stand-in folder");
         std::fs::write(
-            stub.join("flake.nix"),
-            STUB.replace("@RUSTC@", rustc_version),
+            stand_in.join("flake.nix"),
+            STAND_IN.replace("@RUSTC@", rustc_version),
         )
-        .expect("stub flake.nix");
+        .expect("stand-in flake.nix");
         let project = dir.path().join("alba");
-        std::fs::create_dir_all(&project).expect("project folder");
-        for file in ["flake.nix", "flake.lock", "Cargo.toml", "Cargo.lock"] {
+        std::fs::create_dir_all(project.join("tests")).expect("project folder");
+        for file in [
+            "flake.nix",
+            "flake.lock",
+            "Cargo.toml",
+            "Cargo.lock",
+            "README.md",
+            "tests/flake.rs",
+        ] {
             std::fs::copy(root().join(file), project.join(file))
                 .unwrap_or_else(|e| panic!("copy {file}: {e}"));
         }
@@ -127,27 +118,77 @@ impl Flakes {
         copy_dir(&root().join("examples"), &example);
         Flakes {
             _dir: dir,
-            stub,
+            nix,
+            stand_in,
             project,
             example,
         }
     }
 
-    /// `nix <args> --no-write-lock-file --override-input nixpkgs path:<stub> path:<project><suffix>`.
+    /// `nix <args> --no-write-lock-file --override-input nixpkgs path:<stand-in> path:<project><suffix>`.
     fn nix(&self, args: &[&str], suffix: &str) -> Command {
-        let mut command = nix();
+        let mut command = self.nix.nix();
         command
             .args(args)
             .args(["--no-write-lock-file", "--override-input", "nixpkgs"])
-            .arg(format!("path:{}", self.stub.display()))
+            .arg(format!("path:{}", self.stand_in.display()))
             .arg(format!("path:{}{suffix}", self.project.display()));
+        command
+    }
+
+    /// The same for the example, whose `alba` input is the project copy (and whose nixpkgs
+    /// the project's follows, i.e. the stand-in).
+    fn nix_example(&self, args: &[&str], suffix: &str) -> Command {
+        let mut command = self.nix.nix();
+        command
+            .args(args)
+            .args(["--no-write-lock-file", "--override-input", "nixpkgs"])
+            .arg(format!("path:{}", self.stand_in.display()))
+            .args(["--override-input", "alba"])
+            .arg(format!("path:{}", self.project.display()))
+            .arg(format!("path:{}{suffix}", self.example.display()));
         command
     }
 
     /// `nix eval --json` of one output of the project flake.
     fn eval(&self, attr: &str) -> Value {
-        let stdout = common::run_ok(&mut self.nix(&["eval", "--json"], &format!("#{attr}")));
-        serde_json::from_slice(&stdout).expect("nix eval --json printed JSON")
+        json_of(&mut self.nix(&["eval", "--json"], &format!("#{attr}")))
+    }
+
+    /// `nix eval --json --apply FUNCTION` of one output of the project flake.
+    fn eval_apply(&self, attr: &str, function: &str) -> Value {
+        let mut command = self.nix(&["eval", "--json"], &format!("#{attr}"));
+        json_of(command.args(["--apply", function]))
+    }
+
+    /// `nix eval --json --impure --expr '(nixpkgs: BODY) <the stand-in flake>'`.
+    fn eval_stand_in(&self, body: &str) -> Result<Value, String> {
+        let expr = format!(
+            "(nixpkgs: {body}) (builtins.getFlake \"path:{}\")",
+            self.stand_in.display()
+        );
+        let output = run(self
+            .nix
+            .nix()
+            .args(["eval", "--json", "--impure", "--expr", &expr]));
+        if output.status.success() {
+            Ok(serde_json::from_slice(&output.stdout).expect("nix eval --json printed JSON"))
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    fn eval_stand_in_ok(&self, body: &str) -> Value {
+        self.eval_stand_in(body)
+            .unwrap_or_else(|stderr| panic!("evaluating {body} failed:\n{stderr}"))
+    }
+
+    /// Replaces `from` (which must be there) by `to` in a copied flake.nix.
+    fn rewrite(&self, flake_dir: &Path, from: &str, to: &str) {
+        let path = flake_dir.join("flake.nix");
+        let text = std::fs::read_to_string(&path).expect("flake.nix");
+        assert!(text.contains(from), "{from:?} is not in {}", path.display());
+        std::fs::write(&path, text.replacen(from, to, 1)).expect("rewrite flake.nix");
     }
 }
 
@@ -155,6 +196,31 @@ fn run(command: &mut Command) -> Output {
     command
         .output()
         .unwrap_or_else(|e| panic!("could not run {}: {e}", common::describe(command)))
+}
+
+fn json_of(command: &mut Command) -> Value {
+    serde_json::from_slice(&common::run_ok(command)).expect("nix printed JSON")
+}
+
+/// Runs `command`, which must fail; returns its stderr.
+fn stderr_of_failure(command: &mut Command) -> String {
+    let output = run(command);
+    assert!(
+        !output.status.success(),
+        "`{}` succeeded",
+        common::describe(command)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `nix flake show` / `check` arguments for every system's outputs: Nix 2.19 and later
+/// look at the current system's only, unless given `--all-systems`; 2.8 always looks at all.
+fn all_systems(nix: NixVersion, args: &[&'static str]) -> Vec<&'static str> {
+    let mut args = args.to_vec();
+    if nix == NixVersion::Chroot {
+        args.push("--all-systems");
+    }
+    args
 }
 
 fn nix_instantiate() -> Option<PathBuf> {
@@ -172,6 +238,7 @@ fn flakes_and_nix_files_parse() {
         "nix/package.nix",
         "nix/lib.nix",
         "nix/tests.nix",
+        "tests/nixpkgs-stand-in/flake.nix",
     ] {
         let output = run(Command::new(&nix_instantiate)
             .args(["--parse"])
@@ -224,15 +291,189 @@ fn lock_file_pins_nixpkgs() {
     );
 }
 
-#[test]
-fn project_flake_lists_its_outputs() {
-    if !common::nix_available() {
-        return;
+/// nixpkgs 26.11 dropped x86_64-darwin: the attribute is still listed, but evaluating it
+/// throws "Nixpkgs 26.11 has dropped support for x86_64-darwin." (NixOS/nixpkgs#493096, as
+/// quoted by the flakes that dropped the system after it). pkgs/top-level/aliases.nix:
+/// `docker-distribution = throw "'docker-distribution' has been renamed to/replaced by
+/// 'distribution'"; # Converted to throw 2025-10-27`.
+fn stand_in_throws_where_nixpkgs_throws(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    assert_eq!(
+        flakes.eval_stand_in_ok(
+            "{ listed = nixpkgs.legacyPackages ? x86_64-darwin; \
+               forced = (builtins.tryEval nixpkgs.legacyPackages.x86_64-darwin).success; \
+               aliasListed = nixpkgs.legacyPackages.x86_64-linux ? docker-distribution; }"
+        ),
+        json!({ "listed": true, "forced": false, "aliasListed": true })
+    );
+    for (body, message) in [
+        (
+            "nixpkgs.legacyPackages.x86_64-darwin.hello",
+            "Nixpkgs 26.11 has dropped support for x86_64-darwin.",
+        ),
+        (
+            "nixpkgs.legacyPackages.x86_64-linux.docker-distribution.name",
+            "'docker-distribution' has been renamed to/replaced by 'distribution'",
+        ),
+    ] {
+        let stderr = flakes.eval_stand_in(body).expect_err(body);
+        assert!(stderr.contains(message), "{body}:\n{stderr}");
     }
-    let flakes = Flakes::new("1.97.1");
-    let stdout = common::run_ok(&mut flakes.nix(&["flake", "show", "--json"], ""));
-    let show: Value = serde_json::from_slice(&stdout).expect("nix flake show --json");
+    // The renamed package itself is there.
+    assert_eq!(
+        flakes.eval_stand_in_ok("nixpkgs.legacyPackages.x86_64-linux.distribution.pname"),
+        json!("distribution")
+    );
+}
+
+/// lib/meta.nix: `availableOn platform pkg` is true when `meta.platforms` is absent or one of
+/// its patterns matches, and no `meta.badPlatforms` pattern does; `platformMatch` compares a
+/// string pattern with `platform.system` and matches an attribute-set pattern against
+/// `platform.parsed` (or the whole platform when the pattern has `parsed`). containerd's
+/// meta.platforms is lib.platforms.linux (pkgs/by-name/co/containerd), distribution's is
+/// lib.platforms.unix (pkgs/by-name/di/distribution). mkDerivation's meta check
+/// (pkgs/stdenv/generic/check-meta.nix) refuses to evaluate an unavailable package: "is not
+/// available on the requested hostPlatform".
+fn stand_in_available_on_is_nixpkgs(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    let cases = flakes.eval_stand_in_ok(
+        r#"let
+             inherit (nixpkgs.lib.meta) availableOn;
+             linux = nixpkgs.legacyPackages.x86_64-linux;
+             mac = nixpkgs.legacyPackages.aarch64-darwin;
+             on = system: { inherit system; parsed.kernel.name = builtins.head (builtins.match "[^-]+-(.+)" system); };
+           in [
+             (availableOn linux.stdenv.hostPlatform linux.containerd)
+             (availableOn mac.stdenv.hostPlatform mac.containerd)
+             (availableOn mac.stdenv.hostPlatform mac.distribution)
+             (availableOn (on "aarch64-darwin") { })
+             (availableOn (on "aarch64-darwin") { meta.platforms = [ ]; })
+             (availableOn (on "x86_64-linux") { meta.badPlatforms = [ "x86_64-linux" ]; })
+             (availableOn (on "x86_64-linux") { meta.platforms = [ { kernel.name = "linux"; } ]; })
+             (availableOn (on "aarch64-darwin") { meta.platforms = [ { kernel.name = "linux"; } ]; })
+             (availableOn (on "x86_64-linux") { meta.platforms = [ { parsed.kernel.name = "linux"; } ]; })
+             (builtins.elem "armv6l-linux" nixpkgs.lib.platforms.unix)
+             (builtins.elem "aarch64-darwin" nixpkgs.lib.platforms.linux)
+             mac.containerd.meta.available
+             (builtins.tryEval mac.containerd.drvPath).success
+             (builtins.tryEval linux.containerd.drvPath).success
+           ]"#,
+    );
+    assert_eq!(
+        cases,
+        json!([
+            true, false, true, true, false, false, true, false, true, true, false, false, false,
+            true
+        ])
+    );
+    let stderr = flakes
+        .eval_stand_in("nixpkgs.legacyPackages.aarch64-darwin.containerd.outPath")
+        .expect_err("containerd on darwin");
+    assert!(
+        stderr
+            .contains("Package 'containerd-2.2.1' is not available on the requested hostPlatform")
+            && stderr.contains("hostPlatform.system = \"aarch64-darwin\""),
+        "{stderr}"
+    );
+}
+
+/// lib/fileset: `toSource { root; fileset; }` adds only the files of `fileset` to the store
+/// (a `lib.sources` value whose outPath is a store path named "source"); a file set made
+/// from a path that does not exist, a string `root`, files outside `root` and a non-list
+/// `unions` argument are errors, with lib/fileset's messages.
+fn stand_in_fileset_filters(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    let tree = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "a.txt",
+        "keep/x.txt",
+        "keep/sub/y.txt",
+        "drop/z.txt",
+        "b.txt",
+    ] {
+        let path = tree.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, file).expect("write");
+    }
+    let root = format!("(/. + \"{}\")", tree.path().display());
+    let to_source = |fileset: &str| {
+        format!(
+            "let fs = nixpkgs.lib.fileset; root = {root}; in \
+             (fs.toSource {{ inherit root; fileset = {fileset}; }})"
+        )
+    };
+    let source = flakes.eval_stand_in_ok(&format!(
+        "let s = {}; in {{ inherit (s) name; out = s.outPath; str = \"${{s}}\"; }}",
+        to_source("fs.unions [ (root + \"/a.txt\") (root + \"/keep\") ]")
+    ));
+    assert_eq!(source["name"], "source");
+    let out = source["out"].as_str().expect("outPath");
+    assert!(
+        out.starts_with("/nix/store/") && out.ends_with("-source"),
+        "{out}"
+    );
+    assert_eq!(source["str"], out, "a source interpolates to its outPath");
+    let expected: BTreeSet<String> = ["a.txt", "keep/x.txt", "keep/sub/y.txt"]
+        .map(String::from)
+        .into();
+    let out = nix.host_path(out);
+    assert_eq!(files_under(&out), expected);
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep/sub/y.txt")).expect("y.txt"),
+        "keep/sub/y.txt"
+    );
+
+    let errors = [
+        (
+            to_source("fs.unions [ (root + \"/a.txt\") (root + \"/missing\") ]"),
+            "lib.fileset.unions: element 1 (",
+            "/missing) is a path that does not exist.",
+        ),
+        (
+            format!(
+                "nixpkgs.lib.fileset.toSource {{ root = \"{}\"; fileset = {root}; }}",
+                tree.path().display()
+            ),
+            "lib.fileset.toSource: `root` (\"",
+            "is a string-like value, but it should be a path instead.",
+        ),
+        (
+            format!(
+                "nixpkgs.lib.fileset.toSource {{ root = {root} + \"/keep\"; fileset = {root} + \"/a.txt\"; }}"
+            ),
+            "lib.fileset.toSource: `fileset` could contain files in",
+            "which is not under the `root`",
+        ),
+        (
+            to_source("fs.unions (root + \"/a.txt\")"),
+            "lib.fileset.unions: Expected argument to be a list, but got a path.",
+            "",
+        ),
+    ];
+    for (body, first, second) in errors {
+        let stderr = flakes
+            .eval_stand_in(&format!("({body}).outPath"))
+            .expect_err(&body);
+        assert!(
+            stderr.contains(first) && stderr.contains(second),
+            "{body}:\n{stderr}"
+        );
+    }
+}
+
+fn project_flake_shows_and_checks(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    let show = json_of(&mut flakes.nix(&all_systems(nix, &["flake", "show", "--json"]), ""));
     let name = format!("alba-{}", cargo_version());
+    for output in ["packages", "apps", "checks", "devShells", "formatter"] {
+        let systems: Vec<&str> = show[output]
+            .as_object()
+            .unwrap_or_else(|| panic!("no `{output}`: {show:#}"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(systems, ["aarch64-darwin", "aarch64-linux", "x86_64-linux"]);
+    }
     for system in SYSTEMS {
         for package in ["alba", "default"] {
             let p = &show["packages"][system][package];
@@ -262,13 +503,9 @@ fn project_flake_lists_its_outputs() {
         assert!(show.get(output).is_some(), "no `{output}` output: {show:#}");
     }
 
-    // Nix's own structural checks (app and overlay shapes, derivations), without building.
-    let output = run(&mut flakes.nix(&["flake", "check", "--no-build"], ""));
-    assert!(
-        output.status.success(),
-        "nix flake check --no-build:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // Nix's own structural checks (app and overlay shapes, derivations), without building:
+    // every drvPath is evaluated, so the dev shell's packages and the fileset source are too.
+    common::run_ok(&mut flakes.nix(&all_systems(nix, &["flake", "check", "--no-build"]), ""));
 }
 
 /// The version in Cargo.toml.
@@ -283,12 +520,8 @@ fn cargo_version() -> String {
         .to_string()
 }
 
-#[test]
-fn project_flake_outputs_evaluate() {
-    if !common::nix_available() {
-        return;
-    }
-    let flakes = Flakes::new("1.97.1");
+fn project_flake_outputs_evaluate(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
     let name = format!("alba-{}", cargo_version());
 
     let program = flakes.eval("apps.x86_64-linux.default.program");
@@ -300,40 +533,56 @@ fn project_flake_outputs_evaluate() {
 
     let package = flakes.eval("packages.aarch64-darwin.alba.meta");
     assert_eq!(package["mainProgram"], "alba");
-    assert_eq!(
-        package["license"],
-        json!([{ "spdxId": "MIT" }, { "spdxId": "Apache-2.0" }])
-    );
+    assert_eq!(package["available"], true);
+    let licenses: Vec<&Value> = package["license"]
+        .as_array()
+        .expect("a list of licenses")
+        .iter()
+        .map(|l| &l["spdxId"])
+        .collect();
+    assert_eq!(licenses, [&json!("MIT"), &json!("Apache-2.0")]);
     assert_eq!(
         flakes.eval("packages.x86_64-linux.alba.cargoTestFlags"),
         json!(["--bins"])
     );
 
-    let shell = flakes.eval("devShells.x86_64-linux.default.packageNames");
-    for tool in [
+    // The dev shell keeps what is available on each system (real availableOn): containerd
+    // is Linux-only, so the aarch64-darwin shell has everything but it.
+    let pnames = "ps: map (p: p.pname) ps";
+    let tools = [
         "cargo",
         "rustc",
         "clippy",
         "rustfmt",
         "nix",
-        "garage_2",
+        "garage",
         "skopeo",
         "containerd",
-        "docker-distribution",
+        "distribution",
         "nginx",
         "rclone",
-    ] {
-        assert!(
-            shell.as_array().is_some_and(|a| a.contains(&json!(tool))),
-            "{tool} missing from the dev shell: {shell}"
+    ];
+    for system in ["x86_64-linux", "aarch64-linux"] {
+        let shell = flakes.eval_apply(
+            &format!("devShells.{system}.default.nativeBuildInputs"),
+            pnames,
         );
+        assert_eq!(shell, json!(tools), "{system}");
     }
+    let shell = flakes.eval_apply("devShells.aarch64-darwin.default.nativeBuildInputs", pnames);
+    let darwin_tools: Vec<&str> = tools.into_iter().filter(|t| *t != "containerd").collect();
+    assert_eq!(shell, json!(darwin_tools));
+    let garage = flakes.eval_apply(
+        "devShells.x86_64-linux.default.nativeBuildInputs",
+        "ps: (builtins.elemAt ps 5).version",
+    );
+    assert_eq!(garage, json!("2.3.0"), "the dev shell takes garage_2");
 
-    // overlays.default adds pkgs.alba (applied to the stub's package set).
+    // overlays.default adds pkgs.alba (applied to the stand-in's package set).
     let apply = format!(
         "overlay: let pkgs = (builtins.getFlake \"path:{}\").legacyPackages.x86_64-linux; \
          in (overlay pkgs pkgs).alba.name",
-        flakes.stub.display()
+        flakes.stand_in.display()
     );
     let stdout = common::run_ok(
         flakes
@@ -373,70 +622,174 @@ fn project_flake_outputs_evaluate() {
             json!(name)
         );
         assert_eq!(
-            flakes.eval(&format!("dist.{system}.docker.alba.contentNames")),
-            json!([name, "cacert"]),
-            "{system}"
-        );
-        assert_eq!(
-            flakes.eval(&format!("dist.{system}.docker.alba.architecture")),
-            json!(architecture),
+            flakes.eval_apply(
+                &format!("dist.{system}.docker.alba"),
+                "i: { inherit (i) architecture imageName; contents = map (p: p.name) i.contents; }"
+            ),
+            json!({ "architecture": architecture, "imageName": "alba", "contents": [name, "nss-cacert-3.117"] }),
             "{system}"
         );
     }
 }
 
-#[test]
-fn package_refuses_a_too_old_rustc() {
-    if !common::nix_available() {
-        return;
-    }
-    let flakes = Flakes::new("1.80.0");
-    let output = run(&mut flakes.nix(&["eval", "--raw"], "#packages.x86_64-linux.alba.name"));
-    assert!(
-        !output.status.success(),
-        "a nixpkgs with rustc 1.80.0 was accepted"
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
+/// nix/package.nix builds from `lib.fileset.toSource`: its source holds Cargo.toml,
+/// Cargo.lock, src/ and nix/platforms.json, and nothing else of the checkout.
+fn package_source_is_only_what_the_build_reads(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    let out = flakes.eval("packages.x86_64-linux.alba.src.outPath");
+    let out = nix.host_path(out.as_str().expect("a store path"));
+    let mut expected: BTreeSet<String> = files_under(&flakes.project.join("src"))
+        .into_iter()
+        .map(|f| format!("src/{f}"))
+        .collect();
+    expected.extend(["Cargo.toml", "Cargo.lock", "nix/platforms.json"].map(String::from));
+    assert_eq!(files_under(&out), expected);
+    assert!(!out.join("README.md").exists() && !out.join("tests").exists());
+}
+
+fn package_refuses_a_too_old_rustc(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.80.0");
+    let stderr =
+        stderr_of_failure(&mut flakes.nix(&["eval", "--raw"], "#packages.x86_64-linux.alba.name"));
     assert!(
         stderr.contains("alba needs rustc >= 1.94.1 (rust-version in Cargo.toml); this nixpkgs ships rustc 1.80.0"),
         "{stderr}"
     );
 }
 
-#[test]
-fn example_flake_release_is_valid_for_alba() {
-    if !common::nix_available() {
-        return;
+fn example_flake_shows_and_checks(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    let show =
+        json_of(&mut flakes.nix_example(&all_systems(nix, &["flake", "show", "--json"]), ""));
+    for system in EXAMPLE_SYSTEMS {
+        let packages = show["packages"][system].as_object().expect("packages");
+        assert_eq!(
+            packages.keys().collect::<Vec<_>>(),
+            ["albatros"],
+            "{show:#}"
+        );
+        assert_eq!(packages["albatros"]["type"], "derivation", "{show:#}");
+        assert_eq!(packages["albatros"]["name"], "albatros-0.9", "{show:#}");
+        assert_eq!(
+            packages["albatros"]["description"],
+            "albatros, a small Go program released with alba"
+        );
+        assert!(show["legacyPackages"].get(system).is_some(), "{show:#}");
     }
-    let flakes = Flakes::new("1.97.1");
-    // The example's inputs are nixpkgs and alba: replace both (alba by the project copy,
-    // whose own nixpkgs follows the example's, i.e. the stub).
-    let mut command = nix();
-    command
-        .args(["eval", "--json", "--no-write-lock-file"])
-        .args(["--override-input", "nixpkgs"])
-        .arg(format!("path:{}", flakes.stub.display()))
-        .args(["--override-input", "alba"])
-        .arg(format!("path:{}", flakes.project.display()))
-        .arg(format!("path:{}#release", flakes.example.display()));
-    let release: Value = serde_json::from_slice(&common::run_ok(&mut command)).expect("JSON");
+    assert_eq!(show["apps"]["x86_64-linux"]["alba"]["type"], "app");
+    common::run_ok(
+        &mut flakes.nix_example(&all_systems(nix, &["flake", "check", "--no-build"]), ""),
+    );
+}
+
+fn example_flake_release_is_valid_for_alba(nix: NixVersion) {
+    let flakes = Flakes::new(nix, "1.97.1");
+    let release = json_of(&mut flakes.nix_example(&["eval", "--json"], "#release"));
     assert_eq!(release["name"], "albatros");
-    assert_eq!(
-        release["systems"],
-        json!([
-            "aarch64-linux",
-            "armv6l-linux",
-            "i686-linux",
-            "x86_64-linux"
-        ])
-    );
-    assert_eq!(release["static"]["attr"], "packages.{system}.albatros");
-    assert_eq!(
-        release["container"]["attr"],
-        "packages.{system}.docker.albatros"
-    );
+    assert_eq!(release["systems"], json!(EXAMPLE_SYSTEMS));
+    // No attr: alba's default lookup finds packages.{system}.albatros and, the images not
+    // being under packages, legacyPackages.{system}.docker.albatros.
+    assert_eq!(release["static"].get("attr"), None, "{release:#}");
+    assert_eq!(release["container"].get("attr"), None, "{release:#}");
     assert_eq!(
         release["container"]["targets"].as_array().map(Vec::len),
         Some(2)
     );
+    for (system, architecture) in [
+        ("aarch64-linux", "arm64"),
+        ("armv6l-linux", "arm"),
+        ("i686-linux", "386"),
+        ("x86_64-linux", "amd64"),
+    ] {
+        let mut command = flakes.nix_example(
+            &["eval", "--json"],
+            &format!("#legacyPackages.{system}.docker"),
+        );
+        let images = json_of(command.args([
+            "--apply",
+            "d: builtins.mapAttrs (n: i: { inherit (i) name architecture; \
+             contents = map (p: p.name) i.contents; drv = builtins.isString i.drvPath; }) d",
+        ]));
+        assert_eq!(
+            images,
+            json!({
+                "albatros": { "name": "albatros.tar.gz", "architecture": architecture,
+                              "contents": ["albatros-0.9"], "drv": true },
+                "albatros-stream": { "name": "stream-albatros", "architecture": architecture,
+                                     "contents": ["albatros-0.9"], "drv": true },
+            }),
+            "{system}"
+        );
+        let static_bin = json_of(&mut flakes.nix_example(
+            &["eval", "--json"],
+            &format!("#packages.{system}.albatros.name"),
+        ));
+        assert_eq!(static_bin, json!("albatros-0.9"));
+    }
 }
+
+/// What nixpkgs 26.11 refuses, the stand-in refuses: the project flake with x86_64-darwin
+/// back in its systems or with the old `docker-distribution`, and the example with its
+/// images back under packages.<system>.docker, each fail `nix flake check --no-build` (and
+/// `nix flake show` where Nix's show forces the value).
+fn stand_in_refuses_the_old_mistakes(nix: NixVersion) {
+    let with_darwin = Flakes::new(nix, "1.97.1");
+    with_darwin.rewrite(
+        &with_darwin.project,
+        "\"aarch64-darwin\"\n      ];",
+        "\"x86_64-darwin\"\n        \"aarch64-darwin\"\n      ];",
+    );
+    let stderr = stderr_of_failure(
+        &mut with_darwin.nix(&all_systems(nix, &["flake", "check", "--no-build"]), ""),
+    );
+    assert!(
+        stderr.contains("Nixpkgs 26.11 has dropped support for x86_64-darwin."),
+        "{stderr}"
+    );
+    stderr_of_failure(&mut with_darwin.nix(&all_systems(nix, &["flake", "show", "--json"]), ""));
+
+    let with_alias = Flakes::new(nix, "1.97.1");
+    with_alias.rewrite(
+        &with_alias.project,
+        "pkgs.distribution",
+        "pkgs.docker-distribution",
+    );
+    let stderr = stderr_of_failure(
+        &mut with_alias.nix(&all_systems(nix, &["flake", "check", "--no-build"]), ""),
+    );
+    assert!(
+        stderr.contains("'docker-distribution' has been renamed to/replaced by 'distribution'"),
+        "{stderr}"
+    );
+
+    let with_set = Flakes::new(nix, "1.97.1");
+    with_set.rewrite(
+        &with_set.example,
+        "albatros = albatros system;",
+        "albatros = albatros system; docker = self.legacyPackages.${system}.docker;",
+    );
+    let stderr = stderr_of_failure(
+        &mut with_set.nix_example(&all_systems(nix, &["flake", "check", "--no-build"]), ""),
+    );
+    assert!(
+        stderr.contains(".docker' is not a derivation")
+            && stderr.contains("flake attribute 'packages."),
+        "{stderr}"
+    );
+    stderr_of_failure(
+        &mut with_set.nix_example(&all_systems(nix, &["flake", "show", "--json"]), ""),
+    );
+}
+
+nix_tests!(
+    stand_in_throws_where_nixpkgs_throws,
+    stand_in_available_on_is_nixpkgs,
+    stand_in_fileset_filters,
+    project_flake_shows_and_checks,
+    project_flake_outputs_evaluate,
+    package_source_is_only_what_the_build_reads,
+    package_refuses_a_too_old_rustc,
+    example_flake_shows_and_checks,
+    example_flake_release_is_valid_for_alba,
+    stand_in_refuses_the_old_mistakes,
+);
