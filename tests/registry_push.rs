@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Containerd, Registry, index_platforms};
+use common::{Containerd, NixVersion, Registry, index_platforms};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const USER: &str = "alice";
@@ -553,7 +553,13 @@ fn a_registry_killed_after_the_first_blob_leaves_no_tag_and_a_rerun_completes() 
     });
 
     // One upload at a time, so "after the first blob" is one exact point.
-    let out = push(&dir, &proxy.url("albatros"), "0.9", &["--jobs", "1"]).run_expect(1);
+    let out = push(
+        &dir,
+        &proxy.url("albatros"),
+        "0.9",
+        &["--jobs", "1", "--retries", "5"],
+    )
+    .run_expect(1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("registry 127.0.0.1:{}", proxy.port)),
@@ -601,7 +607,8 @@ fn a_registry_killed_after_the_first_blob_leaves_no_tag_and_a_rerun_completes() 
 }
 
 /// 503s are retried after their `Retry-After` (a new upload session each time); a registry that keeps
-/// answering 503 fails the push after 5 attempts with the registry, blob and status named.
+/// answering 503 fails the push after its attempts (`--retries 5`) with the registry, blob and
+/// status named.
 #[test]
 fn upload_503s_are_retried_then_reported() {
     let Some(registry) = Registry::try_start() else {
@@ -649,7 +656,13 @@ fn upload_503s_are_retried_then_reported() {
         &[layer],
         true,
     );
-    let out = push(&other, &broken.url("albatros"), "1.0", &["--jobs", "1"]).run_expect(1);
+    let out = push(
+        &other,
+        &broken.url("albatros"),
+        "1.0",
+        &["--jobs", "1", "--retries", "5"],
+    )
+    .run_expect(1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("registry 127.0.0.1:{}", broken.port)),
@@ -707,9 +720,8 @@ fn a_429_upload_waits_for_its_retry_after() {
 }
 
 /// `alba release` pushes the flake's images to its `docker://` target beside a folder target.
-#[test]
-fn release_pushes_to_a_registry_beside_a_folder() {
-    if !common::nix_available() || !common::skopeo_available() {
+fn release_pushes_to_a_registry_beside_a_folder(nix: NixVersion) {
+    if !common::skopeo_available() {
         return;
     }
     let Some(registry) = Registry::try_start() else {
@@ -727,7 +739,7 @@ fn release_pushes_to_a_registry_beside_a_folder() {
         .container(&targets)
         .salt("registry-release")
         .write(&work.path().join("flake"));
-    common::alba()
+    nix.alba()
         .arg("--flake")
         .arg(&flake.dir)
         .args(["release", "0.9"])
@@ -741,3 +753,4 @@ fn release_pushes_to_a_registry_beside_a_folder() {
         .expect("the folder target has the tag too");
     assert_eq!(in_folder, raw, "both targets hold the same index bytes");
 }
+nix_tests!(release_pushes_to_a_registry_beside_a_folder);

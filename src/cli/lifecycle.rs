@@ -52,6 +52,10 @@ pub struct GcArgs {
     /// Print what would be deleted and why; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Objects no tag references (left over, or a push's uploads before its tag) are deleted
+    /// only once older than this, e.g. 30m, 1h, 2d.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::transport::parse_duration)]
+    pub grace: std::time::Duration,
 }
 
 impl GcArgs {
@@ -60,6 +64,7 @@ impl GcArgs {
             keep: self.keep,
             keep_releases: self.keep_releases,
             dry_run: self.dry_run,
+            grace: self.grace,
         }
     }
 }
@@ -84,7 +89,10 @@ pub async fn static_rm(global: &Global, args: RmArgs) -> Result<()> {
     );
     let result = match store::open(&t).await {
         Ok(store) => {
-            df_dist_gc::rm(&*store, &nt.name, &nt.tag, args.dry_run, &ui, &mut report).await
+            let result =
+                df_dist_gc::rm(&*store, &nt.name, &nt.tag, args.dry_run, &ui, &mut report).await;
+            report.retries = store.retries();
+            result
         }
         Err(e) => Err(e),
     };
@@ -104,7 +112,12 @@ pub async fn static_gc(global: &Global, args: GcArgs) -> Result<()> {
     ));
     let mut report = TargetReport::new(&t.to_string(), "static", &args.name, &[], args.dry_run);
     let result = match store::open(&t).await {
-        Ok(store) => df_dist_gc::gc(&*store, &args.name, &args.options(), &ui, &mut report).await,
+        Ok(store) => {
+            let opts = args.options();
+            let result = df_dist_gc::gc(&*store, &args.name, &opts, &ui, &mut report).await;
+            report.retries = store.retries();
+            result
+        }
         Err(e) => Err(e),
     };
     let result = result.map(|selection| report.tags = selection.removed());
@@ -150,7 +163,12 @@ pub async fn container_rm(global: &Global, args: RmArgs) -> Result<()> {
             );
             let result = match store::open(&t).await {
                 Ok(store) => {
-                    oci_gc::rm(store, &repository, &nt.tag, args.dry_run, &ui, &mut report).await
+                    let retried = store.clone();
+                    let result =
+                        oci_gc::rm(store, &repository, &nt.tag, args.dry_run, &ui, &mut report);
+                    let result = result.await;
+                    report.retries = retried.retries();
+                    result
                 }
                 Err(e) => Err(e),
             };
@@ -197,7 +215,12 @@ pub async fn container_gc(global: &Global, args: GcArgs) -> Result<()> {
             let mut report =
                 TargetReport::new(&t.to_string(), "container", &repository, &[], args.dry_run);
             let result = match store::open(&t).await {
-                Ok(store) => oci_gc::gc(store, &repository, &opts, &ui, &mut report).await,
+                Ok(store) => {
+                    let retried = store.clone();
+                    let result = oci_gc::gc(store, &repository, &opts, &ui, &mut report).await;
+                    report.retries = retried.retries();
+                    result
+                }
                 Err(e) => Err(e),
             };
             (report, result)

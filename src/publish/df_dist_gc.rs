@@ -6,16 +6,18 @@
 //!
 //! Everything is computed from what the store holds, not from what a run did: binaries left
 //! below a tag whose tag document is gone (an interrupted `rm` or `gc`) are found and removed
-//! by the next `gc`. The flip side: binaries a push has uploaded but not yet described by its
-//! tag document look the same, so do not run `gc` on a name while a push of that name runs
-//! (if it happened, push again: it uploads whatever is missing).
+//! by the next `gc`. Binaries a push is uploading, not yet described by its tag document,
+//! look the same: they are kept while the push's lease lives ([`super::lease`]) and, whatever
+//! wrote them, while they are younger than `--grace`. A tag a push is writing is never removed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use anyhow::{Result, bail};
 use bytes::Bytes;
 
 use super::df_dist::{self, NameDocument, ROOT, TagDocument};
+use super::lease::{self, Protected, Sweep};
 use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
 use super::lists::{self, Order};
 use crate::digest::oci_digest;
@@ -33,6 +35,8 @@ struct State {
     tags: Vec<String>,
     /// Every key below `<name>/<tag>/`, by tag (binaries).
     files: BTreeMap<String, Vec<String>>,
+    /// When each binary was last written, where the store tells.
+    modified: BTreeMap<String, SystemTime>,
 }
 
 impl State {
@@ -41,10 +45,15 @@ impl State {
         let prefix = format!("{ROOT}/{name}/");
         let mut present = BTreeSet::new();
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for key in store.list(&prefix).await? {
+        let mut modified = BTreeMap::new();
+        for listed in store.list_detailed(&prefix).await? {
+            let key = listed.key;
             let Some(rest) = key.strip_prefix(&prefix) else {
                 continue;
             };
+            if let Some(time) = listed.modified {
+                modified.insert(key.clone(), time);
+            }
             match rest.split_once('/') {
                 Some((tag, _)) => files.entry(tag.to_string()).or_default().push(key.clone()),
                 None => {
@@ -58,7 +67,17 @@ impl State {
             present,
             tags,
             files,
+            modified,
         })
+    }
+
+    /// True when any binary of `tag` is younger than `grace`.
+    fn has_young_files(&self, tag: &str, grace: std::time::Duration) -> bool {
+        self.files
+            .get(tag)
+            .into_iter()
+            .flatten()
+            .any(|k| lease::within_grace(self.modified.get(k).copied(), grace))
     }
 
     /// True when anything of `tag` is in the store (listed, described, or files left).
@@ -100,11 +119,15 @@ pub async fn rm(
         tag: tag.to_string(),
         reason: "removed by rm".to_string(),
     }];
-    remove(store, name, &state, &removal, dry_run, ui, report).await
+    Sweep::run(store, name, dry_run, ui, async |sweep| {
+        remove(store, name, &state, &removal, sweep, ui, report).await
+    })
+    .await
 }
 
 /// `alba static gc`: keeps the newest tags of the name document (and releases, if asked),
-/// removes the others and whatever an interrupted run left. Returns the selection made.
+/// removes the others and whatever an interrupted run left. Tags a push is writing (a live
+/// lease) stay, and so do left-over binaries younger than `--grace`. Returns the selection.
 pub async fn gc(
     store: &dyn ObjectStore,
     name: &str,
@@ -113,14 +136,43 @@ pub async fn gc(
     report: &mut TargetReport,
 ) -> Result<Selection> {
     store.check().await?;
+    // Announced before the leases are read: see `lease` for why the order matters.
+    Sweep::run(store, name, opts.dry_run, ui, async |sweep| {
+        let selection = collect(store, name, opts, sweep, ui, report).await?;
+        if sweep.is_some() {
+            lease::remove_expired(store, ui).await;
+        }
+        Ok(selection)
+    })
+    .await
+}
+
+async fn collect(
+    store: &dyn ObjectStore,
+    name: &str,
+    opts: &GcOptions,
+    sweep: Option<&Sweep>,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<Selection> {
+    let protected = Protected::read(store).await?;
     let state = State::read(store, name, ui).await?;
     let mut selection = lifecycle::select(&state.tags, opts);
+    keep_leased(&mut selection, &protected, name);
     selection.print(ui, opts.dry_run);
     let mut removal = selection.remove.clone();
     for tag in state.orphans() {
-        let reason =
-            "left over: binaries without a tag document (an interrupted rm or gc)".to_string();
-        removal.push(Decision { tag, reason });
+        if let Some(id) = protected.tag_holder(name, &tag) {
+            let reason = format!("binaries of a push in flight (lease {id})");
+            lifecycle::announce_kept(&format!("{ROOT}/{name}/{tag}/"), &reason, ui);
+        } else if state.has_young_files(&tag, opts.grace) {
+            let reason = "binaries without a tag document, younger than --grace (a push may be uploading them)";
+            lifecycle::announce_kept(&format!("{ROOT}/{name}/{tag}/"), reason, ui);
+        } else {
+            let reason =
+                "left over: binaries without a tag document (an interrupted rm or gc)".to_string();
+            removal.push(Decision { tag, reason });
+        }
     }
     if removal.is_empty() {
         ui.line(format!(
@@ -129,9 +181,22 @@ pub async fn gc(
             selection.keep.len()
         ));
     }
-    remove(store, name, &state, &removal, opts.dry_run, ui, report).await?;
+    remove(store, name, &state, &removal, sweep, ui, report).await?;
     selection.remove = removal;
     Ok(selection)
+}
+
+/// Moves tags a push is writing right now (a live lease names them) to the kept ones.
+fn keep_leased(selection: &mut Selection, protected: &Protected, name: &str) {
+    let (leased, remove): (Vec<Decision>, Vec<Decision>) = std::mem::take(&mut selection.remove)
+        .into_iter()
+        .partition(|d| protected.tag_holder(name, &d.tag).is_some());
+    selection.remove = remove;
+    for d in leased {
+        let id = protected.tag_holder(name, &d.tag).unwrap_or_default();
+        let reason = format!("a push of it is in flight (lease {id})");
+        selection.keep.push(Decision { tag: d.tag, reason });
+    }
 }
 
 /// Removes tags in the safe order: name document, tag documents, binaries.
@@ -140,13 +205,14 @@ async fn remove(
     name: &str,
     state: &State,
     removal: &[Decision],
-    dry_run: bool,
+    sweep: Option<&Sweep>,
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
     if removal.is_empty() {
         return Ok(());
     }
+    let dry_run = sweep.is_none();
     let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
     rewrite_name_document(
         store,
@@ -166,8 +232,8 @@ async fn remove(
         documents.extend(doc);
         binaries.extend(files);
     }
-    lifecycle::delete_all(store, &documents, dry_run, ui, report).await?;
-    lifecycle::delete_all(store, &binaries, dry_run, ui, report).await?;
+    lifecycle::delete_all(store, &documents, sweep, ui, report).await?;
+    lifecycle::delete_all(store, &binaries, sweep, ui, report).await?;
     if dry_run {
         return Ok(());
     }
@@ -255,7 +321,8 @@ async fn rewrite_name_document(
 }
 
 /// Drops removed tags a concurrent push wrote back into the name document meanwhile (it saw
-/// their tag documents still there); their tag documents are gone now, so a rebuild drops them.
+/// their tag documents still there; they are gone now), and lists again tags a concurrent push
+/// wrote meanwhile: the list is rebuilt from the tag documents.
 async fn heal_name_document(
     store: &dyn ObjectStore,
     name: &str,
@@ -264,14 +331,16 @@ async fn heal_name_document(
     report: &mut TargetReport,
 ) -> Result<()> {
     let stored = df_dist::stored_tags(store, name, ui).await?;
-    if !stored.iter().any(|t| removed.contains(t)) {
-        return Ok(());
-    }
     let present = df_dist::present_tags(store, name).await?;
     let tags: Vec<String> = lists::merge(&stored, &present, None, Order::NewestFirst)
         .into_iter()
         .filter(|t| !removed.contains(t))
         .collect();
+    // Also a push's tag that this gc's own rewrite dropped (it read the list before the push
+    // wrote it) comes back here.
+    if tags == stored {
+        return Ok(());
+    }
     write_name_document(store, name, tags, false, ui, report).await
 }
 
@@ -347,6 +416,7 @@ mod tests {
             keep: 1,
             keep_releases: false,
             dry_run: false,
+            grace: std::time::Duration::ZERO,
         };
         let mut r = report();
         let selection = gc(&store, "a", &opts, &ui, &mut r).await.unwrap();

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Body, ObjectInfo, ObjectStore, Put};
+use super::{Body, Listed, ObjectInfo, ObjectStore, Put};
 use crate::bail_input;
 
 /// The file name that holds a document whose key is also a folder.
@@ -93,7 +93,9 @@ impl FolderStore {
         Ok(())
     }
 
-    fn walk(&self, dir: &Path, keys: &mut Vec<String>) -> Result<()> {
+    /// Collects the objects below `dir`. alba's own folder `.alba/` (leases) is walked only
+    /// when `hidden` is set: layouts never list it.
+    fn walk(&self, dir: &Path, hidden: bool, keys: &mut Vec<Listed>) -> Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -106,11 +108,11 @@ impl FolderStore {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .to_string();
-            if name.starts_with(".alba-") || name.starts_with(".alba") && path.is_dir() {
+            if name.starts_with(".alba-") || !hidden && name.starts_with(".alba") && path.is_dir() {
                 continue;
             }
             if path.is_dir() {
-                self.walk(&path, keys)?;
+                self.walk(&path, hidden, keys)?;
                 continue;
             }
             let key_path = if name == DOCUMENT_FILE {
@@ -121,7 +123,15 @@ impl FolderStore {
             if let Ok(rel) = key_path.strip_prefix(&self.root)
                 && !rel.as_os_str().is_empty()
             {
-                keys.push(rel.to_string_lossy().replace('\\', "/"));
+                // A file deleted since the folder was read is simply not listed.
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                keys.push(Listed {
+                    key: rel.to_string_lossy().replace('\\', "/"),
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                });
             }
         }
         Ok(())
@@ -135,6 +145,14 @@ impl FolderStore {
             }
         }
     }
+}
+
+/// True when the error is a missing file or folder.
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn set_readable(path: &Path) -> Result<()> {
@@ -167,9 +185,13 @@ impl ObjectStore for FolderStore {
         let Some(file) = self.existing_file(key)? else {
             return Ok(None);
         };
-        let size = std::fs::metadata(&file)?.len();
+        let meta = std::fs::metadata(&file)?;
         // Hashing here would read every blob a push only checks for presence.
-        Ok(Some(ObjectInfo { size, sha256: None }))
+        Ok(Some(ObjectInfo {
+            size: meta.len(),
+            sha256: None,
+            modified: meta.modified().ok(),
+        }))
     }
 
     async fn sha256(&self, key: &str) -> Result<Option<String>> {
@@ -179,6 +201,16 @@ impl ObjectStore for FolderStore {
         let sha256 =
             tokio::task::spawn_blocking(move || crate::digest::sha256_file(&file)).await??;
         Ok(Some(sha256))
+    }
+
+    async fn hash_content(&self, key: &str) -> Result<Option<(u64, String)>> {
+        let Some(file) = self.existing_file(key)? else {
+            return Ok(None);
+        };
+        let size = std::fs::metadata(&file)?.len();
+        let sha256 =
+            tokio::task::spawn_blocking(move || crate::digest::sha256_file(&file)).await??;
+        Ok(Some((size, sha256)))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -197,14 +229,29 @@ impl ObjectStore for FolderStore {
         let store = FolderStore {
             root: self.root.clone(),
         };
-        tokio::task::spawn_blocking(move || store.write(&key, &body)).await?
+        tokio::task::spawn_blocking(move || {
+            // A concurrent delete prunes empty folders: one this write just created may be
+            // gone before the file lands in it. Creating it again is all it takes.
+            let mut attempt = 1;
+            loop {
+                match store.write(&key, &body) {
+                    Err(e) if attempt < 3 && is_not_found(&e) => attempt += 1,
+                    result => return result,
+                }
+            }
+        })
+        .await?
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>> {
         let mut keys = Vec::new();
-        self.walk(&self.root, &mut keys)?;
-        keys.retain(|k| k.starts_with(prefix));
-        keys.sort();
+        if prefix.starts_with(".alba/") {
+            self.walk(&self.root.join(".alba"), true, &mut keys)?;
+        } else {
+            self.walk(&self.root, false, &mut keys)?;
+        }
+        keys.retain(|k| k.key.starts_with(prefix));
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(keys)
     }
 

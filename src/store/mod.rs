@@ -7,6 +7,7 @@ pub mod fs;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -20,6 +21,20 @@ pub struct ObjectInfo {
     /// The hex sha256 of the content, when a HEAD tells it (bucket metadata). Folders leave it
     /// `None` rather than read the file: ask [`ObjectStore::sha256`] when it matters.
     pub sha256: Option<String>,
+    /// When the object was last written (the bucket's LastModified, the file's mtime): gc's
+    /// grace period is measured from it.
+    pub modified: Option<SystemTime>,
+}
+
+/// One listed object: its key, size and age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The key, relative to the store's prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written, where the store tells.
+    pub modified: Option<SystemTime>,
 }
 
 /// The content of an object to write.
@@ -92,14 +107,44 @@ pub trait ObjectStore: Send + Sync {
     /// The whole content of a small object, `None` when it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
+    /// The `Content-Type` a reader of the object gets, where the store keeps one (buckets);
+    /// `None` when it does not exist or the store keeps no such metadata (folders).
+    async fn content_type(&self, _key: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Size and hex sha256 of an object's actual bytes (never its metadata), read as a
+    /// stream so a large object is not held in memory; `None` when it does not exist.
+    /// `alba verify` uses it to prove what readers download.
+    async fn hash_content(&self, key: &str) -> Result<Option<(u64, String)>> {
+        let bytes = self.get(key).await?;
+        Ok(bytes.map(|b| (b.len() as u64, crate::digest::sha256_hex(&b))))
+    }
+
     /// Writes an object; readers never see a partial object.
     async fn put(&self, put: &Put) -> Result<()>;
 
     /// Every key that starts with `prefix`, sorted.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_detailed(prefix)
+            .await?
+            .into_iter()
+            .map(|l| l.key)
+            .collect())
+    }
+
+    /// Every object whose key starts with `prefix`, sorted by key, with size and age (what
+    /// gc's grace period needs, in one listing).
+    async fn list_detailed(&self, prefix: &str) -> Result<Vec<Listed>>;
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Requests retried so far (transient faults ridden out), for the report.
+    fn retries(&self) -> u64 {
+        0
+    }
 }
 
 /// Opens the object store behind a target URL (`s3://` or `file:`).

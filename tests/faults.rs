@@ -1,0 +1,955 @@
+//! Faults are normal: alba against real Garage and Debian's registry through a fault proxy of
+//! the harness's own (tests/common/fault_proxy.rs: 503 SlowDown, 500 with an HTML body, 429
+//! with Retry-After, dropped connections; optional latency on writes).
+//!
+//! - releases in a row at 20 % faults to static binaries on Garage, images on a Garage static
+//!   registry and images on a registry all complete, and read back completely (website
+//!   endpoint, skopeo `copy --all` with digests verified);
+//! - seeded interleavings of pushes and `gc --keep N --grace 0s` (the lease is what protects)
+//!   on a static registry and on df-dist-v1, writes slowed so the race window is wide: every
+//!   listed tag and every tag object stays complete, and a push that exited 0 left its tag;
+//! - SIGKILL at random moments of pushes: no listed tag with missing content; the re-run
+//!   completes;
+//! - two pushes of different tags at once to one bucket, under faults: both listed.
+//!
+//! Pushes use the DIR forms (`static push DIR`, `container push DIR`): the same publishers
+//! `alba release` runs, without a Nix build per release, which keeps the run short. Retries
+//! wait 20 ms at first (`--retry-backoff`) instead of 500 ms for the same reason.
+//!
+//! `ALBA_FAULT_MEASURE=1` adds a measurement (completed/attempted at 5 % and 20 % per target
+//! kind, nothing asserted); `ALBA_FAULT_BIN` runs another alba binary there (e.g. an older one).
+
+mod common;
+#[path = "common/images.rs"]
+mod images;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fault_proxy::FaultProxy;
+use common::{Garage, Registry, alba, fixtures};
+use serde_json::Value;
+
+const NAME: &str = "albatros";
+/// Fast retries for tests (the defaults wait 0.5 s at first).
+const FAST: [&str; 4] = ["--retry-backoff", "20ms", "--retry-time", "60s"];
+
+/// `base`, mixed with `ALBA_FAULT_SEED` when set (to run the seeded tests with other seeds).
+fn seed(base: u64) -> u64 {
+    let extra = std::env::var("ALBA_FAULT_SEED").ok();
+    base ^ extra.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// A small linear congruential generator (Knuth's MMIX constants): reproducible, no crate.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n.max(1) as u64) as usize
+    }
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The alba target URL of `bucket` on Garage, through `proxy`.
+fn via(proxy: &FaultProxy, bucket: &str) -> String {
+    format!(
+        "s3://{bucket}?endpoint={}&region={}&s3ForcePathStyle=true",
+        proxy.endpoint(),
+        common::garage::REGION
+    )
+}
+
+/// An alba command with Garage's credentials and fast retries.
+fn alba_on(garage: &Garage) -> common::Alba {
+    let mut cmd = alba();
+    cmd.envs(garage.envs()).args(FAST);
+    cmd
+}
+
+/// Retries the report counts, over all targets.
+fn reported_retries(report: &Value) -> u64 {
+    report["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["retries"].as_u64())
+        .sum()
+}
+
+/// A folder of docker archives (uncompressed): per platform, the `base` layer and one own layer.
+fn image_dir(root: &Path, label: &str, base: &[u8], platforms: &[&str]) -> PathBuf {
+    let dir = root.join(format!("images-{label}"));
+    std::fs::create_dir_all(&dir).expect("image dir");
+    for arch in platforms {
+        let own = images::layer_tar(&[(
+            "bin/albatros",
+            format!("albatros {label} for {arch}").as_bytes(),
+        )]);
+        images::docker_archive(
+            &dir.join(format!("linux.{arch}.tar")),
+            arch,
+            "linux",
+            &[base.to_vec(), own],
+            false,
+        );
+    }
+    dir
+}
+
+fn base_layer(text: &str) -> Vec<u8> {
+    images::layer_tar(&[("etc/os-release", text.as_bytes())])
+}
+
+// ---------------------------------------------------------------------------------------
+// What a reader finds: the checks run straight against Garage, not through the proxy.
+// ---------------------------------------------------------------------------------------
+
+fn get(garage: &Garage, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let (status, _, body) = garage.s3_get(bucket, key);
+    (status == 200).then_some(body)
+}
+
+/// Problems of a static registry: a listed tag or tag object whose index, manifests, config or
+/// layers are missing (or differ from their descriptors). Empty when every tag is complete.
+fn static_registry_problems(garage: &Garage, bucket: &str) -> Vec<String> {
+    let keys: BTreeSet<String> = garage.list_keys(bucket).into_iter().collect();
+    let prefix = format!("v2/{NAME}/manifests/");
+    let mut tags: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix))
+        .filter(|r| !r.starts_with("sha256:") && !r.contains('/'))
+        .map(str::to_string)
+        .collect();
+    if let Some(list) = get(garage, bucket, &format!("v2/{NAME}/tags/list")) {
+        let listed: Vec<String> =
+            serde_json::from_value(json(&list)["tags"].clone()).expect("tags/list has tags");
+        tags.extend(listed);
+    }
+    let mut problems = Vec::new();
+    for tag in &tags {
+        let Some(index) = get(garage, bucket, &format!("{prefix}{tag}")) else {
+            problems.push(format!("tag {tag} is listed but has no tag object"));
+            continue;
+        };
+        check_descriptors(garage, bucket, &json(&index), tag, &mut problems);
+    }
+    problems
+}
+
+fn check_descriptors(
+    garage: &Garage,
+    bucket: &str,
+    doc: &Value,
+    tag: &str,
+    problems: &mut Vec<String>,
+) {
+    let manifests = doc["manifests"].as_array().into_iter().flatten();
+    for m in manifests {
+        let digest = m["digest"].as_str().unwrap_or_default();
+        match get(garage, bucket, &format!("v2/{NAME}/manifests/{digest}")) {
+            Some(bytes) if common::sha256_hex(&bytes) == digest[7..] => {
+                check_descriptors(garage, bucket, &json(&bytes), tag, problems)
+            }
+            Some(_) => problems.push(format!("{tag}: manifest {digest} has other bytes")),
+            None => problems.push(format!("{tag}: manifest {digest} is missing")),
+        }
+    }
+    let blobs = doc
+        .get("config")
+        .into_iter()
+        .chain(doc["layers"].as_array().into_iter().flatten());
+    for b in blobs {
+        let digest = b["digest"].as_str().unwrap_or_default();
+        match get(garage, bucket, &format!("v2/{NAME}/blobs/{digest}")) {
+            Some(bytes) if common::sha256_hex(&bytes) == digest[7..] => {}
+            Some(_) => problems.push(format!("{tag}: blob {digest} has other bytes")),
+            None => problems.push(format!("{tag}: blob {digest} is missing")),
+        }
+    }
+}
+
+/// Problems of df-dist-v1: a listed tag or tag document whose binaries are missing or differ.
+fn df_dist_problems(garage: &Garage, bucket: &str) -> Vec<String> {
+    let keys = garage.list_keys(bucket);
+    let prefix = format!("df-dist-v1/{NAME}/");
+    let mut tags: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix))
+        .filter(|r| !r.contains('/'))
+        .map(str::to_string)
+        .collect();
+    if let Some(doc) = get(garage, bucket, &format!("df-dist-v1/{NAME}")) {
+        let listed: Vec<String> =
+            serde_json::from_value(json(&doc)["tags"].clone()).expect("name document tags");
+        tags.extend(listed);
+    }
+    let mut problems = Vec::new();
+    for tag in &tags {
+        let Some(doc) = get(garage, bucket, &format!("{prefix}{tag}")) else {
+            problems.push(format!("tag {tag} is listed but has no tag document"));
+            continue;
+        };
+        for flavor in json(&doc)["flavors"].as_array().into_iter().flatten() {
+            let p = &flavor["platform"];
+            let dir = format!(
+                "{prefix}{tag}/{}/{}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            );
+            for r in flavor["resources"].as_array().into_iter().flatten() {
+                let key = format!("{dir}/{}", r["path"].as_str().unwrap_or("?"));
+                match get(garage, bucket, &key) {
+                    Some(bytes)
+                        if Some(common::sha256_hex(&bytes).as_str()) == r["sha256"].as_str() => {}
+                    Some(_) => problems.push(format!("{tag}: {key} has other bytes")),
+                    None => problems.push(format!("{tag}: {key} is missing")),
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The tags of a static registry's `tags/list`.
+fn listed_image_tags(garage: &Garage, bucket: &str) -> Vec<String> {
+    let list = get(garage, bucket, &format!("v2/{NAME}/tags/list")).expect("tags/list");
+    serde_json::from_value(json(&list)["tags"].clone()).expect("tags")
+}
+
+/// The tags of df-dist-v1's name document.
+fn listed_static_tags(garage: &Garage, bucket: &str) -> Vec<String> {
+    let doc = get(garage, bucket, &format!("df-dist-v1/{NAME}")).expect("name document");
+    serde_json::from_value(json(&doc)["tags"].clone()).expect("tags")
+}
+
+/// Pulls `reference` with `skopeo copy --all` and checks every digest; returns the index digest.
+fn pull_all(reference: &str, work: &Path, label: &str) -> String {
+    let oci = work.join(format!("oci-{label}"));
+    let _ = std::fs::remove_dir_all(&oci);
+    common::skopeo_copy_all(reference, &oci);
+    assert!(common::verify_oci_layout(&oci) > 0);
+    let index = json(&std::fs::read(oci.join("index.json")).expect("index.json"));
+    index["manifests"][0]["digest"]
+        .as_str()
+        .expect("a digest")
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Releases in a row at 20 % faults
+// ---------------------------------------------------------------------------------------
+
+/// Ten static pushes through 20 % faults all complete; every listed tag reads back through
+/// the website endpoint with the pushed bytes.
+#[test]
+fn static_binaries_on_garage_ride_out_20_percent_faults() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    garage.create_bucket("download");
+    let proxy = FaultProxy::start(garage.s3_port, 0.2, 0x5717);
+    let target = via(&proxy, "download");
+    let work = tempfile::tempdir().expect("temp dir");
+    let systems = ["x86_64-linux", "i686-linux", "aarch64-linux"];
+    let expected = fixtures::static_dir(&work.path().join("df"), NAME, &systems);
+    let mut retries = 0;
+    for i in 0..10 {
+        let out = alba_on(&garage)
+            .args(["--json", "static", "push", "-t", &format!("{NAME}:1.0.{i}")])
+            .arg(work.path().join("df"))
+            .arg(&target)
+            .run();
+        assert!(
+            out.status.success(),
+            "push {i} failed ({})\n{}",
+            proxy.summary(),
+            text(&out)
+        );
+        retries += reported_retries(&json(&out.stdout));
+    }
+    eprintln!(
+        "static at 20 %: 10/10 complete; {}; {retries} retries reported",
+        proxy.summary()
+    );
+    assert!(retries > 0, "the report counts the retries");
+    let tags = listed_static_tags(&garage, "download");
+    assert_eq!(tags.len(), 10, "{tags:?}");
+    for tag in &tags {
+        for (system, files) in &expected {
+            let (os, arch, _) = fixtures::platform(system);
+            for (file, bytes) in files {
+                let path = format!("/df-dist-v1/{NAME}/{tag}/{os}/{arch}/{file}");
+                let (status, _, body) = garage.web_get("download", &path);
+                assert_eq!(status, 200, "GET {path}");
+                assert!(&body == bytes, "{path}: bytes differ");
+            }
+        }
+    }
+    assert_eq!(df_dist_problems(&garage, "download"), Vec::<String>::new());
+}
+
+/// Ten image pushes to a Garage static registry through 20 % faults all complete; every
+/// listed tag pulls completely through the website endpoint with skopeo.
+#[test]
+fn images_on_a_garage_static_registry_ride_out_20_percent_faults() {
+    if !common::skopeo_available() {
+        return;
+    }
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    garage.create_bucket("localhost");
+    let proxy = FaultProxy::start(garage.s3_port, 0.2, 0x1a6e);
+    let target = via(&proxy, "localhost");
+    let work = tempfile::tempdir().expect("temp dir");
+    let base = base_layer("ID=base\n");
+    let mut pushed = BTreeMap::new();
+    let mut retries = 0;
+    for i in 0..10 {
+        let tag = format!("1.{i}");
+        let dir = image_dir(work.path(), &tag, &base, &["amd64", "arm64"]);
+        let out = alba_on(&garage)
+            .args([
+                "--json",
+                "container",
+                "push",
+                "-t",
+                &format!("{NAME}:{tag}"),
+            ])
+            .arg(&dir)
+            .arg(&target)
+            .run();
+        assert!(
+            out.status.success(),
+            "push {tag} failed ({})\n{}",
+            proxy.summary(),
+            text(&out)
+        );
+        let report = json(&out.stdout);
+        retries += reported_retries(&report);
+        let digest = report["targets"][0]["index_digest"]
+            .as_str()
+            .expect("digest");
+        pushed.insert(tag, digest.to_string());
+    }
+    eprintln!(
+        "images on Garage at 20 %: 10/10 complete; {}; {retries} retries reported",
+        proxy.summary()
+    );
+    assert!(retries > 0, "the report counts the retries");
+    assert_eq!(
+        static_registry_problems(&garage, "localhost"),
+        Vec::<String>::new()
+    );
+    let listed = listed_image_tags(&garage, "localhost");
+    assert_eq!(listed, pushed.keys().cloned().collect::<Vec<_>>());
+    for (tag, digest) in &pushed {
+        let reference = format!(
+            "docker://{}",
+            garage.web_registry_ref(&format!("{NAME}:{tag}"))
+        );
+        let raw = common::skopeo_inspect_raw(&reference, false);
+        assert_eq!(
+            &format!("sha256:{}", common::sha256_hex(&raw)),
+            digest,
+            "{tag}"
+        );
+        pull_all(&reference, work.path(), tag);
+    }
+}
+
+/// Ten image pushes to Debian's registry through 20 % faults all complete; every tag pulls
+/// completely with skopeo.
+#[test]
+fn images_on_a_registry_ride_out_20_percent_faults() {
+    if !common::skopeo_available() {
+        return;
+    }
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let proxy = FaultProxy::start(registry.port, 0.2, 0x4e61);
+    let target = format!("docker://127.0.0.1:{}/{NAME}", proxy.port);
+    let work = tempfile::tempdir().expect("temp dir");
+    let base = base_layer("ID=base\n");
+    let mut retries = 0;
+    for i in 0..10 {
+        let tag = format!("1.{i}");
+        let dir = image_dir(work.path(), &tag, &base, &["amd64", "arm64"]);
+        let out = alba()
+            .args(FAST)
+            .args([
+                "--json",
+                "container",
+                "push",
+                "-t",
+                &format!("{NAME}:{tag}"),
+            ])
+            .arg(&dir)
+            .arg(&target)
+            .run();
+        assert!(
+            out.status.success(),
+            "push {tag} failed ({})\n{}",
+            proxy.summary(),
+            text(&out)
+        );
+        retries += reported_retries(&json(&out.stdout));
+        let reference = format!("docker://{}/{NAME}:{tag}", registry.host());
+        let digest = pull_all(&reference, work.path(), &tag);
+        let reported = json(&out.stdout)["targets"][0]["index_digest"].clone();
+        assert_eq!(
+            reported.as_str(),
+            Some(digest.as_str()),
+            "{tag}: skopeo pulled another index"
+        );
+    }
+    eprintln!(
+        "images on the registry at 20 %: 10/10 complete; {}; {retries} retries reported",
+        proxy.summary()
+    );
+    assert!(retries > 0, "the report counts the retries");
+}
+
+// ---------------------------------------------------------------------------------------
+// gc beside a running push
+// ---------------------------------------------------------------------------------------
+
+/// A spawned alba with its output captured (its temp cache lives as long as this value).
+struct Running {
+    child: Child,
+    _alba: common::Alba,
+}
+
+fn spawn(mut cmd: common::Alba) -> Running {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start alba");
+    Running { child, _alba: cmd }
+}
+
+impl Running {
+    fn wait(self) -> Output {
+        self.child.wait_with_output().expect("wait for alba")
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one interleaving test pushes to and checks.
+#[derive(Clone, Copy)]
+enum Layout {
+    StaticRegistry,
+    DfDist,
+}
+
+impl Layout {
+    fn problems(self, garage: &Garage, bucket: &str) -> Vec<String> {
+        match self {
+            Layout::StaticRegistry => static_registry_problems(garage, bucket),
+            Layout::DfDist => df_dist_problems(garage, bucket),
+        }
+    }
+
+    fn has_tag(self, garage: &Garage, bucket: &str, tag: &str) -> bool {
+        let key = match self {
+            Layout::StaticRegistry => format!("v2/{NAME}/manifests/{tag}"),
+            Layout::DfDist => format!("df-dist-v1/{NAME}/{tag}"),
+        };
+        get(garage, bucket, &key).is_some()
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Layout::StaticRegistry => "container",
+            Layout::DfDist => "static",
+        }
+    }
+
+    /// The DIR of push number `step`: images share one of three base layers (so a push
+    /// reuses blobs a gc may be removing with an old tag); binaries differ per step.
+    fn input(self, work: &Path, step: usize, rng: &mut Lcg) -> PathBuf {
+        match self {
+            Layout::StaticRegistry => {
+                let base = base_layer(&format!("ID=base{}\n", rng.below(3)));
+                image_dir(work, &format!("{step}"), &base, &["amd64", "arm64"])
+            }
+            Layout::DfDist => {
+                let dir = work.join(format!("df-{step}"));
+                for arch in ["amd64", "arm64"] {
+                    let folder = dir.join("linux").join(arch);
+                    std::fs::create_dir_all(&folder).expect("df dir");
+                    let bytes = fixtures::fake_binary(NAME, arch, &format!("{step}"));
+                    std::fs::write(folder.join(NAME), bytes).expect("binary");
+                }
+                dir
+            }
+        }
+    }
+}
+
+/// [`alba_on`], or `ALBA_FAULT_BIN` with its default retries (to show an older alba fails here).
+fn alba_or_other(garage: &Garage) -> common::Alba {
+    let Some(bin) = std::env::var_os("ALBA_FAULT_BIN") else {
+        return alba_on(garage);
+    };
+    let mut cmd = alba();
+    *cmd = std::process::Command::new(bin);
+    cmd.envs(garage.envs());
+    cmd
+}
+
+/// Seeded interleavings of a push and a `gc --keep N --grace 0s` of the same name, writes
+/// slowed to 0.1 s each: after each step every listed tag and tag object is complete, and the
+/// push (which exits 0) left its tag.
+fn push_beside_gc(layout: Layout, base_seed: u64, steps: usize) {
+    let seed = seed(base_seed);
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let bucket = "race";
+    garage.create_bucket(bucket);
+    let proxy = FaultProxy::start(garage.s3_port, 0.0, seed);
+    proxy.set_write_latency(Duration::from_millis(100));
+    let target = via(&proxy, bucket);
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut rng = Lcg(seed);
+    let kind = layout.kind();
+    let (mut leased, mut waited) = (0, 0);
+    for step in 0..steps {
+        let tag = format!("0.{}", step + 1);
+        let dir = layout.input(work.path(), step, &mut rng);
+        let mut push = alba_or_other(&garage);
+        push.args([kind, "push", "-t", &format!("{NAME}:{tag}")])
+            .arg(&dir)
+            .arg(&target);
+        let push = spawn(push);
+        std::thread::sleep(Duration::from_millis(rng.below(1500) as u64));
+        let keep = (1 + rng.below(2)).to_string();
+        let mut gc = alba_or_other(&garage);
+        gc.args([kind, "gc", "-t", NAME, "--keep", &keep]);
+        if std::env::var_os("ALBA_FAULT_BIN").is_none() {
+            gc.args(["--grace", "0s"]);
+        }
+        gc.arg(&target);
+        let gc = spawn(gc).wait();
+        let push = push.wait();
+        let context = format!("step {step}: push {tag} beside gc --keep {keep}");
+        assert!(
+            push.status.success(),
+            "{context}: the push failed\n{}",
+            text(&push)
+        );
+        assert!(gc.status.success(), "{context}: gc failed\n{}", text(&gc));
+        let problems = layout.problems(&garage, bucket);
+        assert!(
+            problems.is_empty(),
+            "{context}: {problems:#?}\n--- gc\n{}\n--- push\n{}",
+            text(&gc),
+            text(&push)
+        );
+        leased += String::from_utf8_lossy(&gc.stderr).contains("in flight") as usize;
+        waited += String::from_utf8_lossy(&push.stderr).contains("a gc is running") as usize;
+        assert!(
+            layout.has_tag(&garage, bucket, &tag),
+            "{context}: the push exited 0 but {tag} is gone\n{}",
+            text(&gc)
+        );
+    }
+    // The interleavings did overlap: gc saw leases, pushes waited for gc.
+    eprintln!(
+        "{kind}: {steps} steps, gc kept leased content in {leased}, the push waited for gc in {waited}"
+    );
+    assert!(leased + waited > 0, "no step overlapped");
+}
+
+#[test]
+fn gc_beside_image_pushes_on_a_garage_static_registry() {
+    push_beside_gc(Layout::StaticRegistry, 0x6c_0001, 20);
+}
+
+#[test]
+fn gc_beside_static_pushes_on_df_dist() {
+    push_beside_gc(Layout::DfDist, 0x6c_0002, 20);
+}
+
+// ---------------------------------------------------------------------------------------
+// SIGKILL
+// ---------------------------------------------------------------------------------------
+
+/// Pushes killed at random moments (writes slowed so a push takes about a second): no listed
+/// tag ever lacks content, and the re-run completes.
+#[test]
+fn pushes_killed_at_random_moments_leave_no_broken_tag() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let bucket = "killed";
+    garage.create_bucket(bucket);
+    let proxy = FaultProxy::start(garage.s3_port, 0.0, 0x9);
+    proxy.set_write_latency(Duration::from_millis(60));
+    let target = via(&proxy, bucket);
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut rng = Lcg(seed(0x4b11));
+    for round in 0..20 {
+        let layout = if round % 2 == 0 {
+            Layout::StaticRegistry
+        } else {
+            Layout::DfDist
+        };
+        let tag = format!("2.{round}");
+        let dir = layout.input(work.path(), 100 + round, &mut rng);
+        let push = |cmd: &mut common::Alba| {
+            cmd.args([layout.kind(), "push", "-t", &format!("{NAME}:{tag}")])
+                .arg(&dir)
+                .arg(&target);
+        };
+        let mut first = alba_on(&garage);
+        push(&mut first);
+        let running = spawn(first);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(rng.below(1200) as u64));
+        running.kill();
+        let context = format!(
+            "round {round}: {} push of {tag} killed after {:?}",
+            layout.kind(),
+            started.elapsed()
+        );
+        for l in [Layout::StaticRegistry, Layout::DfDist] {
+            let problems = l.problems(&garage, bucket);
+            assert!(problems.is_empty(), "{context}: {problems:#?}");
+        }
+        let mut again = alba_on(&garage);
+        push(&mut again);
+        again.run_expect(0);
+        assert!(
+            layout.has_tag(&garage, bucket, &tag),
+            "{context}: the re-run left no tag"
+        );
+        assert!(
+            layout.problems(&garage, bucket).is_empty(),
+            "{context}: after the re-run"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Two releases at once
+// ---------------------------------------------------------------------------------------
+
+/// Two static pushes and two image pushes of different tags at once to one bucket, through
+/// 20 % faults and slowed writes: all four tags are listed afterwards, complete.
+#[test]
+fn two_releases_at_once_to_one_bucket_are_both_listed_under_faults() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let bucket = "both";
+    garage.create_bucket(bucket);
+    let proxy = FaultProxy::start(garage.s3_port, 0.2, 0x2);
+    proxy.set_write_latency(Duration::from_millis(50));
+    let target = via(&proxy, bucket);
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut rng = Lcg(0x22);
+    for round in 0..3 {
+        let (a, b) = (format!("3.{round}.0"), format!("3.{round}.1"));
+        let mut running = Vec::new();
+        for layout in [Layout::StaticRegistry, Layout::DfDist] {
+            for tag in [&a, &b] {
+                let dir = layout.input(work.path(), 200 + running.len() + 10 * round, &mut rng);
+                let mut cmd = alba_on(&garage);
+                cmd.args([layout.kind(), "push", "-t", &format!("{NAME}:{tag}")])
+                    .arg(&dir)
+                    .arg(&target);
+                running.push(spawn(cmd));
+            }
+        }
+        for r in running {
+            let out = r.wait();
+            assert!(
+                out.status.success(),
+                "round {round}: ({})\n{}",
+                proxy.summary(),
+                text(&out)
+            );
+        }
+        let images = listed_image_tags(&garage, bucket);
+        let binaries = listed_static_tags(&garage, bucket);
+        for tag in [&a, &b] {
+            assert!(
+                images.contains(tag),
+                "round {round}: tags/list {images:?} lacks {tag}"
+            );
+            assert!(
+                binaries.contains(tag),
+                "round {round}: name document {binaries:?} lacks {tag}"
+            );
+        }
+        assert!(static_registry_problems(&garage, bucket).is_empty());
+        assert!(df_dist_problems(&garage, bucket).is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurement (ALBA_FAULT_MEASURE=1)
+// ---------------------------------------------------------------------------------------
+
+/// Completed/attempted pushes at 5 % and 20 % faults per target kind, with alba's default
+/// retry settings (or `ALBA_FAULT_BIN`'s binary); prints, asserts nothing.
+#[test]
+fn measure_completion_under_faults() {
+    if std::env::var_os("ALBA_FAULT_MEASURE").is_none() {
+        eprintln!("SKIP: set ALBA_FAULT_MEASURE=1 to measure");
+        return;
+    }
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let Some(registry) = Registry::try_start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let df = work.path().join("df");
+    fixtures::static_dir(&df, NAME, &["x86_64-linux", "aarch64-linux"]);
+    let bin = std::env::var_os("ALBA_FAULT_BIN");
+    for (rate, seed) in [(0.05, 5u64), (0.2, 20)] {
+        let kinds = [
+            "static on Garage",
+            "images on Garage",
+            "images on a registry",
+        ];
+        for (k, kind) in kinds.into_iter().enumerate() {
+            let bucket = format!("m{}-{k}", (rate * 100.0) as u32);
+            garage.create_bucket(&bucket);
+            let upstream = if kind.ends_with("registry") {
+                registry.port
+            } else {
+                garage.s3_port
+            };
+            let proxy = FaultProxy::start(upstream, rate, seed);
+            let mut completed = 0;
+            for i in 0..10 {
+                let tag = format!("{}.{i}", (rate * 100.0) as u32);
+                let mut cmd = alba();
+                if let Some(bin) = &bin {
+                    *cmd = std::process::Command::new(bin);
+                }
+                cmd.envs(garage.envs());
+                match kind {
+                    "static on Garage" => cmd
+                        .args(["static", "push", "-t", &format!("{NAME}:{tag}")])
+                        .arg(&df)
+                        .arg(via(&proxy, &bucket)),
+                    "images on Garage" => {
+                        let dir = image_dir(
+                            work.path(),
+                            &format!("m{tag}"),
+                            &base_layer("m"),
+                            &["amd64", "arm64"],
+                        );
+                        cmd.args(["container", "push", "-t", &format!("{NAME}:{tag}")])
+                            .arg(dir)
+                            .arg(via(&proxy, &bucket))
+                    }
+                    _ => {
+                        let dir = image_dir(
+                            work.path(),
+                            &format!("r{tag}"),
+                            &base_layer("r"),
+                            &["amd64", "arm64"],
+                        );
+                        let repo = format!(
+                            "docker://127.0.0.1:{}/m{}",
+                            proxy.port,
+                            (rate * 100.0) as u32
+                        );
+                        cmd.args(["container", "push", "-t", &format!("{NAME}:{tag}")])
+                            .arg(dir)
+                            .arg(repo)
+                    }
+                };
+                if cmd.run().status.success() {
+                    completed += 1;
+                }
+            }
+            eprintln!(
+                "MEASURE {kind} at {} %: {completed}/10 ({})",
+                (rate * 100.0) as u32,
+                proxy.summary()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What gc keeps, and what a final failure says
+// ---------------------------------------------------------------------------------------
+
+/// Blob keys of the static registry in `bucket`.
+fn blob_keys(garage: &Garage, bucket: &str) -> BTreeSet<String> {
+    let prefix = format!("v2/{NAME}/blobs/");
+    garage.s3().list_keys(bucket, &prefix).into_iter().collect()
+}
+
+fn gc_run(garage: &Garage, kind: &str, target: &str, extra: &[&str]) -> String {
+    let mut cmd = alba_on(garage);
+    cmd.args([kind, "gc", "-t", NAME, "--keep", "5"])
+        .args(extra)
+        .arg(target);
+    String::from_utf8_lossy(&cmd.run_expect(0).stderr).into_owned()
+}
+
+/// What no tag references stays while younger than `--grace` (default 1 h) and while a live
+/// lease names it, and the dry run says so; an expired lease protects nothing.
+#[test]
+fn gc_keeps_young_and_leased_objects_and_says_why() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let bucket = "grace";
+    garage.create_bucket(bucket);
+    let target = garage.s3_url(bucket);
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path(), "g", &base_layer("g"), &["amd64"]);
+    alba_on(&garage)
+        .args(["container", "push", "-t", &format!("{NAME}:1.0")])
+        .arg(&dir)
+        .arg(&target)
+        .run_expect(0);
+    // A push that died before its tag: content, no tag.
+    garage
+        .s3()
+        .delete(bucket, &format!("v2/{NAME}/manifests/1.0"));
+    let blobs = blob_keys(&garage, bucket);
+    assert_eq!(blobs.len(), 3, "{blobs:?}");
+    let said = gc_run(&garage, "container", &target, &["--dry-run"]);
+    assert!(said.contains("younger than --grace"), "{said}");
+    gc_run(&garage, "container", &target, &[]);
+    assert_eq!(
+        blob_keys(&garage, bucket),
+        blobs,
+        "the grace period keeps them"
+    );
+
+    let kept = blobs.iter().next().expect("a blob").clone();
+    let digest = kept.rsplit('/').next().expect("digest").to_string();
+    let lease = |expires: u64| {
+        let doc = serde_json::json!({
+            "id": "by-hand", "kind": "push", "name": NAME, "created": 0,
+            "expires": expires, "digests": [digest],
+        });
+        garage.s3_put(
+            bucket,
+            ".alba/leases/by-hand.json",
+            doc.to_string().as_bytes(),
+            "application/json",
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    lease(now + 3600);
+    let said = gc_run(
+        &garage,
+        "container",
+        &target,
+        &["--grace", "0s", "--dry-run"],
+    );
+    assert!(
+        said.contains(&format!(
+            "keep {kept}: named by the lease of a push in flight (by-hand)"
+        )),
+        "{said}"
+    );
+    gc_run(&garage, "container", &target, &["--grace", "0s"]);
+    assert_eq!(blob_keys(&garage, bucket), BTreeSet::from([kept.clone()]));
+    lease(1);
+    gc_run(&garage, "container", &target, &["--grace", "0s"]);
+    assert!(
+        blob_keys(&garage, bucket).is_empty(),
+        "an expired lease protects nothing"
+    );
+
+    // Binaries without a tag document, the same way.
+    let df = work.path().join("df");
+    fixtures::static_dir(&df, NAME, &["x86_64-linux"]);
+    alba_on(&garage)
+        .args(["static", "push", "-t", &format!("{NAME}:1.0")])
+        .arg(&df)
+        .arg(&target)
+        .run_expect(0);
+    garage
+        .s3()
+        .delete(bucket, &format!("df-dist-v1/{NAME}/1.0"));
+    let said = gc_run(&garage, "static", &target, &["--dry-run"]);
+    assert!(said.contains("younger than --grace"), "{said}");
+    let binary = format!("df-dist-v1/{NAME}/1.0/linux/amd64/{NAME}");
+    gc_run(&garage, "static", &target, &[]);
+    assert!(
+        get(&garage, bucket, &binary).is_some(),
+        "kept within the grace period"
+    );
+    gc_run(&garage, "static", &target, &["--grace", "0s"]);
+    assert!(
+        get(&garage, bucket, &binary).is_none(),
+        "left over, old enough: removed"
+    );
+}
+
+/// A store that keeps failing: the push fails, and the error names the object, the attempts
+/// and the last error; nothing is listed.
+#[test]
+fn a_final_failure_names_the_object_the_attempts_and_the_last_error() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    garage.create_bucket("down");
+    let proxy = FaultProxy::start(garage.s3_port, 1.0, 0xdead);
+    proxy.set_writes_only(true);
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = image_dir(work.path(), "f", &base_layer("f"), &["amd64"]);
+    let out = alba_on(&garage)
+        .args([
+            "--retries",
+            "4",
+            "container",
+            "push",
+            "-t",
+            &format!("{NAME}:1.0"),
+        ])
+        .arg(&dir)
+        .arg(via(&proxy, "down"))
+        .run_expect(1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(stderr.contains("writing "), "names the object: {stderr}");
+    assert!(
+        stderr.contains("failed after 4 attempts; last error: "),
+        "names the attempts and the last error: {stderr}"
+    );
+    assert!(garage.list_keys("down").is_empty(), "nothing written");
+}
