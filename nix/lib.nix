@@ -5,7 +5,9 @@
 #   alba.lib.systems                   the Nix systems alba knows
 #   alba.lib.platformString "armv6l-linux"   -> "linux/arm/v6"
 #   alba.lib.mkRelease { name; systems; static ? ; container ? ; }
-#                                      the release description with its defaults filled in;
+#                                      the release description, checked, with `attrs` and
+#                                      `targets` filled in (an absent `attr` stays absent:
+#                                      see fillSection);
 #                                      a typo, an unknown system or a missing name fails
 #                                      at evaluation time, before anything is built
 #   alba.lib.checkRelease { ... }      the list of problems mkRelease would refuse ([ ] if none)
@@ -38,6 +40,7 @@ let
   topKeys = [
     "name"
     "systems"
+    "source"
     "static"
     "container"
   ];
@@ -45,11 +48,15 @@ let
     "attr"
     "attrs"
     "targets"
+    "sbom"
+    "annotations"
+    "aliases"
   ];
 
-  defaultAttr = {
+  # Examples for error messages only: mkRelease never writes a default `attr` (fillSection).
+  exampleAttr = {
     static = name: "packages.{system}.${name}";
-    container = name: "packages.{system}.docker.${name}";
+    container = name: "legacyPackages.{system}.docker.${name}";
   };
 
   # Letters, digits, '.', '_' and '-', not starting with '.' (src/names.rs check_name).
@@ -71,7 +78,7 @@ let
       ++ (
         if section ? attr && !(builtins.isString section.attr && section.attr != "") then
           [
-            "`${kind}.attr` must be a non-empty string such as ${show (defaultAttr.${kind} "NAME")}, not ${typeOf section.attr}"
+            "`${kind}.attr` must be a non-empty string such as ${show (exampleAttr.${kind} "NAME")}, not ${typeOf section.attr}"
           ]
         else
           [ ]
@@ -151,11 +158,17 @@ let
           [ ]
       );
 
-  fillSection = kind: name: section: {
-    attr = section.attr or (defaultAttr.${kind} name);
-    attrs = section.attrs or { };
-    targets = section.targets or [ ];
-  };
+  # No default `attr`: without one, alba looks the attribute up the way Nix resolves an
+  # installable (packages.{system}.<name>, then legacyPackages.{system}.<name>; for images
+  # packages.{system}.docker.<name>, then legacyPackages.{system}.docker.<name>). Writing
+  # one default here would pin the first place and break flakes that use the second.
+  fillSection =
+    section:
+    {
+      attrs = section.attrs or { };
+      targets = section.targets or [ ];
+    }
+    // (if section ? attr then { inherit (section) attr; } else { });
 
   mkRelease =
     description:
@@ -175,9 +188,9 @@ let
         inherit name;
         inherit (description) systems;
       }
-      // (if description ? static then { static = fillSection "static" name description.static; } else { })
+      // (if description ? static then { static = fillSection description.static; } else { })
       // (
-        if description ? container then { container = fillSection "container" name description.container; } else { }
+        if description ? container then { container = fillSection description.container; } else { }
       );
 
   platformString =

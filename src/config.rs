@@ -18,6 +18,9 @@ pub struct Release {
     pub name: String,
     /// Nix systems to build, e.g. `x86_64-linux`.
     pub systems: Vec<String>,
+    /// The project's URL, for `org.opencontainers.image.source`.
+    #[serde(default)]
+    pub source: Option<String>,
     /// Static binaries, if the release has any.
     #[serde(rename = "static", default)]
     pub static_: Option<Section>,
@@ -39,6 +42,22 @@ pub struct Section {
     /// Target URLs to publish to.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Publish a CycloneDX SBOM of each artifact's Nix closure (default true).
+    #[serde(default)]
+    pub sbom: Option<bool>,
+    /// Extra OCI annotations on the index and every manifest (container only).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Semver alias tags X.Y, X and `latest` (container only), like `--aliases`.
+    #[serde(default)]
+    pub aliases: Option<bool>,
+}
+
+impl Section {
+    /// True unless the section says `sbom = false`.
+    pub fn wants_sbom(&self) -> bool {
+        self.sbom.unwrap_or(true)
+    }
 }
 
 /// The two kinds of artifacts a release publishes.
@@ -105,6 +124,20 @@ impl Release {
                 && attr.trim().is_empty()
             {
                 bail_input!("{source}: {kind:?} attr is empty; remove it to use the default");
+            }
+        }
+        if let Some(s) = &self.static_
+            && (!s.annotations.is_empty() || s.aliases.is_some())
+        {
+            bail_input!(
+                "{source}: `annotations` and `aliases` belong in `container`, not in `static`"
+            );
+        }
+        if let Some(c) = &self.container {
+            for key in c.annotations.keys() {
+                if key.trim().is_empty() {
+                    bail_input!("{source}: container.annotations has an empty key");
+                }
             }
         }
         Ok(())

@@ -68,9 +68,11 @@ impl Flake {
         let meta: Metadata =
             serde_json::from_str(json).context("parsing `nix flake metadata --json`")?;
         let is_git = meta.locked["type"].as_str() == Some("git");
+        // Nix 2.8 keeps a subflake's `?dir=sub` in `locked.url`; 2.26 moves it to `locked.dir`.
         let local_git = meta.locked["url"]
             .as_str()
             .and_then(|u| u.strip_prefix("file://"))
+            .and_then(|u| u.split('?').next())
             .filter(|_| is_git)
             .map(PathBuf::from);
         Ok(Flake {
@@ -310,6 +312,85 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
+/// One store path of a closure, from `nix path-info --json --recursive`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    /// The store path.
+    pub path: String,
+    /// Its NAR hash as Nix prints it (`sha256:<nix32>` in 2.8, `sha256-<base64>` in 2.19+).
+    pub nar_hash: String,
+    /// Its NAR size.
+    pub nar_size: u64,
+    /// The store paths it references (itself excluded).
+    pub references: Vec<String>,
+}
+
+impl Nix {
+    /// The runtime closures of `paths`: every store path they reach, with hashes and references.
+    pub async fn path_infos(&self, paths: &[PathBuf]) -> Result<Vec<PathInfo>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![
+            "path-info".to_string(),
+            "--json".into(),
+            "--recursive".into(),
+        ];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("nix path-info", &args).await?;
+        parse_path_infos(&out)
+    }
+}
+
+/// Parses `nix path-info --json`: a list of objects with `path` (Nix 2.8–2.18) or an object
+/// keyed by store path (Nix 2.19 and later).
+fn parse_path_infos(json: &str) -> Result<Vec<PathInfo>> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).context("parsing `nix path-info --json`")?;
+    let entries: Vec<(String, &serde_json::Value)> = match &value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|i| Some((i["path"].as_str()?.to_string(), i)))
+            .collect(),
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        _ => anyhow::bail!("`nix path-info --json` printed neither a list nor an object"),
+    };
+    let mut infos: Vec<PathInfo> = entries
+        .into_iter()
+        .map(|(path, v)| {
+            let mut references: Vec<String> = v["references"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .map(|r| store_path(r, &path))
+                .filter(|r| *r != path)
+                .collect();
+            references.sort();
+            PathInfo {
+                nar_hash: v["narHash"].as_str().unwrap_or_default().to_string(),
+                nar_size: v["narSize"].as_u64().unwrap_or(0),
+                references,
+                path,
+            }
+        })
+        .collect();
+    infos.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(infos)
+}
+
+/// A reference as a full store path (some Nix versions print base names only).
+fn store_path(reference: &str, beside: &str) -> String {
+    if reference.starts_with('/') {
+        return reference.to_string();
+    }
+    let dir = Path::new(beside)
+        .parent()
+        .unwrap_or(Path::new("/nix/store"));
+    dir.join(reference).display().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +460,12 @@ mod tests {
         )
         .unwrap();
         assert!(dirty226.dirty);
+        // A subflake (`?dir=sub`): 2.8 keeps the query in locked.url, 2.26 has locked.dir.
+        let sub28 = Flake::from_metadata(
+            r#"{"url":"git+file:///src?dir=sub","locked":{"type":"git","url":"file:///src?dir=sub","dir":"sub"}}"#,
+        )
+        .unwrap();
+        assert_eq!(sub28.local_git, Some(PathBuf::from("/src")));
         // A path: flake has no git tree to be dirty.
         let path = Flake::from_metadata(
             r#"{"url":"path:/src?narHash=x","locked":{"type":"path","path":"/src"}}"#,
@@ -394,5 +481,22 @@ mod tests {
             "\u{1b}[35;1mwarning:\u{1b}[0m Git tree '/x' is dirty"
         ));
         assert!(!is_dirty_warning("building '/nix/store/x.drv'..."));
+    }
+
+    #[test]
+    fn path_infos_of_both_json_shapes() {
+        let old = r#"[{"path":"/nix/store/aaa-hello-2.12","narHash":"sha256:1abc","narSize":10,
+            "references":["/nix/store/aaa-hello-2.12","/nix/store/bbb-glibc-2.40"]},
+            {"path":"/nix/store/bbb-glibc-2.40","narHash":"sha256:1def","narSize":20,"references":[]}]"#;
+        let new = r#"{"/nix/store/bbb-glibc-2.40":{"narHash":"sha256-3q2+7w==","narSize":20,"references":[]},
+            "/nix/store/aaa-hello-2.12":{"narHash":"sha256-AAAA","narSize":10,
+            "references":["/nix/store/aaa-hello-2.12","/nix/store/bbb-glibc-2.40"]}}"#;
+        for json in [old, new] {
+            let infos = parse_path_infos(json).unwrap();
+            assert_eq!(infos.len(), 2);
+            assert_eq!(infos[0].path, "/nix/store/aaa-hello-2.12");
+            assert_eq!(infos[0].references, ["/nix/store/bbb-glibc-2.40"]);
+            assert_eq!(infos[1].nar_size, 20);
+        }
     }
 }

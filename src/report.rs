@@ -60,6 +60,9 @@ pub struct TargetReport {
     pub objects: Vec<Object>,
     /// Bytes actually sent.
     pub bytes_sent: u64,
+    /// Requests retried after a transient fault (connection trouble, 429, 5xx): the push
+    /// went through, but the network or the store was having a bad time.
+    pub retries: u64,
     /// Dry run: nothing was written.
     pub dry_run: bool,
     /// The image index digest, for containers.
@@ -83,6 +86,7 @@ impl TargetReport {
             tags: tags.to_vec(),
             objects: Vec::new(),
             bytes_sent: 0,
+            retries: 0,
             dry_run,
             index_digest: None,
         }
@@ -126,6 +130,10 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
     /// Total bytes sent.
     pub bytes_sent: u64,
+    /// Why the run failed, when it did: the same text as the `error:` line on stderr, so a
+    /// report kept as a CI artifact tells a failed release from a finished one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Report {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::fixtures::{self, Expected, FlakeFixture, SYSTEMS};
-use common::{Garage, alba, nix_available};
+use common::{Garage, NixVersion, alba, nix_available};
 use serde_json::{Value, json};
 
 /// Starts Garage with a `download` bucket, or returns `None` (SKIP outside CI).
@@ -16,6 +16,12 @@ fn garage_and_nix() -> Option<Garage> {
         common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
         return None;
     }
+    download_garage()
+}
+
+/// Starts Garage with a `download` bucket, or returns `None` (SKIP outside CI); for tests
+/// run per Nix version (`nix_tests!` checks that Nix).
+fn download_garage() -> Option<Garage> {
     let garage = Garage::try_start()?;
     garage.create_bucket("download");
     Some(garage)
@@ -26,6 +32,35 @@ fn garage_and_nix() -> Option<Garage> {
 fn platform_path(system: &str) -> String {
     let (os, arch, _) = fixtures::platform(system);
     format!("{os}/{arch}")
+}
+
+/// A tag document without the fields alba adds beside the Go tool's (checksums, signature,
+/// SBOMs), after checking that they name files of the tag as DESIGN.md lays them out.
+fn without_additions(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    assert_eq!(doc["checksums"], "SHA256SUMS", "{doc}");
+    let top = doc.as_object_mut().expect("a tag document is an object");
+    top.remove("checksums");
+    top.remove("signature");
+    for flavor in doc["flavors"].as_array_mut().into_iter().flatten() {
+        let file = flavor["resources"][0]["path"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let (os, arch) = (
+            &flavor["platform"]["os"],
+            &flavor["platform"]["architecture"],
+        );
+        let expected_sbom = format!(
+            "{}/{}/{file}.cdx.json",
+            os.as_str().unwrap_or(""),
+            arch.as_str().unwrap_or("")
+        );
+        if let Some(sbom) = flavor.as_object_mut().and_then(|f| f.remove("sbom")) {
+            assert_eq!(sbom, expected_sbom.as_str());
+        }
+    }
+    doc
 }
 
 /// The tag document DESIGN.md specifies for `expected`, flavors in platform order.
@@ -77,7 +112,7 @@ fn check_website(
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
     let doc: Value = serde_json::from_slice(&body).expect("tag document is JSON");
-    assert_eq!(doc, expected_tag_document(expected));
+    assert_eq!(without_additions(&doc), expected_tag_document(expected));
     let (status, headers, body) = garage.web_get(bucket, &format!("/df-dist-v1/{name}"));
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
@@ -107,7 +142,7 @@ fn check_folder(root: &Path, name: &str, tag: &str, expected: &Expected, tags: &
             .expect("tag document"),
     )
     .expect("JSON");
-    assert_eq!(tag_doc, expected_tag_document(expected));
+    assert_eq!(without_additions(&tag_doc), expected_tag_document(expected));
     let name_doc = std::fs::read_to_string(root.join(format!("df-dist-v1/{name}/index.json")))
         .expect("name document");
     assert_eq!(name_doc, json!({ "name": name, "tags": tags }).to_string());
@@ -126,9 +161,8 @@ fn json_report(output: &std::process::Output) -> Value {
     })
 }
 
-#[test]
-fn release_to_garage_and_folder_then_second_tag_and_rerun() {
-    let Some(garage) = garage_and_nix() else {
+fn release_to_garage_and_folder_then_second_tag_and_rerun(nix: NixVersion) {
+    let Some(garage) = download_garage() else {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
@@ -139,7 +173,8 @@ fn release_to_garage_and_folder_then_second_tag_and_rerun() {
         .static_targets(&[&s3, &folder])
         .write(&work.path().join("flake"));
 
-    let output = alba()
+    let output = nix
+        .alba()
         .envs(garage.envs())
         .args(["--json", "--flake"])
         .arg(&flake.dir)
@@ -164,7 +199,7 @@ fn release_to_garage_and_folder_then_second_tag_and_rerun() {
     check_folder(&out, "albatros", "0.9", &flake.expected, &["0.9"]);
 
     // Another tag keeps the first in the name document, newest first.
-    alba()
+    nix.alba()
         .envs(garage.envs())
         .arg("--flake")
         .arg(&flake.dir)
@@ -193,7 +228,8 @@ fn release_to_garage_and_folder_then_second_tag_and_rerun() {
     let key = "df-dist-v1/albatros/1.0/linux/amd64/albatros";
     let before = garage.s3().head("download", key).1["last-modified"].clone();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let output = alba()
+    let output = nix
+        .alba()
         .envs(garage.envs())
         .args(["--json", "--flake"])
         .arg(&flake.dir)
@@ -212,7 +248,8 @@ fn release_to_garage_and_folder_then_second_tag_and_rerun() {
     }
 
     // static ls lists both tags with platforms and sizes.
-    let output = alba()
+    let output = nix
+        .alba()
         .envs(garage.envs())
         .args(["static", "ls", "-t", "albatros"])
         .arg(&s3)
@@ -225,10 +262,10 @@ fn release_to_garage_and_folder_then_second_tag_and_rerun() {
     let size = flake.expected["x86_64-linux"]["albatros"].len();
     assert!(listing.contains(&format!("{size} B")), "{listing}");
 }
+nix_tests!(release_to_garage_and_folder_then_second_tag_and_rerun);
 
-#[test]
-fn folder_packages_publish_their_bin_files() {
-    let Some(garage) = garage_and_nix() else {
+fn folder_packages_publish_their_bin_files(nix: NixVersion) {
+    let Some(garage) = download_garage() else {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
@@ -237,7 +274,7 @@ fn folder_packages_publish_their_bin_files() {
         .salt("folder")
         .static_targets(&[&garage.s3_url("download")])
         .write(&work.path().join("flake"));
-    alba()
+    nix.alba()
         .envs(garage.envs())
         .arg("--flake")
         .arg(&flake.dir)
@@ -257,6 +294,7 @@ fn folder_packages_publish_their_bin_files() {
         "bin/tool and bin/tool-helper"
     );
 }
+nix_tests!(folder_packages_publish_their_bin_files);
 
 #[test]
 fn seed_dir_form_and_dry_run() {
@@ -291,7 +329,11 @@ fn seed_dir_form_and_dry_run() {
         .as_array()
         .expect("objects")
         .clone();
-    assert_eq!(objects.len(), 3 + 2, "three binaries and two documents");
+    assert_eq!(
+        objects.len(),
+        3 + 1 + 2,
+        "three binaries, SHA256SUMS and two documents"
+    );
     assert!(objects.iter().all(|o| o["status"] == "new"), "{objects:?}");
     assert!(
         garage.list_keys("download").is_empty(),
@@ -327,7 +369,7 @@ fn seed_dir_form_and_dry_run() {
         .iter()
         .map(|o| o["status"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(statuses, ["exists"; 5]);
+    assert_eq!(statuses, ["exists"; 6]);
 }
 
 /// Runs alba expecting `code`, and checks stderr names the problem; returns stderr.
@@ -344,9 +386,8 @@ fn expect_error(alba: &mut common::Alba, code: i32, needles: &[&str]) -> String 
     stderr
 }
 
-#[test]
-fn bad_inputs_are_clear_errors_and_write_nothing() {
-    let Some(garage) = garage_and_nix() else {
+fn bad_inputs_are_clear_errors_and_write_nothing(nix: NixVersion) {
+    let Some(garage) = download_garage() else {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
@@ -359,25 +400,25 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     };
 
     // Nix missing.
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     release(&mut cmd);
     cmd.env("PATH", "/nonexistent").args(["release", "0.9"]);
     expect_error(&mut cmd, 2, &["nix was not found", "--nix"]);
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     release(&mut cmd);
     cmd.args(["--nix", "/nonexistent/nix", "release", "0.9"]);
     expect_error(&mut cmd, 2, &["/nonexistent/nix"]);
 
     // A tag with '/', '..' or spaces.
     for tag in ["a/b", "..", "0 9"] {
-        let mut cmd = alba();
+        let mut cmd = nix.alba();
         release(&mut cmd);
         cmd.args(["release", tag]);
         expect_error(&mut cmd, 2, &["is not valid"]);
     }
 
     // A malformed target URL.
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     release(&mut cmd);
     cmd.args(["release", "0.9", "--target", "s3://download?endpont=x"]);
     expect_error(&mut cmd, 2, &["endpont", "known:"]);
@@ -387,13 +428,13 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
         "s3://download?endpoint=http://127.0.0.1:{}&region=garage&s3ForcePathStyle=true",
         common::free_port()
     );
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     release(&mut cmd);
     cmd.args(["release", "0.9", "--target", &closed]);
     expect_error(&mut cmd, 1, &["could not reach the endpoint"]);
 
     // Wrong credentials: the secret never appears.
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     release(&mut cmd);
     cmd.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-0123456789")
         .args(["release", "0.9"]);
@@ -407,7 +448,7 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     let bad_dir = work.path().join("bad-df");
     std::fs::create_dir_all(bad_dir.join("linux")).expect("mkdir");
     std::fs::write(bad_dir.join("linux/albatros"), b"x").expect("write");
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     cmd.envs(garage.envs())
         .args(["static", "push", "-t", "albatros:0.9"])
         .arg(&bad_dir)
@@ -415,7 +456,7 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     expect_error(&mut cmd, 2, &["df/linux/amd64/albatros"]);
 
     // A name with a slash.
-    let mut cmd = alba();
+    let mut cmd = nix.alba();
     cmd.envs(garage.envs())
         .args(["static", "push", "-t", "alba/tros:0.9"])
         .arg(&bad_dir)
@@ -428,13 +469,9 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
         garage.list_keys("download")
     );
 }
+nix_tests!(bad_inputs_are_clear_errors_and_write_nothing);
 
-#[test]
-fn bad_release_descriptions_and_failing_builds() {
-    if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
-        return;
-    }
+fn bad_release_descriptions_and_failing_builds(nix: NixVersion) {
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("out");
     let cases: BTreeMap<&str, (&str, &[&str])> = BTreeMap::from([
@@ -476,7 +513,7 @@ fn bad_release_descriptions_and_failing_builds() {
             format!("{{ outputs = {{ self }}: {{ {body} }}; }}"),
         )
         .expect("write");
-        let mut cmd = alba();
+        let mut cmd = nix.alba();
         cmd.arg("--flake")
             .arg(&dir)
             .args(["release", "0.9", "--target"])
@@ -485,18 +522,15 @@ fn bad_release_descriptions_and_failing_builds() {
     }
     assert!(!out.exists(), "nothing was written");
 }
+nix_tests!(bad_release_descriptions_and_failing_builds);
 
-#[test]
-fn build_prints_the_artifact_set_matched_by_drv_path() {
-    if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
-        return;
-    }
+fn build_prints_the_artifact_set_matched_by_drv_path(nix: NixVersion) {
     let work = tempfile::tempdir().expect("tempdir");
     let flake = FlakeFixture::new("albatros", &SYSTEMS)
         .salt("build")
         .write(&work.path().join("flake"));
-    let output = alba()
+    let output = nix
+        .alba()
         .args(["--json", "--flake"])
         .arg(&flake.dir)
         .arg("build")
@@ -510,7 +544,7 @@ fn build_prints_the_artifact_set_matched_by_drv_path() {
         let path = artifact["path"].as_str().expect("store path");
         assert!(path.starts_with("/nix/store/"), "{path}");
         // Each platform's fixture has different bytes: a position mix-up would show here.
-        let bytes = std::fs::read(path).expect("read the store path");
+        let bytes = std::fs::read(nix.host_path(path)).expect("read the store path");
         assert!(
             bytes == flake.expected[system]["albatros"],
             "{system}: {path} holds another platform's bytes"
@@ -520,7 +554,8 @@ fn build_prints_the_artifact_set_matched_by_drv_path() {
         assert_eq!(artifact["platform"]["architecture"], arch);
         assert_eq!(artifact["platform"]["variant"].as_str(), variant);
     }
-    let plain = alba()
+    let plain = nix
+        .alba()
         .arg("--flake")
         .arg(&flake.dir)
         .arg("build")
@@ -530,4 +565,274 @@ fn build_prints_the_artifact_set_matched_by_drv_path() {
         text.contains("linux/arm/v6") && text.contains("/nix/store/"),
         "{text}"
     );
+}
+nix_tests!(build_prints_the_artifact_set_matched_by_drv_path);
+
+/// `static push` without DIR builds the flake's release and publishes it to the TARGET given.
+fn static_push_without_dir_builds_the_flake(nix: NixVersion) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("out");
+    let flake = FlakeFixture::new("albatros", &["x86_64-linux", "armv6l-linux"])
+        .salt("push-flake")
+        .write(&work.path().join("flake"));
+    nix.alba()
+        .arg("--flake")
+        .arg(&flake.dir)
+        .args(["static", "push", "-t", "albatros:0.9"])
+        .arg(format!("file:{}", out.display()))
+        .run_expect(0);
+    check_folder(&out, "albatros", "0.9", &flake.expected, &["0.9"]);
+}
+nix_tests!(static_push_without_dir_builds_the_flake);
+
+/// Writes `bytes` as `df/<rel>` (the seed's DIR form).
+fn dir_file(df: &Path, rel: &str, bytes: &[u8]) {
+    let path = df.join(rel);
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(&path, bytes).expect("write");
+}
+
+/// Reads a tag document through the website and checks that a download page building
+/// `<tag>/<os>/<arch>/<path>` (as the Go tool's pages do) gets every binary; returns
+/// `os/arch[/variant] path` per flavor.
+fn flavors_as_a_page_reads_them(
+    garage: &Garage,
+    tag: &str,
+    bytes: &BTreeMap<&str, Vec<u8>>,
+) -> Vec<String> {
+    let (status, _, body) = garage.web_get("download", &format!("/df-dist-v1/albatros/{tag}"));
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_slice(&body).expect("tag document is JSON");
+    let mut seen = Vec::new();
+    for flavor in doc["flavors"].as_array().expect("flavors") {
+        let p = &flavor["platform"];
+        let (os, arch) = (
+            p["os"].as_str().expect("os"),
+            p["architecture"].as_str().expect("arch"),
+        );
+        let path = flavor["resources"][0]["path"].as_str().expect("path");
+        let url = format!("/df-dist-v1/albatros/{tag}/{os}/{arch}/{path}");
+        let (status, _, body) = garage.web_get("download", &url);
+        assert_eq!(status, 200, "GET {url}");
+        let platform = match p["variant"].as_str() {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        };
+        assert_eq!(&body, &bytes[platform.as_str()], "{url}");
+        seen.push(format!("{platform} {path}"));
+    }
+    seen
+}
+
+#[test]
+fn arm_binaries_sit_at_the_go_tools_paths_with_variant_levels_only_on_a_clash() {
+    let Some(garage) = garage_and_nix() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let s3 = garage.s3_url("download");
+    let bytes: BTreeMap<&str, Vec<u8>> = [
+        ("linux/amd64", b"amd64 binary".to_vec()),
+        ("linux/arm", b"arm binary (seed form)".to_vec()),
+        ("linux/arm/v6", b"armv6l binary".to_vec()),
+        ("linux/arm/v7", b"armv7l binary".to_vec()),
+    ]
+    .into();
+    let push = |df: &Path, tag: &str| {
+        alba()
+            .envs(garage.envs())
+            .args(["static", "push", "-t", &format!("albatros:{tag}")])
+            .arg(df)
+            .arg(&s3)
+            .run_expect(0);
+    };
+
+    // The seed's `df/linux/arm/albatros` publishes at the Go tool's `linux/arm/albatros`.
+    let seed = work.path().join("seed");
+    dir_file(&seed, "linux/amd64/albatros", &bytes["linux/amd64"]);
+    dir_file(&seed, "linux/arm/albatros", &bytes["linux/arm"]);
+    push(&seed, "1.0");
+    assert_eq!(
+        flavors_as_a_page_reads_them(&garage, "1.0", &bytes),
+        ["linux/amd64 albatros", "linux/arm albatros"]
+    );
+
+    // One arm flavor with a variant: still `linux/arm/albatros`, the variant an extra field.
+    let one = work.path().join("one");
+    dir_file(&one, "linux/amd64/albatros", &bytes["linux/amd64"]);
+    dir_file(&one, "linux/arm/v6/albatros", &bytes["linux/arm/v6"]);
+    push(&one, "1.1");
+    assert_eq!(
+        flavors_as_a_page_reads_them(&garage, "1.1", &bytes),
+        ["linux/amd64 albatros", "linux/arm/v6 albatros"]
+    );
+    let (status, _, body) =
+        garage.web_get("download", "/df-dist-v1/albatros/1.1/linux/arm/albatros");
+    assert_eq!((status, body), (200, bytes["linux/arm/v6"].clone()));
+
+    // armv6l and armv7l together share linux/arm: the variant becomes a level of their paths.
+    let clash = work.path().join("clash");
+    dir_file(&clash, "linux/amd64/albatros", &bytes["linux/amd64"]);
+    dir_file(&clash, "linux/arm/v6/albatros", &bytes["linux/arm/v6"]);
+    dir_file(&clash, "linux/arm/v7/albatros", &bytes["linux/arm/v7"]);
+    push(&clash, "2.0");
+    assert_eq!(
+        flavors_as_a_page_reads_them(&garage, "2.0", &bytes),
+        [
+            "linux/amd64 albatros",
+            "linux/arm/v6 v6/albatros",
+            "linux/arm/v7 v7/albatros"
+        ]
+    );
+
+    // ls shows both shapes; rm removes the variant levels with their tag.
+    let listing = alba()
+        .envs(garage.envs())
+        .args(["static", "ls", "-t", "albatros", &s3])
+        .run_expect(0);
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(
+        listing.contains("linux/arm/v7") && listing.contains("1.0"),
+        "{listing}"
+    );
+    alba()
+        .envs(garage.envs())
+        .args(["static", "rm", "-t", "albatros:2.0", &s3])
+        .run_expect(0);
+    let left: Vec<String> = garage
+        .list_keys("download")
+        .into_iter()
+        .filter(|k| k.contains("/2.0"))
+        .collect();
+    assert!(left.is_empty(), "rm left {left:?}");
+}
+
+/// A flake in a git repository with one commit, then an uncommitted change.
+fn dirty_git_flake(dir: &Path, s3: &str) -> common::fixtures::WrittenFlake {
+    let flake = FlakeFixture::new("albatros", &["x86_64-linux"])
+        .static_targets(&[s3])
+        .write(dir);
+    common::git_commit_all(dir, "fixture");
+    std::fs::write(dir.join("flake.nix"), {
+        let text = std::fs::read_to_string(dir.join("flake.nix")).expect("flake.nix");
+        format!("{text}\n# an uncommitted change\n")
+    })
+    .expect("edit flake.nix");
+    flake
+}
+
+fn a_dirty_git_tree_is_refused_unless_allowed(nix: NixVersion) {
+    let Some(garage) = download_garage() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let s3 = garage.s3_url("download");
+    let dir = work.path().join("flake");
+    dirty_git_flake(&dir, &s3);
+    let flake_ref = format!("git+file://{}", dir.display());
+
+    let output = nix
+        .alba()
+        .envs(garage.envs())
+        .args(["--flake", &flake_ref, "release", "0.9"])
+        .run_expect(2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("uncommitted changes")
+            && stderr.contains("flake.nix")
+            && stderr.contains("--allow-dirty"),
+        "{stderr}"
+    );
+    assert!(
+        garage.list_keys("download").is_empty(),
+        "refused, nothing written"
+    );
+
+    // Nix warns "Git tree … is dirty" on every call; alba shows it once per run.
+    let warn_dirty = format!("{}warn-dirty = true\n", common::nix::NIX_CONFIG);
+    let output = nix
+        .alba()
+        .envs(garage.envs())
+        .env("NIX_CONFIG", &warn_dirty)
+        .args([
+            "--json",
+            "--flake",
+            &flake_ref,
+            "release",
+            "0.9",
+            "--allow-dirty",
+        ])
+        .run_expect(0);
+    let report = json_report(&output);
+    assert_eq!(report["flake"]["dirty"], true, "{report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("' is dirty").count(),
+        1,
+        "Nix's warning once per run: {stderr}"
+    );
+    let (status, _, _) =
+        garage.web_get("download", "/df-dist-v1/albatros/0.9/linux/amd64/albatros");
+    assert_eq!(status, 200);
+}
+nix_tests!(a_dirty_git_tree_is_refused_unless_allowed);
+
+/// A flake in a subfolder of a git repository (Nix locks it as `git+file:…?dir=sub`, which
+/// 2.8 and 2.26 spell differently): a clean tree releases and reports its commit; a change to
+/// a tracked file is refused and named.
+fn a_git_subflake_reports_its_revision_and_its_changes(nix: NixVersion) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = work.path().join("repo");
+    let out = work.path().join("out");
+    let flake = FlakeFixture::new("albatros", &["x86_64-linux"])
+        .salt("git-subflake")
+        .write(&repo.join("sub"));
+    common::git_commit_all(&repo, "fixture");
+    let head = common::git(&repo, &["rev-parse", "HEAD"]);
+    let release = |tag: &str| {
+        let mut alba = nix.alba();
+        alba.args(["--json", "--flake"])
+            .arg(&flake.dir)
+            .args(["release", tag, "--target"])
+            .arg(format!("file:{}", out.display()));
+        alba
+    };
+
+    let report = json_report(&release("1.0").run_expect(0));
+    assert_eq!(report["flake"]["revision"], head.trim(), "{report}");
+    assert_eq!(report["flake"]["dirty"], false, "{report}");
+    let url = report["flake"]["url"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("git+file://") && url.contains("dir=sub"),
+        "{url}"
+    );
+    check_folder(&out, "albatros", "1.0", &flake.expected, &["1.0"]);
+
+    std::fs::write(flake.dir.join("bin-x86_64-linux"), b"changed").expect("edit");
+    let output = release("1.1").run_expect(2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sub/bin-x86_64-linux") && stderr.contains("--allow-dirty"),
+        "{stderr}"
+    );
+    assert!(!out.join("df-dist-v1/albatros/1.1").exists(), "refused");
+}
+nix_tests!(a_git_subflake_reports_its_revision_and_its_changes);
+
+#[test]
+fn an_unknown_scheme_is_named_with_the_accepted_ones() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let df = work.path().join("df");
+    fixtures::static_dir(&df, "albatros", &["x86_64-linux"]);
+    let output = alba()
+        .args(["static", "push", "-t", "albatros:0.9"])
+        .arg(&df)
+        .arg("ftp://x")
+        .run_expect(2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ftp://") && stderr.contains("s3://") && stderr.contains("docker://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("two folders"), "{stderr}");
 }

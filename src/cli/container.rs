@@ -8,13 +8,15 @@ use clap::Subcommand;
 use oci_client::RegistryOperation;
 
 use super::Global;
-use super::push_args::{self, LsArgs, PushArgs, split_dir_target};
+use super::push_args::{self, LsArgs, Publication, PushArgs, split_dir_target};
 use crate::config::Kind;
-use crate::image::{self, ImageSet, LoadOptions};
+use crate::image::{self, LoadOptions};
+use crate::meta::ReleaseMeta;
 use crate::names;
 use crate::platform::Platform;
 use crate::publish::credentials;
 use crate::publish::oci::{self, OciSink, PushOptions};
+use crate::publish::oci_known;
 use crate::publish::oci_registry::RegistrySink;
 use crate::publish::oci_static::StaticRegistry;
 use crate::report::{Report, TargetReport};
@@ -50,46 +52,39 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     names::check_oci_tag(&nt.tag)?;
     let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
-    let (images, targets) = match dir {
+    let (images, targets, meta, sboms) = match dir {
         Some(dir) => {
             let targets = push_args::required(target)?;
-            (image::scan_dir(&dir)?, targets)
+            let meta = ReleaseMeta::version_only(&nt.tag);
+            (image::scan_dir(&dir)?, targets, meta, Default::default())
         }
         None => {
-            let (set, targets) =
-                push_args::from_flake(global, &ui, Kind::Container, target).await?;
-            (set.images(), targets)
+            let built =
+                push_args::from_flake(global, &ui, Kind::Container, target, &nt.tag).await?;
+            (built.set.images(), built.targets, built.meta, built.sboms)
         }
     };
     let mut report = Report::default();
-    let tags = std::slice::from_ref(&nt.tag);
-    let result = publish_all(
-        global,
-        &ui,
-        &nt.name,
-        tags,
-        &images,
-        &targets,
-        args.dry_run,
-        &mut report,
-    )
-    .await;
+    let publication = Publication::push(nt, meta, sboms, args.dry_run);
+    let result = publish_all(global, &ui, &publication, &images, &targets, &mut report).await;
     global.print_report(&report)?;
     result
 }
 
 /// Loads the images once, then pushes them under every tag to every target.
-#[allow(clippy::too_many_arguments)]
 pub async fn publish_all(
     global: &Global,
     ui: &Ui,
-    name: &str,
-    tags: &[String],
+    publication: &Publication,
     images: &[(Platform, PathBuf)],
     targets: &[Target],
-    dry_run: bool,
     report: &mut Report,
 ) -> Result<()> {
+    let (name, tags, dry_run) = (
+        publication.name.as_str(),
+        publication.tags.as_slice(),
+        publication.dry_run,
+    );
     names::check_name(name)?;
     for tag in tags {
         names::check_oci_tag(tag)?;
@@ -100,15 +95,23 @@ pub async fn publish_all(
     for (platform, path) in images {
         ui.line(format!("{platform} {}", path.display()));
     }
+    let mut sinks = Vec::new();
+    for t in targets {
+        sinks.push(sink_for(global, t, &repository, tags).await?);
+    }
+    let (known, mut unreachable) = known_layers(ui, targets, &sinks, global.compression).await;
     let opts = LoadOptions {
         compression: global.compression,
         cache_dir: global.cache_dir(),
         jobs: 0,
+        annotations: publication.meta.annotations(),
+        known,
     };
     let spinner = ui.spinner("reading and compressing layers");
     let loaded = image::load(images.to_vec(), &opts).await;
     spinner.finish_and_clear();
-    let set = loaded?;
+    let mut set = loaded?;
+    set.attach_sboms(&publication.sboms)?;
     ui.section("merge system images");
     for image in &set.images {
         let size: u64 = image.layers.iter().map(|l| l.size).sum();
@@ -122,12 +125,11 @@ pub async fn publish_all(
     }
     let layers: usize = set.images.iter().map(|i| i.layers.len()).sum();
     ui.line(format!(
-        "index {} ({} of {layers} layers compressed, the rest known from the cache)",
+        "index {} ({} of {layers} layers compressed, the rest known from the cache, a target or another platform)",
         set.index_digest, set.layers_compressed
     ));
     let mut failure = None;
-    for t in targets {
-        let (sink, target_tags) = sink_for(global, t, &repository, tags).await?;
+    for (n, (t, (sink, target_tags))) in targets.iter().zip(sinks).enumerate() {
         ui.section(format!(
             "push to {t}{}",
             if dry_run { " (dry run)" } else { "" }
@@ -139,16 +141,18 @@ pub async fn publish_all(
             &target_tags,
             dry_run,
         );
-        let result = push_to(
-            &*sink,
-            &set,
-            &target_tags,
-            global,
+        let opts = PushOptions {
+            jobs: global.jobs(),
             dry_run,
-            ui,
-            &mut target_report,
-        )
-        .await;
+            aliases: publication.aliases.clone(),
+        };
+        // A target whose check failed before loading fails the same way now, without
+        // waiting for its retries a second time.
+        let result = match unreachable[n].take() {
+            Some(e) => Err(e),
+            None => oci::push(&*sink, &set, &target_tags, &opts, ui, &mut target_report).await,
+        };
+        target_report.retries = sink.retries();
         report.push(target_report);
         match result {
             Ok(()) => ui.line(if dry_run {
@@ -165,20 +169,34 @@ pub async fn publish_all(
     failure.map_or(Ok(()), Err)
 }
 
-async fn push_to(
-    sink: &dyn OciSink,
-    set: &ImageSet,
-    tags: &[String],
-    global: &Global,
-    dry_run: bool,
+/// What the targets hold already of this image's layers (the target as a cache): read before
+/// compressing, so a runner with an empty cache compresses only what they lack. Also returns,
+/// per target, the error of its check (sign-in, reachability), which fails its push. A target
+/// that cannot be read otherwise teaches nothing.
+async fn known_layers(
     ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let opts = PushOptions {
-        jobs: global.jobs(),
-        dry_run,
-    };
-    oci::push(sink, set, tags, &opts, ui, report).await
+    targets: &[Target],
+    sinks: &[(Arc<dyn OciSink>, Vec<String>)],
+    compression: image::Compression,
+) -> (Vec<image::KnownLayer>, Vec<Option<anyhow::Error>>) {
+    let (mut known, mut unreachable) = (Vec::new(), Vec::new());
+    for (t, (sink, _)) in targets.iter().zip(sinks) {
+        if let Err(e) = sink.check().await {
+            unreachable.push(Some(e));
+            continue;
+        }
+        unreachable.push(None);
+        match oci_known::known_layers(&**sink, compression).await {
+            Ok(layers) => {
+                if !layers.is_empty() {
+                    ui.line(format!("{t}: {} layers published before", layers.len()));
+                }
+                known.extend(layers);
+            }
+            Err(e) => tracing::debug!("cannot read the layers {t} holds: {e:#}"),
+        }
+    }
+    (known, unreachable)
 }
 
 /// The sink for a target, and the tags to write there: a registry URL's own tag wins over

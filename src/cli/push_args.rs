@@ -10,8 +10,48 @@ use super::Global;
 use crate::artifact::{self, ArtifactSet};
 use crate::bail_input;
 use crate::config::Kind;
+use crate::meta::ReleaseMeta;
 use crate::target::{self, Target};
 use crate::ui::Ui;
+
+/// One publish run: what goes out under which tags, with which metadata.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The release name.
+    pub name: String,
+    /// The tags, the version first.
+    pub tags: Vec<String>,
+    /// Version, revision, time and source (annotations, SBOM metadata).
+    pub meta: ReleaseMeta,
+    /// Print the plan, write nothing.
+    pub dry_run: bool,
+    /// Semver aliases (`--aliases`): the version, parsed.
+    pub aliases: Option<semver::Version>,
+    /// Signs static checksums (`--sign-key`).
+    pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
+    /// A CycloneDX SBOM per platform (of this kind's artifacts).
+    pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+}
+
+impl Publication {
+    /// What a `push` publishes: one tag, no aliases, no signature.
+    pub fn push(
+        nt: crate::names::NameTag,
+        meta: ReleaseMeta,
+        sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+        dry_run: bool,
+    ) -> Publication {
+        Publication {
+            name: nt.name,
+            tags: vec![nt.tag],
+            meta,
+            dry_run,
+            aliases: None,
+            signer: None,
+            sboms,
+        }
+    }
+}
 
 /// Arguments of `alba static push` and `alba container push`.
 #[derive(Debug, Args)]
@@ -57,19 +97,33 @@ pub fn split_dir_target(args: &[String]) -> Result<(Option<PathBuf>, Option<Targ
     Ok((dir, target))
 }
 
+/// What a push takes from the flake: the artifacts, the targets and the release's metadata.
+pub struct FromFlake {
+    /// The artifacts built.
+    pub set: ArtifactSet,
+    /// The explicit target, else the configured ones.
+    pub targets: Vec<Target>,
+    /// Metadata for `tag`.
+    pub meta: ReleaseMeta,
+    /// The SBOM of each artifact, unless the section says `sbom = false`.
+    pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+}
+
 /// Builds one kind of the flake's release; the targets are `explicit`, else the configured ones.
 pub async fn from_flake(
     global: &Global,
     ui: &Ui,
     kind: Kind,
     explicit: Option<Target>,
-) -> Result<(ArtifactSet, Vec<Target>)> {
+    tag: &str,
+) -> Result<FromFlake> {
     let part = match kind {
         Kind::Static => "static",
         Kind::Container => "container",
     };
     let nix = global.nix()?;
-    let flake = nix.lock(&global.flake).await?.url;
+    let locked = nix.lock(&global.flake).await?;
+    let flake = locked.url.clone();
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
     let Some(section) = release.section(kind) else {
         bail_input!("the release description has no `{part}` part; add one or give DIR");
@@ -89,7 +143,24 @@ pub async fn from_flake(
     }
     ui.section("build with nix");
     let set = artifact::build(&nix, &flake, &release, &[kind]).await?;
-    Ok((set, targets))
+    let meta = ReleaseMeta::from_flake(
+        tag,
+        &locked,
+        &global.flake,
+        release.source.as_deref(),
+        &section.annotations,
+    );
+    let sboms = if section.wants_sbom() {
+        crate::sbom::for_artifacts(&nix, &set, kind, &meta).await?
+    } else {
+        Default::default()
+    };
+    Ok(FromFlake {
+        set,
+        targets,
+        meta,
+        sboms,
+    })
 }
 
 /// The target a DIR push needs: an error when none was given.

@@ -1,15 +1,26 @@
 //! `alba release VERSION`: one `nix build`, every kind, every configured target.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use anyhow::Result;
+use bytes::Bytes;
 use clap::Args;
 
 use super::Global;
+use super::push_args::Publication;
 use crate::artifact;
 use crate::bail_input;
 use crate::config::{Kind, Release};
+use crate::meta::ReleaseMeta;
 use crate::names;
 use crate::nix::Flake;
+use crate::platform::Platform;
+use crate::publish::oci::OciSink;
+use crate::publish::oci_registry::RegistrySink;
+use crate::publish::{aliases, credentials};
 use crate::report::Report;
+use crate::sign::Signer;
 use crate::target::{self, Target};
 use crate::ui::Ui;
 
@@ -24,12 +35,23 @@ pub struct ReleaseArgs {
     /// Publish to these targets instead of the configured ones (repeatable).
     #[arg(long = "target", value_name = "URL")]
     pub targets: Vec<String>,
+    /// Semver aliases for images: X.Y.Z also tags X.Y and X when it is the greatest of that
+    /// line on the target, and `latest` when it is the greatest stable release there
+    /// (`container.aliases = true` in the release description does the same).
+    #[arg(long)]
+    pub aliases: bool,
     /// Also publish under these tags, e.g. `--also-tag latest` (repeatable).
     #[arg(long = "also-tag", value_name = "TAG")]
     pub also_tags: Vec<String>,
     /// Print every object that would be written, with exists/new; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Sign each tag's SHA256SUMS with this minisign secret key (`minisign -G` writes one).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<std::path::PathBuf>,
+    /// Read the password of an encrypted --sign-key from stdin (never give it as an argument).
+    #[arg(long, requires = "sign_key")]
+    pub sign_password_stdin: bool,
     /// Release even from a git tree with uncommitted changes (what is published then matches
     /// no commit; the report says so).
     #[arg(long)]
@@ -40,6 +62,10 @@ pub struct ReleaseArgs {
 struct Plan {
     kinds: Vec<(Kind, Vec<Target>)>,
     tags: Vec<String>,
+    /// The version, parsed, when images take semver aliases.
+    aliases: Option<semver::Version>,
+    /// The signing key, loaded (and its password checked) before anything is built.
+    signer: Option<Arc<Signer>>,
 }
 
 /// Runs `alba release`.
@@ -50,17 +76,62 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<()> {
     check_clean(&locked, args.allow_dirty, &ui).await?;
     let flake = locked.url.clone();
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
-    let plan = plan(&release, &args)?;
-    let kinds: Vec<Kind> = plan.kinds.iter().map(|(k, _)| *k).collect();
-    ui.section(format!("build {} {} with nix", release.name, args.version));
-    let set = artifact::build(&nix, &flake, &release, &kinds).await?;
+    let plan = plan(global, &release, &args)?;
     let mut report = Report {
-        flake: Some(locked),
+        flake: Some(locked.clone()),
         ..Report::default()
     };
-    let result = publish(global, &set, &plan, args.dry_run, &mut report).await;
+    let job = Job {
+        nix: &nix,
+        release: &release,
+        plan: &plan,
+        flake: &locked,
+        args: &args,
+    };
+    let result = build_and_publish(global, &job, &mut report).await;
+    report.error = result.as_ref().err().map(|e| format!("{e:#}"));
     global.print_report(&report)?;
+    summary(&ui, &release.name, &args.version, &report, args.dry_run);
     result
+}
+
+/// What one release works from, once planned.
+struct Job<'a> {
+    nix: &'a crate::nix::Nix,
+    release: &'a Release,
+    plan: &'a Plan,
+    flake: &'a Flake,
+    args: &'a ReleaseArgs,
+}
+
+/// Checks the targets, builds with one `nix build`, makes the SBOMs, publishes.
+async fn build_and_publish(global: &Global, job: &Job<'_>, report: &mut Report) -> Result<()> {
+    let (release, args) = (job.release, job.args);
+    let kinds: Vec<Kind> = job.plan.kinds.iter().map(|(k, _)| *k).collect();
+    check_targets(global, job.plan).await?;
+    global
+        .ui()
+        .section(format!("build {} {} with nix", release.name, args.version));
+    let flake = &job.flake.url;
+    let set = artifact::build(job.nix, flake, release, &kinds).await?;
+    let sboms = sboms(job.nix, &set, release, job.plan, job.flake, args).await?;
+    publish(global, &set, job, sboms, report).await
+}
+
+/// The last progress line, so that a long CI log ends with the outcome (on failure the
+/// `error:` line follows it).
+fn summary(ui: &Ui, name: &str, version: &str, report: &Report, dry_run: bool) {
+    let targets = match report.targets.len() {
+        1 => "1 target".to_string(),
+        n => format!("{n} targets"),
+    };
+    let sent = crate::ui::human_size(report.bytes_sent);
+    ui.line(match (&report.error, dry_run) {
+        (None, false) => format!("✅ released {name} {version} to {targets} ({sent} sent)"),
+        (None, true) => format!("✅ dry run of {name} {version} on {targets}: nothing written"),
+        (Some(_), false) => format!("❌ release of {name} {version} failed; the error follows"),
+        (Some(_), true) => format!("❌ dry run of {name} {version} failed; the error follows"),
+    });
 }
 
 /// Refuses a release from a dirty git tree unless `--allow-dirty` is given (then it warns).
@@ -109,7 +180,7 @@ async fn git_changes(dir: &std::path::Path) -> String {
 }
 
 /// Checks tags and targets before anything is built or written.
-fn plan(release: &Release, args: &ReleaseArgs) -> Result<Plan> {
+fn plan(global: &Global, release: &Release, args: &ReleaseArgs) -> Result<Plan> {
     let kinds: Vec<Kind> = match args.only {
         Some(kind) if release.section(kind).is_none() => {
             bail_input!("--only {kind:?}: the release description has no such part")
@@ -141,10 +212,48 @@ fn plan(release: &Release, args: &ReleaseArgs) -> Result<Plan> {
         let targets = targets_for(release, kind, &explicit)?;
         planned.push((kind, targets));
     }
+    let wants_aliases = args.aliases
+        || release
+            .container
+            .as_ref()
+            .is_some_and(|c| c.aliases == Some(true));
+    let publishes_images = planned.iter().any(|(k, _)| *k == Kind::Container);
+    let aliases = if wants_aliases && publishes_images {
+        aliases::check(&args.version)?;
+        Some(aliases::parse_release(&args.version)?)
+    } else {
+        None
+    };
+    let signer = match &args.sign_key {
+        Some(file) => Some(Arc::new(load_signer(
+            global,
+            file,
+            args.sign_password_stdin,
+        )?)),
+        None => None,
+    };
     Ok(Plan {
         kinds: planned,
         tags,
+        aliases,
+        signer,
     })
+}
+
+/// Loads the signing key; its password comes from stdin, which the registry password cannot
+/// share.
+fn load_signer(global: &Global, file: &std::path::Path, password_stdin: bool) -> Result<Signer> {
+    if password_stdin && global.registry_password_stdin {
+        bail_input!(
+            "--sign-password-stdin and --registry-password-stdin both read stdin; give the registry credentials through ~/.docker/config.json (or a credential helper) instead"
+        );
+    }
+    let password = if password_stdin {
+        Some(credentials::stdin_secret("--sign-password-stdin")?)
+    } else {
+        None
+    };
+    Signer::load(file, password.as_ref())
 }
 
 /// The targets of one kind: `--target` ones that suit it, else the configured ones.
@@ -181,27 +290,103 @@ fn targets_for(release: &Release, kind: Kind, explicit: &[Target]) -> Result<Vec
     Ok(targets)
 }
 
+/// Checks that every target answers and takes the credentials, before anything is built or
+/// written: a wrong registry password must not leave a release's binaries published and its
+/// images not (targets are written one after another).
+async fn check_targets(global: &Global, plan: &Plan) -> Result<()> {
+    for t in plan.kinds.iter().flat_map(|(_, targets)| targets) {
+        match t {
+            Target::Registry(r) => {
+                let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
+                RegistrySink::new(r, credentials)?.check().await?;
+            }
+            _ => crate::store::open(t).await?.check().await?,
+        }
+    }
+    Ok(())
+}
+
+/// The SBOMs of each kind whose section wants them (the default), by platform.
+async fn sboms(
+    nix: &crate::nix::Nix,
+    set: &artifact::ArtifactSet,
+    release: &Release,
+    plan: &Plan,
+    flake: &Flake,
+    args: &ReleaseArgs,
+) -> Result<BTreeMap<Kind, BTreeMap<Platform, Bytes>>> {
+    let meta = ReleaseMeta::from_flake(
+        &args.version,
+        flake,
+        "",
+        release.source.as_deref(),
+        &Default::default(),
+    );
+    let mut out = BTreeMap::new();
+    for (kind, _) in &plan.kinds {
+        if release.section(*kind).is_some_and(|s| s.wants_sbom()) {
+            out.insert(
+                *kind,
+                crate::sbom::for_artifacts(nix, set, *kind, &meta).await?,
+            );
+        }
+    }
+    Ok(out)
+}
+
 async fn publish(
     global: &Global,
     set: &artifact::ArtifactSet,
-    plan: &Plan,
-    dry_run: bool,
+    job: &Job<'_>,
+    mut sboms: BTreeMap<Kind, BTreeMap<Platform, Bytes>>,
     report: &mut Report,
 ) -> Result<()> {
+    let (plan, release, flake, args) = (job.plan, job.release, job.flake, job.args);
     let ui = global.ui();
     let mut failure = None;
     for (kind, targets) in &plan.kinds {
+        let extra = match kind {
+            Kind::Static => Default::default(),
+            Kind::Container => release
+                .container
+                .as_ref()
+                .map(|c| c.annotations.clone())
+                .unwrap_or_default(),
+        };
+        let publication = Publication {
+            name: set.name.clone(),
+            tags: plan.tags.clone(),
+            meta: ReleaseMeta::from_flake(
+                &args.version,
+                flake,
+                &global.flake,
+                release.source.as_deref(),
+                &extra,
+            ),
+            dry_run: args.dry_run,
+            aliases: match kind {
+                Kind::Container => plan.aliases.clone(),
+                Kind::Static => None,
+            },
+            signer: match kind {
+                Kind::Static => plan.signer.clone(),
+                Kind::Container => None,
+            },
+            sboms: sboms.remove(kind).unwrap_or_default(),
+        };
         let result = match kind {
-            Kind::Static => publish_static(global, set, targets, &plan.tags, dry_run, report).await,
+            Kind::Static => {
+                let files = set.static_files()?;
+                super::static_cmd::publish_all(global, &ui, &publication, &files, targets, report)
+                    .await
+            }
             Kind::Container => {
                 super::container::publish_all(
                     global,
                     &ui,
-                    &set.name,
-                    &plan.tags,
+                    &publication,
                     &set.images(),
                     targets,
-                    dry_run,
                     report,
                 )
                 .await
@@ -212,20 +397,4 @@ async fn publish(
         }
     }
     failure.map_or(Ok(()), Err)
-}
-
-async fn publish_static(
-    global: &Global,
-    set: &artifact::ArtifactSet,
-    targets: &[Target],
-    tags: &[String],
-    dry_run: bool,
-    report: &mut Report,
-) -> Result<()> {
-    let ui = global.ui();
-    let files = set.static_files()?;
-    super::static_cmd::publish_all(
-        global, &ui, &set.name, tags, &files, targets, dry_run, report,
-    )
-    .await
 }

@@ -4,10 +4,11 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use super::Global;
-use super::push_args::{self, LsArgs, PushArgs, split_dir_target};
+use super::push_args::{self, LsArgs, Publication, PushArgs, split_dir_target};
 use crate::artifact::{self, StaticFile};
 use crate::bail_input;
 use crate::config::Kind;
+use crate::meta::ReleaseMeta;
 use crate::names;
 use crate::publish::df_dist::{self, StaticRelease};
 use crate::report::{Report, TargetReport};
@@ -43,45 +44,49 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
     // Targets and inputs are all checked before anything is built or written.
-    let (files, targets) = match dir {
+    let (files, targets, meta, sboms) = match dir {
         Some(dir) => {
             let targets = push_args::required(target)?;
-            (artifact::scan_static_dir(&dir)?, targets)
+            let meta = ReleaseMeta::version_only(&nt.tag);
+            (
+                artifact::scan_static_dir(&dir)?,
+                targets,
+                meta,
+                Default::default(),
+            )
         }
         None => {
-            let (set, targets) = push_args::from_flake(global, &ui, Kind::Static, target).await?;
-            (set.static_files()?, targets)
+            let built = push_args::from_flake(global, &ui, Kind::Static, target, &nt.tag).await?;
+            (
+                built.set.static_files()?,
+                built.targets,
+                built.meta,
+                built.sboms,
+            )
         }
     };
     let mut report = Report::default();
-    let result = publish_all(
-        global,
-        &ui,
-        &nt.name,
-        std::slice::from_ref(&nt.tag),
-        &files,
-        &targets,
-        args.dry_run,
-        &mut report,
-    )
-    .await;
+    let publication = Publication::push(nt, meta, sboms, args.dry_run);
+    let result = publish_all(global, &ui, &publication, &files, &targets, &mut report).await;
     global.print_report(&report)?;
     result
 }
 
 /// Publishes static files under every tag to every target, in turn (the binaries are hashed
 /// once); returns the first failure after trying all.
-#[allow(clippy::too_many_arguments)]
 pub async fn publish_all(
     global: &Global,
     ui: &Ui,
-    name: &str,
-    tags: &[String],
+    publication: &Publication,
     files: &[StaticFile],
     targets: &[Target],
-    dry_run: bool,
     report: &mut Report,
 ) -> Result<()> {
+    let (name, tags, dry_run) = (
+        publication.name.as_str(),
+        publication.tags.as_slice(),
+        publication.dry_run,
+    );
     names::check_name(name)?;
     for tag in tags {
         names::check_static_tag(tag)?;
@@ -109,9 +114,15 @@ pub async fn publish_all(
             files: &files,
             dry_run,
             jobs: global.jobs(),
+            signer: publication.signer.as_deref(),
+            sboms: &publication.sboms,
         };
         let result = match store::open(t).await {
-            Ok(s) => df_dist::publish(s, &release, ui, &mut target_report).await,
+            Ok(s) => {
+                let result = df_dist::publish(s.clone(), &release, ui, &mut target_report).await;
+                target_report.retries = s.retries();
+                result
+            }
             Err(e) => Err(e),
         };
         report.push(target_report);

@@ -151,25 +151,28 @@ fn stdin_password() -> Result<Secret> {
     if let Some(secret) = read.as_ref() {
         return Ok(secret.clone());
     }
-    let secret = parse_password(std::io::stdin().lock())?;
+    let secret = parse_password(std::io::stdin().lock(), "--registry-password-stdin")?;
     *read = Some(secret.clone());
     Ok(secret)
 }
 
+/// A secret read from stdin for `flag` (e.g. `--sign-password-stdin`).
+pub fn stdin_secret(flag: &str) -> Result<Secret> {
+    parse_password(std::io::stdin().lock(), flag)
+}
+
 /// Reads a password: everything up to end of input, without the final line break.
-fn parse_password(input: impl Read) -> Result<Secret> {
+fn parse_password(input: impl Read, flag: &str) -> Result<Secret> {
     let mut bytes = Vec::new();
     input
         .take(MAX_STDIN_PASSWORD + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| error::input(format!("--registry-password-stdin: cannot read stdin: {e}")))?;
+        .map_err(|e| error::input(format!("{flag}: cannot read stdin: {e}")))?;
     if bytes.len() as u64 > MAX_STDIN_PASSWORD {
-        bail_input!(
-            "--registry-password-stdin: stdin holds more than 64 KiB; pipe in the password alone"
-        );
+        bail_input!("{flag}: stdin holds more than 64 KiB; pipe in the password alone");
     }
     let Ok(mut text) = String::from_utf8(bytes) else {
-        bail_input!("--registry-password-stdin: the password on stdin is not UTF-8");
+        bail_input!("{flag}: the password on stdin is not UTF-8");
     };
     // `echo "$PASSWORD" |` adds a line break that is not part of the password.
     if text.ends_with('\n') {
@@ -179,7 +182,7 @@ fn parse_password(input: impl Read) -> Result<Secret> {
         }
     }
     if text.is_empty() {
-        bail_input!("--registry-password-stdin: stdin is empty; pipe the password in");
+        bail_input!("{flag}: stdin is empty; pipe the password in");
     }
     Ok(Secret::new(text))
 }
@@ -294,18 +297,27 @@ mod tests {
 
     #[test]
     fn password_from_stdin_loses_its_line_break_only() {
-        assert_eq!(parse_password(&b"s3cret\n"[..]).unwrap().expose(), "s3cret");
         assert_eq!(
-            parse_password(&b"s3cret\r\n"[..]).unwrap().expose(),
+            parse_password(&b"s3cret\n"[..], "--registry-password-stdin")
+                .unwrap()
+                .expose(),
             "s3cret"
         );
         assert_eq!(
-            parse_password(&b" a b \n\n"[..]).unwrap().expose(),
+            parse_password(&b"s3cret\r\n"[..], "--registry-password-stdin")
+                .unwrap()
+                .expose(),
+            "s3cret"
+        );
+        assert_eq!(
+            parse_password(&b" a b \n\n"[..], "--registry-password-stdin")
+                .unwrap()
+                .expose(),
             " a b \n"
         );
-        assert!(parse_password(&b"\n"[..]).is_err());
+        assert!(parse_password(&b"\n"[..], "--registry-password-stdin").is_err());
         let long = vec![b'x'; MAX_STDIN_PASSWORD as usize + 1];
-        assert!(parse_password(long.as_slice()).is_err());
+        assert!(parse_password(long.as_slice(), "--registry-password-stdin").is_err());
     }
 
     #[test]

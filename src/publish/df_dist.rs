@@ -26,6 +26,7 @@ use crate::artifact::StaticFile;
 use crate::digest::{sha256_hex, sha256_store_file};
 use crate::platform::Platform;
 use crate::report::{Status, TargetReport};
+use crate::sign::Signer;
 use crate::store::{Body, ObjectStore, Put};
 use crate::ui::{Ui, human_size};
 
@@ -39,6 +40,12 @@ const BINARY: &str = "application/octet-stream";
 pub struct TagDocument {
     /// One entry per platform.
     pub flavors: Vec<Flavor>,
+    /// `SHA256SUMS`, relative to the tag folder (an addition readers may ignore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<String>,
+    /// `SHA256SUMS.minisig`, when the release was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// The files of one platform.
@@ -48,6 +55,9 @@ pub struct Flavor {
     pub resources: Vec<Resource>,
     /// The platform, `architecture` before `os` as the Go tool wrote it.
     pub platform: DfPlatform,
+    /// The CycloneDX SBOM of the flavor's Nix closure, relative to the tag folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
 }
 
 /// One file of a flavor; `size` and `sha256` are additions readers may ignore.
@@ -128,7 +138,19 @@ pub struct StaticRelease<'a> {
     pub dry_run: bool,
     /// Uploads at once.
     pub jobs: usize,
+    /// Signs `SHA256SUMS` when given.
+    pub signer: Option<&'a Signer>,
+    /// A CycloneDX SBOM per platform, published beside its binaries.
+    pub sboms: &'a BTreeMap<Platform, Bytes>,
 }
+
+/// The checksum file of a tag, beside its `<os>/` folders.
+pub const CHECKSUMS: &str = "SHA256SUMS";
+/// Its minisign signature.
+pub const SIGNATURE: &str = "SHA256SUMS.minisig";
+const TEXT: &str = "text/plain; charset=utf-8";
+/// CycloneDX JSON.
+pub const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
 
 /// A binary with its size and sha256.
 pub struct HashedFile {
@@ -158,13 +180,18 @@ pub async fn publish(
 ) -> Result<()> {
     store.check().await?;
     let prepared = prepare(release);
+    let lease = take_lease(&store, release, &prepared).await?;
     upload_binaries(&store, release, &prepared, ui, report).await?;
-    let tag_doc = tag_document(&prepared)?;
+    ensure_binaries(&*store, release, &prepared, lease.as_ref(), ui).await?;
+    // Checksums, signature and SBOMs after the binaries, before the tag document names them.
+    let sboms = write_sboms(&*store, release, &prepared, ui, report).await?;
+    let signed = write_checksums(&*store, release, &prepared, ui, report).await?;
+    let tag_doc = tag_document(&prepared, &sboms, signed)?;
     write_document(
         &*store,
         &tag_key(release.name, release.tag),
         tag_doc,
-        release.dry_run,
+        (release.dry_run, JSON),
         ui,
         report,
     )
@@ -180,6 +207,51 @@ pub async fn publish(
     .await?;
     if !release.dry_run {
         super::nginx::refresh(&*store).await?;
+    }
+    if let Some(lease) = lease {
+        lease.release().await?;
+    }
+    Ok(())
+}
+
+/// Writes the push's lease (none in a dry run): gc keeps this tag and its binaries meanwhile.
+async fn take_lease(
+    store: &Arc<dyn ObjectStore>,
+    release: &StaticRelease<'_>,
+    prepared: &[Prepared<'_>],
+) -> Result<Option<super::lease::Lease>> {
+    if release.dry_run {
+        return Ok(None);
+    }
+    let mut keys: Vec<String> = prepared.iter().map(|p| p.key.clone()).collect();
+    keys.push(tag_key(release.name, release.tag));
+    let tags = [release.tag.to_string()];
+    let lease = super::lease::Lease::take(store.clone(), release.name, &tags, Vec::new(), keys);
+    Ok(Some(lease.await?))
+}
+
+/// Right before the documents that name them: waits for a running gc, then uploads again any
+/// binary that vanished meanwhile (see [`super::lease`]).
+async fn ensure_binaries(
+    store: &dyn ObjectStore,
+    release: &StaticRelease<'_>,
+    prepared: &[Prepared<'_>],
+    lease: Option<&super::lease::Lease>,
+    ui: &Ui,
+) -> Result<()> {
+    let Some(lease) = lease else {
+        return Ok(());
+    };
+    lease.settle(ui).await?;
+    for p in prepared {
+        if store.head(&p.key).await?.is_some_and(|i| i.size == p.size) {
+            continue;
+        }
+        ui.warn(format!(
+            "{} vanished during the push (a gc?): uploading it again",
+            p.key
+        ));
+        upload_one(store, p, release.dry_run).await?;
     }
     Ok(())
 }
@@ -283,8 +355,112 @@ async fn upload_one(store: &dyn ObjectStore, p: &Prepared<'_>, dry_run: bool) ->
     Ok(Status::New)
 }
 
+/// A flavor's path prefix below the tag folder: `<os>/<arch>/`.
+fn flavor_dir(platform: &Platform) -> String {
+    format!("{}/{}/", platform.os, platform.architecture)
+}
+
+/// `SHA256SUMS` (coreutils format, paths relative to the tag folder, so `sha256sum -c` works
+/// in a download of the tree), sorted by path.
+pub fn checksums(prepared_paths: &[(String, &str)]) -> String {
+    let mut sorted: Vec<&(String, &str)> = prepared_paths.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted
+        .iter()
+        .map(|(path, sha256)| format!("{sha256}  {path}\n"))
+        .collect()
+}
+
+/// The trusted comment of a tag's signature: what it vouches for.
+pub fn trusted_comment(name: &str, tag: &str) -> String {
+    format!("{CHECKSUMS} of {name} {tag}")
+}
+
+/// Writes `SHA256SUMS` and, with a signer, its signature; returns whether it was signed.
+async fn write_checksums(
+    store: &dyn ObjectStore,
+    release: &StaticRelease<'_>,
+    prepared: &[Prepared<'_>],
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<bool> {
+    let paths: Vec<(String, &str)> = prepared
+        .iter()
+        .map(|p| {
+            (
+                format!("{}{}", flavor_dir(&p.file.platform), p.path),
+                p.sha256,
+            )
+        })
+        .collect();
+    let sums = Bytes::from(checksums(&paths));
+    let dir = tag_key(release.name, release.tag);
+    let opts = (release.dry_run, TEXT);
+    write_document(
+        store,
+        &format!("{dir}/{CHECKSUMS}"),
+        sums.clone(),
+        opts,
+        ui,
+        report,
+    )
+    .await?;
+    let Some(signer) = release.signer else {
+        return Ok(false);
+    };
+    let key = format!("{dir}/{SIGNATURE}");
+    let trusted = trusted_comment(release.name, release.tag);
+    // Signatures are randomized: keep a published one that still holds, so a re-run sends nothing.
+    let kept = store.get(&key).await?.filter(|old| {
+        std::str::from_utf8(old).is_ok_and(|old| signer.verifies(&sums, old, &trusted))
+    });
+    let signature = match kept {
+        Some(old) => old,
+        None => Bytes::from(signer.sign(&sums, &trusted)?),
+    };
+    write_document(store, &key, signature, opts, ui, report).await?;
+    Ok(true)
+}
+
+/// Writes each flavor's SBOM beside its binaries; returns platform → path below the tag folder.
+async fn write_sboms(
+    store: &dyn ObjectStore,
+    release: &StaticRelease<'_>,
+    prepared: &[Prepared<'_>],
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<BTreeMap<Platform, String>> {
+    let mut paths = BTreeMap::new();
+    for p in prepared {
+        let platform = &p.file.platform;
+        let Some(sbom) = release.sboms.get(platform) else {
+            continue;
+        };
+        if paths.contains_key(platform) {
+            continue;
+        }
+        let path = format!("{}{}.cdx.json", flavor_dir(platform), p.path);
+        let key = format!("{}/{path}", tag_key(release.name, release.tag));
+        write_document(
+            store,
+            &key,
+            sbom.clone(),
+            (release.dry_run, CYCLONEDX),
+            ui,
+            report,
+        )
+        .await?;
+        paths.insert(platform.clone(), path);
+    }
+    Ok(paths)
+}
+
 /// The tag document for the prepared binaries, flavors sorted by platform.
-fn tag_document(prepared: &[Prepared<'_>]) -> Result<Bytes> {
+fn tag_document(
+    prepared: &[Prepared<'_>],
+    sboms: &BTreeMap<Platform, String>,
+    signed: bool,
+) -> Result<Bytes> {
     let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
     for p in prepared {
         by_platform
@@ -305,20 +481,28 @@ fn tag_document(prepared: &[Prepared<'_>]) -> Result<Bytes> {
                 os: platform.os.clone(),
                 variant: platform.variant.clone(),
             },
+            sbom: sboms.get(platform).cloned(),
         })
         .collect();
-    Ok(Bytes::from(serde_json::to_vec(&TagDocument { flavors })?))
+    let doc = TagDocument {
+        flavors,
+        checksums: Some(CHECKSUMS.to_string()),
+        signature: signed.then(|| SIGNATURE.to_string()),
+    };
+    Ok(Bytes::from(serde_json::to_vec(&doc)?))
 }
 
-/// Writes a small JSON document unless the store already holds exactly these bytes.
+/// Writes a small document unless the store already holds exactly these bytes; `opts` is
+/// (dry run, content type).
 async fn write_document(
     store: &dyn ObjectStore,
     key: &str,
     bytes: Bytes,
-    dry_run: bool,
+    opts: (bool, &str),
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
+    let (dry_run, content_type) = opts;
     let existing = store.get(key).await?;
     let status = match existing {
         Some(old) if old == bytes => Status::Exists,
@@ -328,7 +512,9 @@ async fn write_document(
     let sha256 = sha256_hex(&bytes);
     if status != Status::Exists && !dry_run {
         let size = bytes.len() as u64;
-        store.put(&Put::bytes(key, bytes.clone(), JSON)).await?;
+        store
+            .put(&Put::bytes(key, bytes.clone(), content_type))
+            .await?;
         ui.detail(format!(
             "{key}: {} ({})",
             String::from_utf8_lossy(&bytes),
@@ -375,7 +561,7 @@ pub async fn stored_tags(store: &dyn ObjectStore, name: &str, ui: &Ui) -> Result
 }
 
 /// Rebuilds the name document from the store (adding `new`), writes it if it changed, and
-/// reads it back once to repair a concurrent writer's lost update.
+/// reads it back (and lists the tags again) to repair a concurrent writer's lost update.
 pub async fn update_name_document(
     store: &dyn ObjectStore,
     name: &str,
@@ -396,20 +582,26 @@ pub async fn update_name_document(
         name: name.to_string(),
         tags: tags.clone(),
     })?);
-    write_document(store, &key, doc.clone(), dry_run, ui, report).await?;
+    write_document(store, &key, doc.clone(), (dry_run, JSON), ui, report).await?;
     if dry_run {
         return Ok(());
     }
-    // Read back once: a concurrent release may have written its own list meanwhile.
-    let again = stored_tags(store, name, ui).await?;
-    if again != tags {
+    // Read back, with the tag documents listed again: a concurrent release may have written
+    // its own list meanwhile, from a listing made before our tag document existed (slow
+    // stores and retries make that window seconds wide). Stable once the list holds every
+    // tag document's tag.
+    for _ in 0..3 {
+        let again = stored_tags(store, name, ui).await?;
         let present = present_tags(store, name).await?;
         let merged = lists::merge(&again, &present, new, Order::NewestFirst);
+        if merged == again {
+            break;
+        }
         let doc = Bytes::from(serde_json::to_vec(&NameDocument {
             name: name.to_string(),
             tags: merged,
         })?);
-        write_document(store, &key, doc, dry_run, ui, report).await?;
+        write_document(store, &key, doc, (dry_run, JSON), ui, report).await?;
     }
     Ok(())
 }
@@ -446,6 +638,8 @@ mod tests {
                 files: &files,
                 dry_run: false,
                 jobs: 2,
+                signer: None,
+                sboms: &BTreeMap::new(),
             };
             let mut report = TargetReport::new("t", "static", "albatros", &[], false);
             publish(store.clone(), &release, &Ui::silent(), &mut report)
@@ -482,6 +676,8 @@ mod tests {
             files: &files,
             dry_run: false,
             jobs: 2,
+            signer: None,
+            sboms: &BTreeMap::new(),
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         publish(store.clone(), &release, &Ui::silent(), &mut report)
@@ -507,6 +703,8 @@ mod tests {
             files: &files,
             dry_run: false,
             jobs: 2,
+            signer: None,
+            sboms: &BTreeMap::new(),
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         publish(store.clone(), &release, &Ui::silent(), &mut report)

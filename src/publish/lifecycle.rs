@@ -6,9 +6,11 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use anyhow::Result;
 
+use super::lease::Sweep;
 use super::lists::version_cmp;
 use crate::report::TargetReport;
 use crate::store::ObjectStore;
@@ -23,7 +25,13 @@ pub struct GcOptions {
     pub keep_releases: bool,
     /// Say what would be deleted, delete nothing.
     pub dry_run: bool,
+    /// Objects no tag references are deleted only once they are older than this (a push
+    /// may be uploading them); content of removed tags goes whatever its age.
+    pub grace: Duration,
 }
+
+/// The default `--grace`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
 /// One tag and the reason it is kept or removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,21 +243,32 @@ pub fn announce(deletion: &Deletion, dry_run: bool, ui: &Ui, report: &mut Target
     );
 }
 
-/// Announces, records and (outside a dry run) deletes each object, in the given order.
+/// Announces, records and (outside a dry run) deletes each object, in the given order. Each
+/// deletion first checks that the gc's marker (`sweep`; `None` in a dry run) is still live,
+/// and stops the run if it could not be renewed in time.
 pub async fn delete_all(
     store: &dyn ObjectStore,
     deletions: &[Deletion],
-    dry_run: bool,
+    sweep: Option<&Sweep>,
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
+    let dry_run = sweep.is_none();
     for deletion in deletions {
+        if let Some(sweep) = sweep {
+            sweep.check()?;
+        }
         announce(deletion, dry_run, ui, report);
         if !dry_run {
             store.delete(&deletion.key).await?;
         }
     }
     Ok(())
+}
+
+/// Says that an object gc would have deleted stays, and why (a lease, the grace period).
+pub fn announce_kept(key: &str, reason: &str, ui: &Ui) {
+    ui.line(format!("keep {key}: {reason}"));
 }
 
 /// `0.9, 0.8` or `none`, for messages.
@@ -287,6 +306,83 @@ pub async fn rewrite_list(
     store
         .put(&crate::store::Put::bytes(key, bytes, "application/json"))
         .await
+}
+
+/// Which container tags `gc` keeps: releases ranked by version (semver aliases aside), the
+/// newest `opts.keep` kept, then non-version aliases (`latest`) and semver aliases (`1.2`) of
+/// a kept image kept with it. `digest_of` gives a tag's content digest.
+pub fn select_container_tags(
+    tags: &[String],
+    opts: &GcOptions,
+    digest_of: impl Fn(&str) -> Option<String> + Copy,
+) -> Selection {
+    let aliases = semver_aliases(tags, digest_of);
+    let ranked: Vec<String> = tags
+        .iter()
+        .filter(|t| !aliases.contains(*t))
+        .cloned()
+        .collect();
+    let mut selection = select(&newest_first_by_version(&ranked), opts);
+    keep_aliases(&mut selection, digest_of);
+    place_aliases(&mut selection, &aliases, digest_of);
+    selection
+}
+
+/// The semver alias tags among `tags` (`1.2`, `1` written by `--aliases`): a tag `X` or
+/// `X.Y` pointing at the same image as a release `X.Y.Z` of that line. They rank as no
+/// version of their own: `gc --keep N` counts releases, and an alias lives and goes with the
+/// release it points at ([`place_aliases`]).
+pub fn semver_aliases(
+    tags: &[String],
+    digest_of: impl Fn(&str) -> Option<String>,
+) -> BTreeSet<String> {
+    let releases: Vec<(semver::Version, Option<String>)> = tags
+        .iter()
+        .filter_map(|t| {
+            let v = semver::Version::parse(t.strip_prefix('v').unwrap_or(t)).ok()?;
+            Some((v, digest_of(t)))
+        })
+        .collect();
+    tags.iter()
+        .filter(|alias| {
+            let parts: Vec<&str> = alias.split('.').collect();
+            let numbers: Option<Vec<u64>> = parts.iter().map(|p| p.parse().ok()).collect();
+            let Some(numbers) = numbers.filter(|n| (1..=2).contains(&n.len())) else {
+                return false;
+            };
+            let digest = digest_of(alias);
+            releases.iter().any(|(v, d)| {
+                let same_line =
+                    v.major == numbers[0] && numbers.get(1).is_none_or(|m| v.minor == *m);
+                same_line && digest.is_some() && *d == digest
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Puts each semver alias beside the release it points at: kept when that image is kept,
+/// removed with it otherwise.
+pub fn place_aliases(
+    selection: &mut Selection,
+    aliases: &BTreeSet<String>,
+    digest_of: impl Fn(&str) -> Option<String>,
+) {
+    let kept: BTreeSet<String> = selection
+        .keep
+        .iter()
+        .filter_map(|d| digest_of(&d.tag))
+        .collect();
+    for alias in aliases {
+        let tag = alias.clone();
+        if digest_of(alias).is_some_and(|d| kept.contains(&d)) {
+            let reason = "a semver alias of a kept release".to_string();
+            selection.keep.push(Decision { tag, reason });
+        } else {
+            let reason = "a semver alias of a removed release".to_string();
+            selection.remove.push(Decision { tag, reason });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +426,7 @@ mod tests {
             keep: 2,
             keep_releases: false,
             dry_run: false,
+            grace: DEFAULT_GRACE,
         };
         let sel = select(&tags, &opts);
         assert_eq!(sel.kept(), s(&["feat", "1.2.0"]));
@@ -369,6 +466,7 @@ mod tests {
                 keep: 1,
                 keep_releases: false,
                 dry_run: true,
+                grace: DEFAULT_GRACE,
             },
         );
         keep_aliases(&mut sel, |t| {
@@ -392,6 +490,7 @@ mod tests {
                 keep: 1,
                 keep_releases: false,
                 dry_run: true,
+                grace: DEFAULT_GRACE,
             },
         );
         keep_aliases(&mut sel, |t| {
@@ -401,5 +500,44 @@ mod tests {
         assert_eq!(sel.removed(), s(&["1.1", "1.0", "abc"]));
         let reasons: Vec<&str> = sel.keep.iter().map(|d| d.reason.as_str()).collect();
         assert!(reasons[1].contains("not a version"), "{reasons:?}");
+    }
+
+    #[test]
+    fn semver_aliases_follow_their_release() {
+        let tags = s(&["1.2.3", "1.3.0", "1.3", "1", "1.2", "latest", "0.9"]);
+        let digest = |t: &str| {
+            Some(match t {
+                "1.3.0" | "1.3" | "1" | "latest" => "B".to_string(),
+                "1.2.3" | "1.2" => "A".to_string(),
+                other => other.to_string(),
+            })
+        };
+        let aliases = semver_aliases(&tags, digest);
+        assert_eq!(
+            aliases.into_iter().collect::<Vec<_>>(),
+            s(&["1", "1.2", "1.3"])
+        );
+        let ranked: Vec<String> = tags
+            .iter()
+            .filter(|t| !semver_aliases(&tags, digest).contains(*t))
+            .cloned()
+            .collect();
+        let mut sel = select(
+            &newest_first_by_version(&ranked),
+            &GcOptions {
+                keep: 1,
+                keep_releases: false,
+                dry_run: true,
+                grace: DEFAULT_GRACE,
+            },
+        );
+        keep_aliases(&mut sel, digest);
+        place_aliases(&mut sel, &semver_aliases(&tags, digest), digest);
+        let mut kept = sel.kept();
+        kept.sort();
+        assert_eq!(kept, s(&["1", "1.3", "1.3.0", "latest"]));
+        let mut removed = sel.removed();
+        removed.sort();
+        assert_eq!(removed, s(&["0.9", "1.2", "1.2.3"]));
     }
 }

@@ -23,7 +23,8 @@ pub async fn refresh(store: &dyn ObjectStore) -> Result<()> {
     };
     let mut manifests = Vec::new();
     for key in store.list("v2/").await? {
-        if !key.contains("/manifests/") {
+        // Referrers answers are image indexes too (`referrers/sha256:<hex>`).
+        if !key.contains("/manifests/") && !key.contains("/referrers/") {
             continue;
         }
         let Some(bytes) = store.get(&key).await? else {

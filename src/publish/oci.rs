@@ -1,7 +1,8 @@
 //! The one image push algorithm every sink shares (go-containerregistry's lesson).
 //!
-//! Write order is the integrity rule: blobs, then platform manifests, then the index by
-//! digest, then each tag, then (on static registries) `tags/list`. A reader never sees a tag
+//! Write order is the integrity rule: blobs, then platform manifests, then their SBOM
+//! artifacts and referrers indexes, then the index by digest, then each tag, then the semver
+//! aliases, then (on static registries) `tags/list`. A reader never sees a tag
 //! whose content is missing, whatever moment a push dies at.
 
 use anyhow::Result;
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use super::aliases;
 use crate::image::{Blob, INDEX_MEDIA_TYPE, ImageSet, MANIFEST_MEDIA_TYPE};
 use crate::report::{Status, TargetReport};
 use crate::store::Body;
@@ -25,6 +27,21 @@ pub trait OciSink: Send + Sync {
     async fn put_blob(&self, blob: &Blob, body: Body) -> Result<()>;
     /// The digest a manifest reference (digest or tag) currently resolves to, if any.
     async fn manifest_digest(&self, reference: &str) -> Result<Option<String>>;
+    /// The tags the sink holds now (for semver aliases).
+    async fn tags(&self) -> Result<Vec<String>>;
+    /// The bytes a manifest reference (digest or tag) resolves to, if any.
+    async fn manifest(&self, reference: &str) -> Result<Option<Bytes>>;
+    /// The bytes of a small blob (an image config of `size` bytes), if the sink has it; the
+    /// caller checks the digest. `None` by default: the sink teaches no layers then.
+    async fn small_blob(&self, _digest: &str, _size: u64) -> Result<Option<Bytes>> {
+        Ok(None)
+    }
+    /// Writes the referrers index of `subject` (a manifest digest) under the referrers tag
+    /// schema's `sha256-<hex>`; static registries also serve it as `referrers/sha256:<hex>`.
+    async fn put_referrers(&self, subject: &str, bytes: &Bytes) -> Result<()> {
+        self.put_manifest(&subject.replacen(':', "-", 1), bytes, INDEX_MEDIA_TYPE)
+            .await
+    }
     /// Uploads a manifest (platform manifest or index) under a digest or tag, exactly these bytes.
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()>;
     /// After the tags: rebuild derived lists (static registries); nothing for registries.
@@ -35,6 +52,19 @@ pub trait OciSink: Send + Sync {
         ui: &Ui,
         report: &mut TargetReport,
     ) -> Result<()>;
+    /// Writes a lease naming what the push references, so a concurrent gc keeps it (static
+    /// registries, [`super::lease`]); `None` where alba runs no gc of its own (registries).
+    async fn lease(
+        &self,
+        _images: &ImageSet,
+        _tags: &[String],
+    ) -> Result<Option<super::lease::Lease>> {
+        Ok(None)
+    }
+    /// Requests retried so far after transient faults, for the report.
+    fn retries(&self) -> u64 {
+        0
+    }
 }
 
 /// How to push.
@@ -43,6 +73,8 @@ pub struct PushOptions {
     pub jobs: usize,
     /// Print and report, write nothing.
     pub dry_run: bool,
+    /// Also tag `X.Y`, `X` and `latest` where this version is the greatest ([`aliases`]).
+    pub aliases: Option<semver::Version>,
 }
 
 /// Pushes an image set under every tag, in the write order above.
@@ -55,6 +87,29 @@ pub async fn push(
     report: &mut TargetReport,
 ) -> Result<()> {
     sink.check().await?;
+    let mut tags = tags.to_vec();
+    if let Some(version) = &opts.aliases {
+        // Decided from what the target holds before this push writes anything.
+        let moved = aliases::aliases(version, &sink.tags().await?);
+        ui.line(format!(
+            "aliases: {}",
+            if moved.is_empty() {
+                "none (a newer release holds them)".into()
+            } else {
+                moved.join(", ")
+            }
+        ));
+        for alias in moved {
+            if !tags.contains(&alias) {
+                tags.push(alias);
+            }
+        }
+        report.tags.clone_from(&tags);
+    }
+    let lease = match opts.dry_run {
+        true => None,
+        false => sink.lease(images, &tags).await?,
+    };
     push_blobs(sink, images, opts, ui, report).await?;
     for image in &images.images {
         let label = format!("manifest {} ({})", image.manifest_digest, image.platform);
@@ -70,6 +125,10 @@ pub async fn push(
         )
         .await?;
     }
+    push_referrers(sink, images, opts, ui, report).await?;
+    if let Some(lease) = &lease {
+        ensure_complete(sink, images, lease, ui).await?;
+    }
     let label = format!("index {}", images.index_digest);
     put_manifest(
         sink,
@@ -82,7 +141,8 @@ pub async fn push(
         report,
     )
     .await?;
-    for tag in tags {
+    // The version tags first, then the aliases (their order in `tags`).
+    for tag in &tags {
         put_manifest(
             sink,
             tag,
@@ -96,18 +156,118 @@ pub async fn push(
         .await?;
     }
     report.index_digest = Some(images.index_digest.clone());
-    sink.finish(tags, opts.dry_run, ui, report).await
+    sink.finish(&tags, opts.dry_run, ui, report).await?;
+    if let Some(lease) = lease {
+        lease.release().await?;
+    }
+    Ok(())
 }
 
-/// Every distinct blob of the set, configs first.
+/// Right before the index and tags: waits for a running gc, then uploads again any blob or
+/// platform manifest that vanished meanwhile (see [`super::lease`]).
+async fn ensure_complete(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    lease: &super::lease::Lease,
+    ui: &Ui,
+) -> Result<()> {
+    lease.settle(ui).await?;
+    for blob in distinct_blobs(images) {
+        if !sink.has_blob(blob).await? {
+            ui.warn(format!(
+                "blob {} vanished during the push (a gc?): uploading it again",
+                blob.digest
+            ));
+            sink.put_blob(blob, blob.materialize().await?).await?;
+        }
+    }
+    for image in &images.images {
+        let digest = &image.manifest_digest;
+        if sink.manifest_digest(digest).await?.is_none() {
+            ui.warn(format!(
+                "manifest {digest} vanished during the push (a gc?): uploading it again"
+            ));
+            sink.put_manifest(digest, &image.manifest, MANIFEST_MEDIA_TYPE)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every distinct blob of the set, configs first, the SBOM artifacts' last.
 fn distinct_blobs(images: &ImageSet) -> Vec<&Blob> {
     let mut seen = std::collections::BTreeSet::new();
     let configs = images.images.iter().map(|i| &i.config);
     let layers = images.images.iter().flat_map(|i| &i.layers);
+    let artifacts = images.referrers.iter().flat_map(|r| &r.blobs);
     configs
         .chain(layers)
+        .chain(artifacts)
         .filter(|b| seen.insert(b.digest.as_str()))
         .collect()
+}
+
+/// The SBOM artifact manifests (after their subjects), then each subject's referrers index,
+/// merged with what the target lists there already.
+async fn push_referrers(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    opts: &PushOptions,
+    ui: &Ui,
+    report: &mut TargetReport,
+) -> Result<()> {
+    for r in &images.referrers {
+        let label = format!("sbom {} (of {})", r.digest, r.subject);
+        let media = MANIFEST_MEDIA_TYPE;
+        put_manifest(
+            sink,
+            &r.digest,
+            &r.manifest,
+            media,
+            &label,
+            opts,
+            ui,
+            report,
+        )
+        .await?;
+    }
+    for r in &images.referrers {
+        let tag = r.tag();
+        let existing = sink.manifest(&tag).await?;
+        let index = crate::image::referrers_index(existing.as_deref(), &[r])?;
+        let digest = crate::digest::oci_digest(&index);
+        let status = status_against(existing.map(|old| crate::digest::oci_digest(&old)), &digest);
+        if status != Status::Exists && !opts.dry_run {
+            sink.put_referrers(&r.subject, &index).await?;
+        }
+        let label = format!("referrers {tag}");
+        record(&label, &tag, index.len(), status, digest, ui, report);
+    }
+    Ok(())
+}
+
+/// What writing `digest` over a reference that resolves to `current` is.
+fn status_against(current: Option<String>, digest: &str) -> Status {
+    match current {
+        Some(d) if d == digest => Status::Exists,
+        Some(_) => Status::Updated,
+        None => Status::New,
+    }
+}
+
+/// One progress line and one report entry for a manifest reference.
+fn record(
+    label: &str,
+    reference: &str,
+    size: usize,
+    status: Status,
+    digest: String,
+    ui: &Ui,
+    report: &mut TargetReport,
+) {
+    ui.line(format!("{label} ({})", status.word()));
+    let key = format!("manifests/{reference}");
+    report.record(&key, size as u64, status, Some(digest));
 }
 
 async fn push_blobs(
@@ -126,10 +286,11 @@ async fn push_blobs(
             async move {
                 let status = push_blob(sink, blob, opts.dry_run).await?;
                 bar.inc(blob.size);
-                let what = if blob.media_type.contains("config") {
-                    "config"
-                } else {
-                    "layer"
+                let what = match blob.media_type.as_str() {
+                    t if t.contains("cyclonedx") => "sbom",
+                    t if t.contains("config") => "config",
+                    t if t.contains("empty") => "artifact config",
+                    _ => "layer",
                 };
                 bar.suspend(|| {
                     ui.line(format!(
@@ -185,20 +346,10 @@ async fn put_manifest(
     report: &mut TargetReport,
 ) -> Result<()> {
     let digest = crate::digest::oci_digest(bytes);
-    let status = match sink.manifest_digest(reference).await? {
-        Some(d) if d == digest => Status::Exists,
-        Some(_) => Status::Updated,
-        None => Status::New,
-    };
+    let status = status_against(sink.manifest_digest(reference).await?, &digest);
     if status != Status::Exists && !opts.dry_run {
         sink.put_manifest(reference, bytes, media_type).await?;
     }
-    ui.line(format!("{label} ({})", status.word()));
-    report.record(
-        &format!("manifests/{reference}"),
-        bytes.len() as u64,
-        status,
-        Some(digest),
-    );
+    record(label, reference, bytes.len(), status, digest, ui, report);
     Ok(())
 }

@@ -271,9 +271,13 @@ pub async fn gc(
     report: &mut TargetReport,
 ) -> Result<Selection> {
     let digests = repo.tag_digests().await?;
-    let tags: Vec<String> = digests.keys().cloned().collect();
-    let mut selection = lifecycle::select(&lifecycle::newest_first_by_version(&tags), opts);
-    lifecycle::keep_aliases(&mut selection, |t| digests.get(t).cloned());
+    // Referrers tags (`sha256-<hex>`) are no release's: they stay with their subjects.
+    let tags: Vec<String> = digests
+        .keys()
+        .filter(|t| !super::oci_static::is_referrers_tag(t))
+        .cloned()
+        .collect();
+    let selection = lifecycle::select_container_tags(&tags, opts, |t| digests.get(t).cloned());
     lifecycle::warn_unversioned(&selection, ui);
     selection.print(ui, opts.dry_run);
     // One DELETE per manifest: it removes every (removed) tag pointing at it. A manifest a

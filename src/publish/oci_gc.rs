@@ -10,19 +10,22 @@
 //!
 //! Object stores keep no reliable push order for tags, so `gc` ranks tags by version
 //! ([`lifecycle::newest_first_by_version`]), and keeps every tag that points at the same index
-//! as a kept one (`latest`). A push uploads blobs before its tag exists: do not run `gc` on a
-//! repository while a push to it runs (if it happened, push again; it uploads what is missing).
+//! as a kept one (`latest`). A push uploads blobs before its tag exists: gc keeps whatever a
+//! live push lease names ([`super::lease`]), never removes a tag a push is writing, and keeps
+//! manifests and blobs that no tag references while they are younger than `--grace`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::lease::{self, Protected, Sweep};
 use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
 use super::lists::{self, Order};
-use super::oci_static::{StaticRegistry, TagList};
+use super::oci_static::{StaticRegistry, TagList, is_referrers_tag};
 use crate::digest::oci_digest;
 use crate::report::TargetReport;
 use crate::store::ObjectStore;
@@ -62,6 +65,8 @@ struct Snapshot {
     blob_info: BTreeMap<String, BlobInfo>,
     /// Blobs stored.
     blob_keys: BTreeSet<String>,
+    /// When each stored manifest (by digest) and blob was last written, where the store tells.
+    modified: BTreeMap<String, SystemTime>,
 }
 
 /// A repository on a static registry.
@@ -88,7 +93,8 @@ impl Repo {
             ..Snapshot::default()
         };
         let prefix = self.registry.manifest_key("");
-        for key in self.store.list(&prefix).await? {
+        for listed in self.store.list_detailed(&prefix).await? {
+            let key = listed.key;
             let Some(reference) = key.strip_prefix(&prefix) else {
                 continue;
             };
@@ -97,6 +103,9 @@ impl Repo {
             }
             if reference.starts_with("sha256:") {
                 snap.manifest_keys.insert(reference.to_string());
+                if let Some(time) = listed.modified {
+                    snap.modified.insert(reference.to_string(), time);
+                }
                 if let Some(node) = previous.and_then(|p| p.graph.get(reference)) {
                     snap.graph.insert(reference.to_string(), node.clone());
                     continue;
@@ -120,13 +129,18 @@ impl Repo {
             }
         }
         let blob_prefix = self.registry.blob_key("");
-        let blobs = self.store.list(&blob_prefix).await?;
-        snap.blob_keys = blobs
-            .iter()
-            .filter_map(|k| k.strip_prefix(&blob_prefix))
-            .filter(|d| !d.contains('/'))
-            .map(str::to_string)
-            .collect();
+        for listed in self.store.list_detailed(&blob_prefix).await? {
+            let Some(digest) = listed.key.strip_prefix(&blob_prefix) else {
+                continue;
+            };
+            if digest.contains('/') {
+                continue;
+            }
+            snap.blob_keys.insert(digest.to_string());
+            if let Some(time) = listed.modified {
+                snap.modified.insert(digest.to_string(), time);
+            }
+        }
         Ok(snap)
     }
 }
@@ -216,7 +230,7 @@ pub async fn rm(
     let repo = Repo::new(store, name);
     let snap = repo.snapshot(None).await?;
     if !snap.tags.contains_key(tag) && !snap.listed.iter().any(|t| t == tag) {
-        let tags: Vec<String> = snap.tags.keys().cloned().collect();
+        let tags = user_tags(&snap);
         bail!(
             "{name}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
             repo.store.describe(),
@@ -227,7 +241,33 @@ pub async fn rm(
         tag: tag.to_string(),
         reason: "removed by rm".to_string(),
     }];
-    remove(&repo, &snap, &removal, dry_run, ui, report).await
+    let grace = lifecycle::DEFAULT_GRACE;
+    Sweep::run(&*repo.store, &repo.name, dry_run, ui, async |sweep| {
+        let ctx = Context::read(&repo, grace, sweep).await?;
+        remove(&repo, &snap, &removal, ctx, ui, report).await
+    })
+    .await
+}
+
+/// What a sweep must respect, and the gc's marker (`None` in a dry run).
+struct Context<'a> {
+    protected: Protected,
+    grace: Duration,
+    sweep: Option<&'a Sweep>,
+}
+
+impl<'a> Context<'a> {
+    async fn read(repo: &Repo, grace: Duration, sweep: Option<&'a Sweep>) -> Result<Self> {
+        Ok(Context {
+            protected: Protected::read(&*repo.store).await?,
+            grace,
+            sweep,
+        })
+    }
+
+    fn dry_run(&self) -> bool {
+        self.sweep.is_none()
+    }
 }
 
 /// `alba container gc` on a static registry: keeps the newest tags (by version), their aliases
@@ -241,14 +281,36 @@ pub async fn gc(
 ) -> Result<Selection> {
     store.check().await?;
     let repo = Repo::new(store, name);
-    let snap = repo.snapshot(None).await?;
-    let tags: Vec<String> = snap.tags.keys().cloned().collect();
-    let mut selection = lifecycle::select(&lifecycle::newest_first_by_version(&tags), opts);
-    lifecycle::keep_aliases(&mut selection, |t| snap.tags.get(t).cloned());
-    lifecycle::warn_unversioned(&selection, ui);
-    selection.print(ui, opts.dry_run);
-    remove(&repo, &snap, &selection.remove, opts.dry_run, ui, report).await?;
-    Ok(selection)
+    Sweep::run(&*repo.store, &repo.name, opts.dry_run, ui, async |sweep| {
+        let sweep_is_real = sweep.is_some();
+        let ctx = Context::read(&repo, opts.grace, sweep).await?;
+        let snap = repo.snapshot(None).await?;
+        let tags = user_tags(&snap);
+        let mut selection =
+            lifecycle::select_container_tags(&tags, opts, |t| snap.tags.get(t).cloned());
+        keep_leased(&mut selection, &ctx.protected, name);
+        lifecycle::warn_unversioned(&selection, ui);
+        selection.print(ui, opts.dry_run);
+        remove(&repo, &snap, &selection.remove, ctx, ui, report).await?;
+        if sweep_is_real {
+            lease::remove_expired(&*repo.store, ui).await;
+        }
+        Ok(selection)
+    })
+    .await
+}
+
+/// Moves tags a push is writing right now (a live lease names them) to the kept ones.
+fn keep_leased(selection: &mut Selection, protected: &Protected, name: &str) {
+    let (leased, remove): (Vec<Decision>, Vec<Decision>) = std::mem::take(&mut selection.remove)
+        .into_iter()
+        .partition(|d| protected.tag_holder(name, &d.tag).is_some());
+    selection.remove = remove;
+    for d in leased {
+        let id = protected.tag_holder(name, &d.tag).unwrap_or_default();
+        let reason = format!("a push of it is in flight (lease {id})");
+        selection.keep.push(Decision { tag: d.tag, reason });
+    }
 }
 
 /// Untags (list, then tag objects), then sweeps manifests and blobs nothing kept refers to.
@@ -256,28 +318,40 @@ async fn remove(
     repo: &Repo,
     snap: &Snapshot,
     removal: &[Decision],
-    dry_run: bool,
+    mut ctx: Context<'_>,
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
+    let dry_run = ctx.dry_run();
+    let removal = &with_orphan_referrers(snap, removal, &ctx.protected);
     let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
     let owners = owners(snap, removal);
     rewrite_tag_list(repo, snap, &removed, dry_run, ui, report).await?;
-    let tag_objects: Vec<Deletion> = removal
-        .iter()
-        .filter_map(|d| {
-            let digest = snap.tags.get(&d.tag)?;
-            let size = snap.graph.get(digest).map_or(0, |n| n.size);
-            let key = repo.registry.manifest_key(&d.tag);
-            Some(Deletion {
-                key,
+    let mut tag_objects: Vec<Deletion> = Vec::new();
+    for d in removal {
+        let Some(digest) = snap.tags.get(&d.tag) else {
+            continue;
+        };
+        let size = snap.graph.get(digest).map_or(0, |n| n.size);
+        let reason = format!("tag {}: {}", d.tag, d.reason);
+        if is_referrers_tag(&d.tag) {
+            // The referrers API's file of the same index goes first, like a list.
+            let subject = d.tag.replacen('-', ":", 1);
+            tag_objects.push(Deletion {
+                key: repo.registry.referrers_key(&subject),
                 size,
                 digest: Some(digest.clone()),
-                reason: format!("tag {}: {}", d.tag, d.reason),
-            })
-        })
-        .collect();
-    lifecycle::delete_all(&*repo.store, &tag_objects, dry_run, ui, report).await?;
+                reason: reason.clone(),
+            });
+        }
+        tag_objects.push(Deletion {
+            key: repo.registry.manifest_key(&d.tag),
+            size,
+            digest: Some(digest.clone()),
+            reason,
+        });
+    }
+    lifecycle::delete_all(&*repo.store, &tag_objects, ctx.sweep, ui, report).await?;
     // The sweep works from what the store holds now (a dry run: as it would hold).
     let fresh;
     let (after, kept) = if dry_run {
@@ -293,12 +367,53 @@ async fn remove(
         fresh = repo.snapshot(Some(snap)).await?;
         (&fresh, fresh.tags.keys().cloned().collect())
     };
-    sweep(repo, after, &kept, &owners, dry_run, ui, report).await?;
+    // Leases written since the first read count too.
+    ctx.protected.extend(Protected::read(&*repo.store).await?);
+    sweep(repo, after, &kept, &owners, ctx, ui, report).await?;
     if !dry_run {
         heal_tag_list(repo, &removed, report).await?;
         super::nginx::refresh(&*repo.store).await?;
     }
     Ok(())
+}
+
+/// The tags users push: every tag object but the referrers tags (`sha256-<hex>`), which live
+/// and go with their subjects.
+fn user_tags(snap: &Snapshot) -> Vec<String> {
+    snap.tags
+        .keys()
+        .filter(|t| !is_referrers_tag(t))
+        .cloned()
+        .collect()
+}
+
+/// `removal` plus the referrers tags whose subjects no remaining tag reaches: the SBOMs of a
+/// removed image go with it — unless a live lease names the subject (a push writes its SBOMs
+/// before its tags).
+fn with_orphan_referrers(
+    snap: &Snapshot,
+    removal: &[Decision],
+    protected: &Protected,
+) -> Vec<Decision> {
+    let removed: BTreeSet<&str> = removal.iter().map(|d| d.tag.as_str()).collect();
+    let remaining: Vec<String> = user_tags(snap)
+        .into_iter()
+        .filter(|t| !removed.contains(t.as_str()))
+        .collect();
+    let reach = mark(snap, &remaining);
+    let orphans = snap
+        .tags
+        .keys()
+        .filter(|t| is_referrers_tag(t))
+        .filter(|t| {
+            let subject = t.replacen('-', ":", 1);
+            !reach.manifests.contains(&subject) && protected.holder(&subject).is_none()
+        });
+    let orphans = orphans.map(|t| Decision {
+        tag: t.clone(),
+        reason: "the SBOM referrers of an image no kept tag uses".to_string(),
+    });
+    removal.iter().cloned().chain(orphans).collect()
 }
 
 /// For each manifest and blob a removed tag reaches, the removed tags that reach it.
@@ -322,11 +437,9 @@ async fn rewrite_tag_list(
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
-    let remaining: BTreeSet<String> = snap
-        .tags
-        .keys()
-        .filter(|t| !removed.contains(*t))
-        .cloned()
+    let remaining: BTreeSet<String> = user_tags(snap)
+        .into_iter()
+        .filter(|t| !removed.contains(t))
         .collect();
     let tags = lists::merge(&snap.listed, &remaining, None, Order::Lexical);
     if tags == snap.listed {
@@ -347,7 +460,7 @@ async fn sweep(
     snap: &Snapshot,
     kept: &[String],
     owners: &BTreeMap<String, Vec<String>>,
-    dry_run: bool,
+    ctx: Context<'_>,
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
@@ -364,10 +477,25 @@ async fn sweep(
     };
     // Indexes before the manifests they list: a half-swept store never holds an index whose
     // entries are gone, even for a pull by digest.
+    // What a live lease names, and what no tag references but is young, stays.
+    let spared = |digest: &str, key: String| {
+        let reason = match ctx.protected.holder(digest) {
+            Some(id) => format!("named by the lease of a push in flight ({id})"),
+            None if !owners.contains_key(digest)
+                && lease::within_grace(snap.modified.get(digest).copied(), ctx.grace) =>
+            {
+                "referenced by no tag, but younger than --grace (a push may be uploading it)".into()
+            }
+            None => return false,
+        };
+        lifecycle::announce_kept(&key, &reason, ui);
+        true
+    };
     let mut unreferenced: Vec<&String> = snap
         .manifest_keys
         .iter()
         .filter(|d| !reach.manifests.contains(*d))
+        .filter(|d| !spared(d, repo.registry.manifest_key(d)))
         .collect();
     unreferenced.sort_by_key(|d| snap.graph.get(*d).is_none_or(|n| n.kind != "index"));
     let manifests: Vec<Deletion> = unreferenced
@@ -383,11 +511,11 @@ async fn sweep(
             }
         })
         .collect();
-    lifecycle::delete_all(&*repo.store, &manifests, dry_run, ui, report).await?;
     let blobs: Vec<Deletion> = snap
         .blob_keys
         .iter()
         .filter(|d| !reach.blobs.contains(*d))
+        .filter(|d| !spared(d, repo.registry.blob_key(d)))
         .map(|d| {
             let (size, kind) = snap.blob_info.get(d).copied().unwrap_or((0, "blob"));
             Deletion {
@@ -398,7 +526,9 @@ async fn sweep(
             }
         })
         .collect();
-    lifecycle::delete_all(&*repo.store, &blobs, dry_run, ui, report).await
+    let store = &*repo.store;
+    lifecycle::delete_all(store, &manifests, ctx.sweep, ui, report).await?;
+    lifecycle::delete_all(store, &blobs, ctx.sweep, ui, report).await
 }
 
 /// Rebuilds `tags/list` if a concurrent push wrote a removed tag back into it meanwhile.
@@ -407,13 +537,12 @@ async fn heal_tag_list(
     removed: &BTreeSet<String>,
     report: &mut TargetReport,
 ) -> Result<()> {
-    if repo
-        .registry
-        .stored_tags()
-        .await?
-        .iter()
-        .any(|t| removed.contains(t))
-    {
+    let stored = repo.registry.stored_tags().await?;
+    let present = repo.registry.present_tags().await?;
+    // Also a push's tag that this gc's own rewrite dropped (it read the list before the push
+    // wrote it) comes back here.
+    let unlisted = present.iter().any(|t| !stored.contains(t));
+    if unlisted || stored.iter().any(|t| removed.contains(t)) {
         repo.registry.update_tag_list(&[], false, report).await?;
     }
     Ok(())

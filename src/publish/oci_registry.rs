@@ -14,11 +14,11 @@
 //! and the pull-side calls of `ls` (tag list, tag manifest) stay on oci-client. A 401 in the
 //! middle of a push (an expired token) signs in again once and repeats the request.
 //!
-//! Retries: connection failures, 5xx and 429 are retried at most [`MAX_ATTEMPTS`] times. The
-//! wait is the answer's `Retry-After` (delta-seconds or HTTP-date, at most
-//! [`MAX_RETRY_AFTER`]) when it has one, else exponential backoff with jitter. A blob retry
-//! opens a new upload session and re-reads the file from its start. The final error names the
-//! registry, the object and the last status.
+//! Retries: connection failures, 5xx and 429 are retried under the run's shared policy
+//! ([`crate::transport`]: attempts and total time bounded, the answer's `Retry-After` honoured
+//! up to a cap, else exponential backoff with jitter), the same policy S3 buckets use. A blob
+//! retry opens a new upload session and re-reads the file from its start. The final error
+//! names the registry, the object, the attempts and the last status.
 //!
 //! Transport: TLS, except for registries the target marks insecure (loopback, or
 //! `?insecure=true`), which get plain HTTP (oci-client through
@@ -48,13 +48,9 @@ use crate::image::{Blob, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::report::TargetReport;
 use crate::store::Body;
 use crate::target::RegistryTarget;
+// How a failed request is handled: the shared policy's kinds (transient, auth, fatal).
+use crate::transport::Kind;
 use crate::ui::{Ui, human_size};
-
-/// Attempts per request before giving up (the first try included).
-pub const MAX_ATTEMPTS: u32 = 5;
-
-/// The longest `Retry-After` alba waits for; longer asks are cut to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Bytes read from a spooled layer per chunk of the upload stream.
 const CHUNK: usize = 256 * 1024;
@@ -86,6 +82,8 @@ pub struct RegistrySink {
     /// What sign-in gave, per operation (pull, push): `Some(None)` when it gave no bearer
     /// token (basic auth or anonymous), `None` before sign-in.
     tokens: tokio::sync::Mutex<[Option<Option<String>>; 2]>,
+    /// Requests retried so far, for the report.
+    retries: AtomicU64,
 }
 
 /// One failed attempt of a request.
@@ -96,7 +94,7 @@ struct Failed {
     status: Option<u16>,
     /// The status and the registry's words, or the connection trouble; not yet redacted.
     detail: String,
-    /// The answer's `Retry-After`, at most [`MAX_RETRY_AFTER`].
+    /// The answer's `Retry-After`, capped by the retry policy.
     retry_after: Option<Duration>,
 }
 
@@ -200,6 +198,7 @@ impl RegistrySink {
             insecure: target.insecure,
             base,
             tokens: tokio::sync::Mutex::new([None, None]),
+            retries: AtomicU64::new(0),
         })
     }
 
@@ -258,6 +257,50 @@ impl RegistrySink {
                 Err(e) if is_not_found(&e) => Ok(None),
                 Err(e) => Err(e),
             }
+        })
+        .await
+    }
+
+    /// `GET /v2/` (the API version check every pull client makes first): its status.
+    pub async fn ping(&self) -> Result<u16> {
+        let url = format!("{}/v2/", self.base_url);
+        self.retrying("GET /v2/", || async {
+            let response = self
+                .send(RegistryOperation::Pull, || Ok(self.http.get(&url)))
+                .await?;
+            match response.status().as_u16() {
+                status if by_status(status) == Kind::Transient => {
+                    Err(Failed::answer(response).await)
+                }
+                status => Ok(status),
+            }
+        })
+        .await
+    }
+
+    /// A pull-side request (`GET` or `HEAD`) of `…/v2/<repository>/<path>`, as readers such as
+    /// `alba verify` make it: signed in for pull, transient answers retried under the run's
+    /// policy, any other answer (404 included) returned for the caller to judge.
+    pub async fn read(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        accept: &str,
+    ) -> Result<Response> {
+        let url = self.url(path);
+        self.retrying(&format!("{method} of {path}"), || async {
+            let response = self
+                .send(RegistryOperation::Pull, || {
+                    Ok(self
+                        .http
+                        .request(method.clone(), &url)
+                        .header(ACCEPT, accept))
+                })
+                .await?;
+            if by_status(response.status().as_u16()) == Kind::Transient {
+                return Err(Failed::answer(response).await);
+            }
+            Ok(response)
         })
         .await
     }
@@ -386,33 +429,43 @@ impl RegistrySink {
         }
     }
 
-    /// Runs `op` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] are spent; waits
-    /// what the answer's `Retry-After` asks, else [`backoff`].
+    /// Runs `op` until it succeeds, fails for good, or the retry policy's attempts or total
+    /// time are spent; waits what the answer's `Retry-After` asks, else the policy's backoff.
     async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failed>>,
     {
-        let mut attempt = 1;
-        loop {
-            let failed = match op().await {
-                Ok(value) => return Ok(value),
-                Err(failed) => failed,
-            };
-            if failed.kind != Kind::Transient || attempt >= MAX_ATTEMPTS {
-                return Err(self.failure(what, &failed, attempt));
+        let label = format!("{}: {what}", self.host);
+        let policy = crate::transport::policy();
+        let result = crate::transport::run(&policy, &self.retries, &label, || {
+            let attempt = op();
+            async move {
+                attempt.await.map_err(|f| crate::transport::Failure {
+                    kind: f.kind,
+                    status: f.status,
+                    retry_after: f.retry_after,
+                    // Redacted before it reaches a log line.
+                    detail: self.redact(f.detail),
+                })
             }
-            let wait = failed
-                .retry_after
-                .unwrap_or_else(|| backoff(attempt, failed.status));
-            tracing::debug!(
-                "{}: {what} failed ({}), retrying in {wait:?}",
-                self.host,
-                self.redact(failed.detail)
-            );
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+        })
+        .await;
+        result.map_err(|gave_up| {
+            let last = gave_up.last;
+            let failed = Failed {
+                kind: last.kind,
+                status: last.status,
+                detail: last.detail,
+                retry_after: last.retry_after,
+            };
+            self.failure(what, &failed, gave_up.attempts)
+        })
+    }
+
+    /// Requests retried so far (transient faults ridden out), for the report.
+    pub fn retry_count(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// [`RegistrySink::retrying`] for an oci-client call.
@@ -433,16 +486,7 @@ impl RegistrySink {
         let detail = self.redact(failed.detail.clone());
         let host = &self.host;
         if failed.kind == Kind::Auth {
-            let fix = if self.credentials.is_anonymous() {
-                format!(
-                    "no credentials were found for {host}: give --registry-user USER --registry-password-stdin, or run `docker login {host}`"
-                )
-            } else {
-                format!(
-                    "check the credentials from {} (or `docker login {host}`) and that they grant access to {}",
-                    self.credentials.source, self.repository
-                )
-            };
+            let fix = self.auth_fix();
             return anyhow!(
                 "authentication failed at registry {host}: {what} was refused ({detail}); {fix}"
             );
@@ -462,6 +506,20 @@ impl RegistrySink {
         anyhow!(message)
     }
 
+    /// What to do about refused credentials.
+    fn auth_fix(&self) -> String {
+        let host = &self.host;
+        if self.credentials.is_anonymous() {
+            return format!(
+                "no credentials were found for {host}: give --registry-user USER --registry-password-stdin, or run `docker login {host}`"
+            );
+        }
+        format!(
+            "check the credentials from {} (or `docker login {host}`) and that they grant access to {}",
+            self.credentials.source, self.repository
+        )
+    }
+
     /// `text` without the secret in it (registries may echo what they were sent).
     fn redact(&self, text: String) -> String {
         match self.credentials.secret() {
@@ -474,11 +532,25 @@ impl RegistrySink {
 
 #[async_trait]
 impl OciSink for RegistrySink {
+    fn retries(&self) -> u64 {
+        self.retry_count()
+    }
+
     async fn check(&self) -> Result<()> {
         // Pull calls (HEAD) use the pull token, writes the push token: get both up front so a
         // token service that refuses the credentials fails here, before any upload.
         self.sign_in(RegistryOperation::Pull).await?;
-        self.sign_in(RegistryOperation::Push).await
+        self.sign_in(RegistryOperation::Push).await?;
+        // With Basic auth a sign-in sends nothing: ask /v2/ with the credentials, so a wrong
+        // password fails here, before this target (or, in a release, any target) is written.
+        if !self.credentials.is_anonymous() && self.ping().await? == 401 {
+            anyhow::bail!(
+                "authentication failed at registry {}: GET /v2/ was refused (status 401 Unauthorized); {}",
+                self.host,
+                self.auth_fix()
+            );
+        }
+        Ok(())
     }
 
     async fn has_blob(&self, blob: &Blob) -> Result<bool> {
@@ -560,6 +632,36 @@ impl OciSink for RegistrySink {
         .await
     }
 
+    async fn tags(&self) -> Result<Vec<String>> {
+        self.list_tags().await
+    }
+
+    async fn manifest(&self, reference: &str) -> Result<Option<Bytes>> {
+        Ok(self.tag_manifest(reference).await?.map(|(bytes, _)| bytes))
+    }
+
+    async fn small_blob(&self, digest: &str, size: u64) -> Result<Option<Bytes>> {
+        let url = self.url(&format!("blobs/{digest}"));
+        self.retrying(&format!("GET of blob {digest}"), || async {
+            let response = self
+                .send(RegistryOperation::Pull, || Ok(self.http.get(&url)))
+                .await?;
+            match response.status() {
+                StatusCode::NOT_FOUND => Ok(None),
+                s if s.is_success() && response.content_length().is_some_and(|n| n > size) => {
+                    Ok(None)
+                }
+                s if s.is_success() => {
+                    let bytes = response.bytes().await.map_err(|e| Failed::transport(&e))?;
+                    // More than the manifest said: not the config it names.
+                    Ok((bytes.len() as u64 == size).then_some(bytes))
+                }
+                _ => Err(Failed::answer(response).await),
+            }
+        })
+        .await
+    }
+
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()> {
         let url = self.url(&format!("manifests/{reference}"));
         let what = format!("push of {}", object(reference));
@@ -630,49 +732,10 @@ fn upload_url(base_url: &str, location: &str, digest: &str) -> Result<url::Url, 
 }
 
 /// The wait a `Retry-After` header asks for (delta-seconds or an HTTP-date, relative to
-/// `now`), at most [`MAX_RETRY_AFTER`]; `None` without a readable one.
+/// `now`), capped by the retry policy; `None` without a readable one.
 fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
-    } else {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(parse_http_date(value)?);
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the HTTP-date
-/// form servers send.
-fn parse_http_date(text: &str) -> Option<u64> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let [_weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
-    let day: i64 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|n| n.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *s > 60 {
-        return None;
-    }
-    // Days from 1970-01-01 to a civil date (Howard Hinnant's days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    crate::transport::retry_after(value, now)
 }
 
 /// `tag 0.9` or `manifest sha256:…`, for messages.
@@ -693,17 +756,6 @@ fn file_stream(
         let read = file.read_buf(&mut chunk).await?;
         Ok((read > 0).then(|| (chunk.freeze(), file)))
     })
-}
-
-/// How a failed request is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Worth another attempt: connection trouble, 5xx, 429.
-    Transient,
-    /// The registry refused the credentials (401, 403, token service).
-    Auth,
-    /// Anything else: retrying will not help.
-    Fatal,
 }
 
 /// The kind of an oci-client error and the HTTP status behind it, when known.
@@ -867,32 +919,6 @@ fn looks_like_plain_http(detail: &str) -> bool {
     .any(|s| detail.contains(s))
 }
 
-/// The wait before attempt `attempt + 1` when the answer has no `Retry-After`: exponential
-/// from 0.5 s (2 s after a 429), capped at 30 s, with the upper half jittered so concurrent
-/// uploads do not retry in lockstep.
-fn backoff(attempt: u32, status: Option<u16>) -> Duration {
-    let base_ms: u64 = if status == Some(429) { 2000 } else { 500 };
-    let full = base_ms
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(30_000);
-    Duration::from_millis(full / 2 + jitter(full / 2 + 1))
-}
-
-/// A pseudo-random number below `bound`, from the clock and a counter (no RNG crate needed
-/// for spreading retries).
-fn jitter(bound: u64) -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // splitmix64 finalizer: spreads nearby inputs over the whole range.
-    let mut x = nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (x ^ (x >> 31)) % bound.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -940,20 +966,6 @@ mod tests {
             (Kind::Transient, Some(429))
         );
         assert!(is_not_found(&server_error(404)));
-    }
-
-    #[test]
-    fn backoff_grows_jittered_and_bounded() {
-        for attempt in 1..=4 {
-            let full = 500u64 << (attempt - 1);
-            let wait = backoff(attempt, Some(503)).as_millis() as u64;
-            assert!(
-                (full / 2..=full).contains(&wait),
-                "attempt {attempt}: {wait} ms"
-            );
-        }
-        assert!(backoff(1, Some(429)) >= Duration::from_secs(1));
-        assert!(backoff(40, None) <= Duration::from_secs(30));
     }
 
     #[test]
@@ -1023,7 +1035,10 @@ mod tests {
             retry_after(&headers("2"), now),
             Some(Duration::from_secs(2))
         );
-        assert_eq!(retry_after(&headers("3600"), now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after(&headers("3600"), now),
+            Some(crate::transport::Policy::default().max_retry_after)
+        );
         assert_eq!(
             retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT"), now),
             Some(Duration::from_secs(7))
@@ -1035,11 +1050,6 @@ mod tests {
         );
         assert_eq!(retry_after(&headers("soon"), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:10 GMT"), Some(10));
-        assert_eq!(
-            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
-            Some(1_835_438_400)
-        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::lists::{self, Order};
 use super::oci::OciSink;
 use crate::digest::oci_digest;
-use crate::image::Blob;
+use crate::image::{Blob, INDEX_MEDIA_TYPE};
 use crate::report::{Status, TargetReport};
 use crate::store::{Body, ObjectStore, Put};
 use crate::ui::Ui;
@@ -61,7 +61,12 @@ impl StaticRegistry {
         format!("v2/{}/manifests/{reference}", self.name)
     }
 
-    /// Key of the `tags/list` document.
+    /// Key of the referrers answer for a subject digest (`referrers/sha256:<hex>`).
+    pub fn referrers_key(&self, subject: &str) -> String {
+        format!("v2/{}/referrers/{subject}", self.name)
+    }
+
+    /// Key of `tags/list`.
     pub fn tags_key(&self) -> String {
         format!("v2/{}/tags/list", self.name)
     }
@@ -73,7 +78,7 @@ impl StaticRegistry {
         Ok(keys
             .iter()
             .filter_map(|k| k.strip_prefix(&prefix))
-            .filter(|r| !r.starts_with("sha256:") && !r.contains('/'))
+            .filter(|r| !r.starts_with("sha256:") && !r.contains('/') && !is_referrers_tag(r))
             .map(str::to_string)
             .collect())
     }
@@ -95,14 +100,17 @@ impl StaticRegistry {
     }
 
     /// Rebuilds `tags/list` from the tag objects (adding `new`), writes it if it changed, and
-    /// reads it back once to repair a concurrent writer's lost update.
+    /// reads it back (and lists the tags again) to repair a concurrent writer's lost update.
     pub async fn update_tag_list(
         &self,
         new: &[String],
         dry_run: bool,
         report: &mut TargetReport,
     ) -> Result<()> {
-        for attempt in 0..2 {
+        // Each pass reads the list and lists the tag objects again: a concurrent push may have
+        // written its list from a listing made before our tag object existed. Stable once the
+        // list holds exactly the tags whose objects exist.
+        for attempt in 0..4 {
             let stored = self.stored_tags().await?;
             let mut present = self.present_tags().await?;
             present.extend(new.iter().cloned());
@@ -111,33 +119,34 @@ impl StaticRegistry {
                 name: self.name.clone(),
                 tags: tags.clone(),
             })?);
-            let status = if stored == tags && attempt == 0 {
-                Status::Exists
-            } else {
-                Status::Updated
-            };
-            if status == Status::Exists || dry_run {
-                report.record(
-                    &self.tags_key(),
-                    bytes.len() as u64,
-                    status,
-                    Some(oci_digest(&bytes)),
-                );
+            let digest = Some(oci_digest(&bytes));
+            if stored == tags {
+                if attempt == 0 {
+                    report.record(&self.tags_key(), bytes.len() as u64, Status::Exists, digest);
+                }
                 return Ok(());
             }
-            self.put_bytes(&self.tags_key(), &bytes, JSON).await?;
             report.record(
                 &self.tags_key(),
                 bytes.len() as u64,
-                status,
-                Some(oci_digest(&bytes)),
+                Status::Updated,
+                digest,
             );
-            if self.stored_tags().await? == tags {
-                break;
+            if dry_run {
+                return Ok(());
             }
+            self.put_bytes(&self.tags_key(), &bytes, JSON).await?;
         }
         Ok(())
     }
+}
+
+/// True for a referrers tag (`sha256-<64 hex>`): the index of a manifest's artifacts, which
+/// alba keeps out of `tags/list` and out of `--keep` counts (it lives and goes with its subject).
+pub fn is_referrers_tag(reference: &str) -> bool {
+    reference
+        .strip_prefix("sha256-")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[async_trait]
@@ -181,9 +190,57 @@ impl OciSink for StaticRegistry {
             .map(|b| oci_digest(&b)))
     }
 
+    async fn tags(&self) -> Result<Vec<String>> {
+        Ok(self.present_tags().await?.into_iter().collect())
+    }
+
+    async fn manifest(&self, reference: &str) -> Result<Option<Bytes>> {
+        self.store.get(&self.manifest_key(reference)).await
+    }
+
+    async fn small_blob(&self, digest: &str, _size: u64) -> Result<Option<Bytes>> {
+        self.store.get(&self.blob_key(digest)).await
+    }
+
+    async fn put_referrers(&self, subject: &str, bytes: &Bytes) -> Result<()> {
+        // A file server has no referrers API: serve its answer as a file too, beside the
+        // referrers tag that clients fall back to.
+        let tag = subject.replacen(':', "-", 1);
+        self.put_bytes(&self.manifest_key(&tag), bytes, INDEX_MEDIA_TYPE)
+            .await?;
+        self.put_bytes(&self.referrers_key(subject), bytes, INDEX_MEDIA_TYPE)
+            .await
+    }
+
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()> {
         self.put_bytes(&self.manifest_key(reference), bytes, media_type)
             .await
+    }
+
+    async fn lease(
+        &self,
+        images: &crate::image::ImageSet,
+        tags: &[String],
+    ) -> Result<Option<super::lease::Lease>> {
+        let blobs = images
+            .images
+            .iter()
+            .flat_map(|i| i.layers.iter().chain([&i.config]));
+        let artifacts = images.referrers.iter().flat_map(|r| &r.blobs);
+        let blobs = blobs.chain(artifacts);
+        let manifests = images.images.iter().map(|i| i.manifest_digest.clone());
+        let manifests = manifests.chain(images.referrers.iter().map(|r| r.digest.clone()));
+        let mut digests: Vec<String> = blobs.map(|b| b.digest.clone()).chain(manifests).collect();
+        digests.push(images.index_digest.clone());
+        digests.sort();
+        digests.dedup();
+        let lease =
+            super::lease::Lease::take(self.store.clone(), &self.name, tags, digests, Vec::new());
+        Ok(Some(lease.await?))
+    }
+
+    fn retries(&self) -> u64 {
+        self.store.retries()
     }
 
     async fn finish(

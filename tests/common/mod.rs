@@ -13,10 +13,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod containerd;
+pub mod docker;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod garage;
 pub mod nginx;
 pub mod nix;
+pub mod nix_chroot;
+pub mod podman;
 pub mod process;
 pub mod registry;
 pub mod s3;
@@ -28,9 +32,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use containerd::Containerd;
+pub use docker::Docker;
 pub use garage::Garage;
 pub use nginx::Nginx;
-pub use nix::{nix_available, nix_env};
+pub use nix::{NIX_VERSIONS, NixVersion, nix_available, nix_env};
+pub use podman::Podman;
 pub use process::free_port;
 pub use registry::Registry;
 pub use skopeo::{
@@ -68,6 +74,31 @@ pub fn require_program(program: &str, how_to_install: &str) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Runs git in `dir` with a fixed identity and no signing; panics on failure, returns stdout
+/// without its final line break.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let mut command = Command::new("git");
+    command
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=alba tests",
+            "-c",
+            "user.email=tests@alba.invalid",
+        ])
+        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
+        .args(args);
+    let out = String::from_utf8_lossy(&run_ok(&mut command)).into_owned();
+    out.trim_end_matches('\n').to_string()
+}
+
+/// Makes `dir` a git repository whose one commit holds every file in it.
+pub fn git_commit_all(dir: &Path, message: &str) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
 }
 
 /// Environment that keeps the user's own AWS and Docker settings out of a test run.
@@ -167,9 +198,34 @@ impl Alba {
             .expect("could not run the alba binary")
     }
 
+    /// Runs the command with `stdin` piped in; panics with its output unless it exits with `code`.
+    pub fn run_with_stdin(&mut self, stdin: &[u8], code: i32) -> std::process::Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("could not start alba");
+        if let Some(mut input) = child.stdin.take() {
+            // alba may exit before reading (a refused input): a broken pipe is its answer.
+            let _ = input.write_all(stdin);
+        }
+        let output = child.wait_with_output().expect("alba did not finish");
+        self.check_code(&output, code);
+        output
+    }
+
     /// Runs the command and panics with its stdout/stderr unless it exits with `code`.
     pub fn run_expect(&mut self, code: i32) -> std::process::Output {
         let output = self.run();
+        self.check_code(&output, code);
+        output
+    }
+
+    fn check_code(&self, output: &std::process::Output, code: i32) {
         assert_eq!(
             output.status.code(),
             Some(code),
@@ -179,7 +235,6 @@ impl Alba {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
         );
-        output
     }
 }
 
