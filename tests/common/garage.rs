@@ -160,6 +160,13 @@ impl Garage {
     /// Creates `name`, gives the test key read/write/owner on it and enables website access
     /// (index document `index.html`). Waits until the S3 API lists it.
     pub fn create_bucket(&self, name: &str) {
+        self.create_bucket_without_website(name);
+        self.cli_ok(&["bucket", "website", "--allow", name]);
+    }
+
+    /// Like [`Garage::create_bucket`], but leaves website access off (Garage's default), as a
+    /// user who forgot `garage bucket website --allow` has it.
+    pub fn create_bucket_without_website(&self, name: &str) {
         self.cli_ok(&["bucket", "create", name]);
         self.cli_ok(&[
             "bucket",
@@ -171,7 +178,6 @@ impl Garage {
             "--key",
             &self.key_id,
         ]);
-        self.cli_ok(&["bucket", "website", "--allow", name]);
         let s3 = self.s3();
         for _ in 0..100 {
             let (status, _, _) = s3.request("GET", name, "", &[("list-type", "2")], b"", &[]);
