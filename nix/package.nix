@@ -5,8 +5,10 @@
 #   pkgs.pkgsCross.aarch64-multiplatform.pkgsStatic.callPackage ./nix/package.nix { }
 {
   lib,
+  stdenv,
   rustPlatform,
   cmake,
+  installShellFiles,
 }:
 let
   cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
@@ -41,13 +43,31 @@ else
     # aws-lc-sys (rustls' crypto provider) compiles AWS-LC with the C compiler (its `cc`
     # builder); on targets without pre-generated bindings it falls back to CMake.
     # zstd-sys builds the bundled zstd with `cc` too. Neither needs anything else.
-    nativeBuildInputs = [ cmake ];
+    nativeBuildInputs = [
+      cmake
+      installShellFiles
+    ];
     # cmake is only a tool for aws-lc-sys's build script, not this package's build system.
     dontUseCmakeConfigure = true;
 
     # Only the unit tests inside the binary: the integration tests in tests/ start Garage,
     # a registry, containerd, nginx and Nix itself, none of which exist in the build sandbox.
     cargoTestFlags = [ "--bins" ];
+
+    # Completions and the man page come from alba itself (`alba completions SHELL`, `alba man`),
+    # so they need a binary the build machine can run: a cross-built alba ships without them.
+    postInstall =
+      if stdenv.buildPlatform.canExecute stdenv.hostPlatform then
+        ''
+          installShellCompletion --cmd alba \
+            --bash <($out/bin/alba completions bash) \
+            --zsh <($out/bin/alba completions zsh) \
+            --fish <($out/bin/alba completions fish)
+          $out/bin/alba man > alba.1
+          installManPage alba.1
+        ''
+      else
+        "";
 
     meta = {
       description = cargoToml.package.description;

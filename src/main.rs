@@ -8,16 +8,19 @@ mod config;
 mod digest;
 mod error;
 mod image;
+mod meta;
 mod names;
 mod nix;
 mod platform;
 mod publish;
 mod report;
+mod sbom;
+mod sign;
 mod store;
 mod target;
+mod transport;
 mod ui;
-
-use clap::Parser;
+mod verify;
 
 /// Sends alba's own `tracing` events to stderr: warnings by default, more with `-v`/`-vv`,
 /// or whatever `ALBA_LOG` (an `EnvFilter` directive) says.
@@ -42,7 +45,7 @@ fn init_logging(level: i8) {
 }
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     init_logging(cli.global.verbose as i8 - cli.global.quiet as i8);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

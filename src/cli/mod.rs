@@ -1,16 +1,19 @@
 //! Command-line arguments and dispatch: one module per command.
 
 mod build;
+mod completions;
 mod container;
+mod examples;
 mod lifecycle;
 mod push_args;
 mod release;
 mod static_cmd;
+mod verify;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::nix::Nix;
 use crate::report::Report;
@@ -75,6 +78,16 @@ pub struct Global {
     /// Read the registry password for --registry-user from stdin (never give it as an argument).
     #[arg(long, global = true)]
     pub registry_password_stdin: bool,
+    /// Attempts per request to a bucket or registry before giving up (connection errors,
+    /// timeouts, 429, 5xx and SlowDown are retried).
+    #[arg(long, global = true, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retries: u32,
+    /// Longest time one request may take with its retries, e.g. 3m.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "3m", value_parser = crate::transport::parse_duration)]
+    pub retry_time: std::time::Duration,
+    /// First wait before a retry (doubling up to 15 s; a Retry-After answer wins, up to 60 s).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "500ms", value_parser = crate::transport::parse_duration)]
+    pub retry_backoff: std::time::Duration,
 }
 
 /// The commands.
@@ -90,9 +103,49 @@ pub enum Command {
     /// Multi-arch OCI images: static registries on buckets and folders, and registries.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Read back what was published, as download pages and pull clients do, and check it.
+    Verify(verify::VerifyArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+/// The clap command of alba, with every command's examples in its help (see [`examples`]).
+pub fn command() -> clap::Command {
+    examples::add_to(Cli::command())
+}
+
+/// Parses the command line; a usage error also shows the command's first example.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = command();
+    let parsed = cmd
+        .try_get_matches_from_mut(&args)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    match parsed {
+        Ok(cli) => cli,
+        Err(error) => {
+            let mut error = error.format(&mut cmd);
+            examples::add_tip(&mut error, &cmd, &args);
+            error.exit()
+        }
+    }
 }
 
 impl Global {
+    /// Sets the run's retry policy from the flags (one policy for buckets and registries).
+    pub fn configure_transport(&self) {
+        let defaults = crate::transport::Policy::default();
+        crate::transport::configure(crate::transport::Policy {
+            attempts: self.retries,
+            total: self.retry_time,
+            backoff: self.retry_backoff,
+            max_backoff: defaults.max_backoff.max(self.retry_backoff),
+            ..defaults
+        });
+    }
+
     /// The UI for these flags.
     pub fn ui(&self) -> Ui {
         Ui::new(self.verbose as i8 - self.quiet as i8)
@@ -143,10 +196,21 @@ impl Global {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
+    cli.global.configure_transport();
+    let result = dispatch(cli).await;
+    // Cancelled multipart uploads are aborted from spawned tasks: let them finish first.
+    crate::store::s3::finish_aborts(std::time::Duration::from_secs(15)).await;
+    result
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Release(args) => release::run(&cli.global, args).await,
         Command::Build(args) => build::run(&cli.global, args).await,
         Command::Static(cmd) => static_cmd::run(&cli.global, cmd).await,
         Command::Container(cmd) => container::run(&cli.global, cmd).await,
+        Command::Completions(args) => completions::completions(args),
+        Command::Man => completions::man(),
+        Command::Verify(args) => verify::run(&cli.global, args).await,
     }
 }

@@ -1,13 +1,16 @@
 //! Publishers: static binaries (df-dist-v1) and images (static registry, OCI registry).
 
+pub mod aliases;
 pub mod credentials;
 pub mod df_dist;
 pub mod df_dist_gc;
+pub mod lease;
 pub mod lifecycle;
 pub mod lists;
 pub mod nginx;
 pub mod oci;
 pub mod oci_delete;
 pub mod oci_gc;
+pub mod oci_known;
 pub mod oci_registry;
 pub mod oci_static;
