@@ -98,7 +98,8 @@ pub fn rfc3339(seconds: i64) -> Option<String> {
         .ok()
 }
 
-/// A web URL for a `github:OWNER/REPO[/REV]` or `git+https://…` flake reference.
+/// A web URL for a `github:OWNER/REPO[/REV]` or `git+https://…` flake reference, without
+/// any credentials it carries (CI clones as `https://gitlab-ci-token:TOKEN@host/…`).
 fn source_of(flake_url: &str) -> Option<String> {
     let no_query = flake_url.split(['?', '#']).next()?;
     if let Some(rest) = no_query.strip_prefix("github:") {
@@ -106,8 +107,30 @@ fn source_of(flake_url: &str) -> Option<String> {
         let (owner, repo) = (parts.next()?, parts.next()?);
         return Some(format!("https://github.com/{owner}/{repo}"));
     }
-    let https = no_query.strip_prefix("git+https://")?;
-    Some(format!("https://{}", https.trim_end_matches(".git")))
+    let https = no_query.strip_prefix("git+")?;
+    let mut url = url::Url::parse(https)
+        .ok()
+        .filter(|u| u.scheme() == "https")?;
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    Some(
+        url.as_str()
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_string(),
+    )
+}
+
+/// A flake URL fit to show and report: user and password removed.
+pub fn without_credentials(flake_url: &str) -> String {
+    let Some((scheme, rest)) = flake_url.split_once("://") else {
+        return flake_url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}/{path}"),
+        None => flake_url.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +175,15 @@ mod tests {
             Some("https://git.deuxfleurs.fr/Deuxfleurs/albatros".into())
         );
         assert_eq!(source_of("path:/src?narHash=x"), None);
+        assert_eq!(
+            source_of("git+https://gitlab-ci-token:s3cret@git.example.org/a/b.git?rev=1"),
+            Some("https://git.example.org/a/b".into())
+        );
+        assert_eq!(
+            without_credentials("git+https://gitlab-ci-token:s3cret@git.example.org/a/b?rev=1"),
+            "git+https://git.example.org/a/b?rev=1"
+        );
+        assert_eq!(without_credentials("path:/src"), "path:/src");
         let meta = ReleaseMeta::from_flake(
             "1.0",
             &flake("path:/src", None),

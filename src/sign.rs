@@ -99,7 +99,8 @@ fn zero_checksum_key(text: &str) -> Option<SecretKey> {
         return None;
     }
     let public = PublicKey::from_secret_key(&key).ok()?;
-    minisign::sign(Some(&public), &key, Cursor::new(b"probe"), None, None).ok()?;
+    let probe = minisign::sign(Some(&public), &key, Cursor::new(b"probe"), None, None).ok()?;
+    minisign::verify(&public, &probe, Cursor::new(b"probe"), true, false, false).ok()?;
     Some(key)
 }
 

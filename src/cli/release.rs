@@ -78,7 +78,10 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<()> {
     let release = artifact::load_release(&nix, &flake, &global.config_attr).await?;
     let plan = plan(global, &release, &args)?;
     let mut report = Report {
-        flake: Some(locked.clone()),
+        flake: Some(crate::nix::Flake {
+            url: crate::meta::without_credentials(&locked.url),
+            ..locked.clone()
+        }),
         ..Report::default()
     };
     let job = Job {

@@ -15,6 +15,9 @@ use std::time::{Duration, SystemTime};
 const PREFIX: &str = "run-";
 /// A run folder without a lock file is left alone this long (its run may be creating it).
 const UNLOCKED_GRACE: Duration = Duration::from_secs(600);
+/// Any run folder is left alone this long: between creating its folder and locking it, a run
+/// holds no lock yet.
+const CREATE_GRACE: Duration = Duration::from_secs(5);
 
 /// A spooled file: deleted when dropped, keeping its run folder (and lock) alive until then.
 #[derive(Debug)]
@@ -108,20 +111,26 @@ fn sweep(root: &Path) {
     }
 }
 
-/// True when nobody holds the folder's lock (or it has had no lock file for a while).
+/// True when nobody holds the folder's lock and it is older than a run needs to create and
+/// lock it (a run going on beside this one may be between the two).
 fn is_stale(dir: &Path) -> bool {
-    match File::open(dir.join("lock")) {
+    let old = fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > CREATE_GRACE);
+    let unlocked = match File::open(dir.join("lock")) {
         Ok(file) => match file.try_lock() {
             Ok(()) => true,
-            Err(TryLockError::WouldBlock) => false,
-            Err(TryLockError::Error(_)) => false,
+            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => false,
         },
         Err(_) => fs::metadata(dir)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age > UNLOCKED_GRACE),
-    }
+    };
+    old && unlocked
 }
 
 #[cfg(test)]
@@ -138,6 +147,8 @@ mod tests {
         fs::create_dir_all(&dead).unwrap();
         File::create(dead.join("lock")).unwrap();
         fs::write(dead.join("alba-layer-dead"), b"y").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        File::open(&dead).unwrap().set_modified(long_ago).unwrap();
 
         let next = SpoolDir::new(Some(cache.path())).unwrap();
         assert!(!dead.exists(), "the dead run's folder is swept");

@@ -75,6 +75,8 @@ pub struct PushOptions {
     pub dry_run: bool,
     /// Also tag `X.Y`, `X` and `latest` where this version is the greatest ([`aliases`]).
     pub aliases: Option<semver::Version>,
+    /// Blobs this run uploaded already while compressing the others (`new`, no HEAD again).
+    pub uploaded: std::collections::BTreeSet<String>,
 }
 
 /// Pushes an image set under every tag, in the write order above.
@@ -191,6 +193,37 @@ async fn ensure_complete(
                 .await?;
         }
     }
+    ensure_referrers(sink, images, ui).await
+}
+
+/// The SBOM artifacts and their referrers indexes, put back if a gc took them meanwhile (it
+/// may have read the leases just before this push wrote its own).
+async fn ensure_referrers(sink: &dyn OciSink, images: &ImageSet, ui: &Ui) -> Result<()> {
+    for r in &images.referrers {
+        if sink.manifest_digest(&r.digest).await?.is_none() {
+            ui.warn(format!(
+                "sbom {} vanished during the push (a gc?): uploading it again",
+                r.digest
+            ));
+            sink.put_manifest(&r.digest, &r.manifest, MANIFEST_MEDIA_TYPE)
+                .await?;
+        }
+        let existing = sink.manifest(&r.tag()).await?;
+        let listed = existing.as_deref().is_some_and(|index| {
+            serde_json::from_slice::<serde_json::Value>(index)
+                .ok()
+                .and_then(|v| v["manifests"].as_array().cloned())
+                .is_some_and(|entries| entries.iter().any(|e| e["digest"] == r.digest.as_str()))
+        });
+        if !listed {
+            ui.warn(format!(
+                "the referrers of {} vanished during the push: writing them again",
+                r.subject
+            ));
+            let index = crate::image::referrers_index(existing.as_deref(), &[r])?;
+            sink.put_referrers(&r.subject, &index).await?;
+        }
+    }
     Ok(())
 }
 
@@ -284,7 +317,10 @@ async fn push_blobs(
         .map(|(position, blob)| {
             let bar = bar.clone();
             async move {
-                let status = push_blob(sink, blob, opts.dry_run).await?;
+                let status = match opts.uploaded.contains(&blob.digest) {
+                    true => Status::New,
+                    false => push_blob(sink, blob, opts.dry_run).await?,
+                };
                 bar.inc(blob.size);
                 let what = match blob.media_type.as_str() {
                     t if t.contains("cyclonedx") => "sbom",

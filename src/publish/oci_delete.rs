@@ -277,7 +277,7 @@ pub async fn gc(
         .filter(|t| !super::oci_static::is_referrers_tag(t))
         .cloned()
         .collect();
-    let selection = lifecycle::select_container_tags(&tags, opts, |t| digests.get(t).cloned());
+    let mut selection = lifecycle::select_container_tags(&tags, opts, |t| digests.get(t).cloned());
     lifecycle::warn_unversioned(&selection, ui);
     selection.print(ui, opts.dry_run);
     // One DELETE per manifest: it removes every (removed) tag pointing at it. A manifest a
@@ -296,16 +296,25 @@ pub async fn gc(
                 .push(d.tag.clone());
         }
     }
+    let mut refused = Vec::new();
     for (digest, tags) in by_digest {
         if kept.contains(&digest) {
             for tag in tags {
-                delete_shared_tag(repo, &tag, opts.dry_run, ui, report).await;
+                if !delete_shared_tag(repo, &tag, opts.dry_run, ui, report).await {
+                    refused.push(tag);
+                }
             }
             continue;
         }
         let reason = format!("manifest of removed tag {}", tags.join(", "));
         delete_one(repo, &digest, reason, opts.dry_run, ui, report).await?;
     }
+    // What the registry refused to delete stays, and the report says so.
+    let (stays, removed) = std::mem::take(&mut selection.remove)
+        .into_iter()
+        .partition(|d| refused.contains(&d.tag));
+    selection.remove = removed;
+    selection.keep.extend(stays);
     if !selection.remove.is_empty() {
         ui.line("blobs: the registry's own garbage collector frees them (distribution: `registry garbage-collect`)");
     }
@@ -321,14 +330,20 @@ async fn delete_shared_tag(
     dry_run: bool,
     ui: &Ui,
     report: &mut TargetReport,
-) {
+) -> bool {
     let reason = format!("tag {tag}: removed by gc (by tag: a kept tag shares its image)");
-    if let Err(e) = delete_one(repo, tag, reason, dry_run, ui, report).await {
-        ui.warn(format!(
-            "tag {tag} stays: it shares its image with a kept tag, and registry {} refused to delete the tag alone ({e:#})",
-            repo.host
-        ));
+    let Err(e) = delete_one(repo, tag, reason, dry_run, ui, report).await else {
+        return true;
+    };
+    // `delete_one` recorded the deletion before the registry refused it.
+    if report.objects.last().is_some_and(|o| o.key.ends_with(tag)) {
+        report.objects.pop();
     }
+    ui.warn(format!(
+        "tag {tag} stays: it shares its image with a kept tag, and registry {} refused to delete the tag alone ({e:#})",
+        repo.host
+    ));
+    false
 }
 
 /// Announces, records and (outside a dry run) deletes one manifest reference.

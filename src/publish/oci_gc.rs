@@ -464,7 +464,7 @@ async fn sweep(
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
-    let reach = mark(snap, kept);
+    let mut reach = mark(snap, kept);
     for digest in &reach.missing {
         ui.warn(format!(
             "a kept tag of {} refers to manifest {digest}, which is missing: push that tag again",
@@ -491,12 +491,16 @@ async fn sweep(
         lifecycle::announce_kept(&key, &reason, ui);
         true
     };
-    let mut unreferenced: Vec<&String> = snap
+    let (kept_young, mut unreferenced): (Vec<&String>, Vec<&String>) = snap
         .manifest_keys
         .iter()
         .filter(|d| !reach.manifests.contains(*d))
-        .filter(|d| !spared(d, repo.registry.manifest_key(d)))
-        .collect();
+        .partition(|d| spared(d, repo.registry.manifest_key(d)));
+    // A manifest that stays keeps what it references: a push's manifest must not lose its
+    // blobs to the sweep that spared it.
+    for digest in kept_young {
+        walk(snap, digest, 0, &mut reach);
+    }
     unreferenced.sort_by_key(|d| snap.graph.get(*d).is_none_or(|n| n.kind != "index"));
     let manifests: Vec<Deletion> = unreferenced
         .into_iter()
