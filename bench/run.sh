@@ -3,7 +3,8 @@
 #
 #   bench/run.sh                          every measurement, 3 rounds each
 #   BENCH_ROUNDS=5 bench/run.sh           more rounds (the table shows medians)
-#   BENCH_ONLY=static,memory bench/run.sh only some: static, folder, registry, memory
+#   BENCH_ONLY=static,memory bench/run.sh only some: static, folder, registry, memory,
+#                                         layered, shared
 #   BENCH_ALBA=/tmp/alba-variant bench/run.sh  measure another alba build (A/B a speed change)
 #
 # Measurements (inputs are real machine code from /usr/bin, /usr/lib/x86_64-linux-gnu and the
@@ -19,6 +20,13 @@
 #                counted in the registry's access log.
 #   4. memory    peak RSS (/usr/bin/time -v) of alba pushing an image with a 2 GiB layer to a
 #                folder (needs ~5 GiB free in $TMPDIR; removed afterwards).
+#   5. layered   an image shaped like buildLayeredImage output (100 layers, 300 MiB of machine
+#                code, log-normal sizes from 40 MiB down to 4 KiB) to the registry: (a) cold vs
+#                skopeo; (b) its next version, one ~170 KiB layer changed, v1 already on the
+#                registry, both tools with empty caches (alba must write 2 blobs: that layer
+#                and the config); (a) again with --compression zstd (time and bytes vs gzip).
+#   6. shared    (c) 4 platforms × 64 MiB sharing one 32 MiB base layer, cold, to the registry.
+# Cold runs start from empty caches: alba's, and skopeo's blob-info cache (removed first).
 # Every run is wrapped in /usr/bin/time -v (wall, CPU, peak RSS are printed per run), then a
 # summary table of medians, ratios and the design's targets. It fails only if alba misbehaves
 # (a warm run sending bytes, a wrong image), never because a figure misses its target.

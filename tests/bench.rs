@@ -17,9 +17,15 @@
 //! 3. registry: the same images to Debian's docker-registry, against `skopeo copy … docker://` × 4,
 //!    cold and warm; warm blob uploads counted in the registry's access log.
 //! 4. memory: peak RSS of alba pushing an image with a 2 GiB layer to a folder.
+//! 5. layered: one image shaped like `buildLayeredImage` output (100 layers, 300 MiB of machine
+//!    code, log-normal sizes) to a registry: (a) cold against `skopeo copy`; (b) its next version
+//!    (one ~170 KiB layer changed) with v1 already on the registry and both tools' caches empty
+//!    (alba must compress and write only that layer and the config); (a) again with
+//!    `--compression zstd`, time and bytes against gzip.
+//! 6. shared: (c) 4 platforms × 64 MiB sharing one 32 MiB base layer, cold, to a registry.
 //!
-//! Each cold measurement runs `BENCH_ROUNDS` times (default 3) on fresh targets and caches,
-//! alternating which tool goes first; the table shows medians.
+//! Each cold measurement runs `BENCH_ROUNDS` times (default 3) on fresh targets and caches
+//! (skopeo's blob-info cache cleared), alternating which tool goes first; the table shows medians.
 
 mod common;
 
@@ -179,33 +185,49 @@ fn header(size: u64) -> tar::Header {
 /// Writes an uncompressed docker archive at `path` as nixpkgs' `dockerTools` does (layer tar
 /// first, then the config, then `manifest.json`), whose one layer holds `bin/bench`: `code`.
 /// Streams through a temporary layer file next to `path`; nothing is held in memory.
-fn write_image(path: &Path, arch: &str, size: u64, code: impl Read) {
-    let layer_path = path.with_extension("layer.tmp");
-    let mut layer = tar::Builder::new(Hashing {
-        inner: BufWriter::with_capacity(
-            MIB as usize,
-            File::create(&layer_path).expect("create the layer"),
-        ),
-        sha: Sha256::new(),
-    });
-    layer
-        .append_data(&mut header(size), "bin/bench", code)
-        .expect("write the layer");
-    let Hashing { mut inner, sha } = layer.into_inner().expect("finish the layer");
-    inner.flush().expect("flush the layer");
-    drop(inner);
-    let diff_hex = hex::encode(sha.finalize());
+fn write_image(path: &Path, arch: &str, size: u64, code: impl Read + 'static) {
+    write_layers(path, arch, vec![("bin/bench".into(), size, Box::new(code))]);
+}
 
+/// One layer of [`write_layers`]: the path of its one file, its size and its content.
+type LayerSource = (String, u64, Box<dyn Read>);
+
+/// Writes an uncompressed docker archive at `path` as nixpkgs' `dockerTools` does: the layer
+/// tars (`<diff hex>/layer.tar`, bottom first), then the config, then `manifest.json`. Each
+/// layer streams through a temporary file next to `path`; nothing is held in memory.
+fn write_layers(path: &Path, arch: &str, layers: Vec<LayerSource>) {
+    let mut written = Vec::new();
+    for (n, (file, size, code)) in layers.into_iter().enumerate() {
+        let layer_path = path.with_extension(format!("layer{n}.tmp"));
+        let mut layer = tar::Builder::new(Hashing {
+            inner: BufWriter::with_capacity(
+                MIB as usize,
+                File::create(&layer_path).expect("create the layer"),
+            ),
+            sha: Sha256::new(),
+        });
+        layer
+            .append_data(&mut header(size), &file, code)
+            .expect("write the layer");
+        let Hashing { mut inner, sha } = layer.into_inner().expect("finish the layer");
+        inner.flush().expect("flush the layer");
+        drop(inner);
+        written.push((layer_path, hex::encode(sha.finalize())));
+    }
+    let diff_ids: Vec<String> = written.iter().map(|(_, h)| format!("sha256:{h}")).collect();
     let config = serde_json::json!({
         "architecture": arch,
         "os": "linux",
         "config": {"Env": ["PATH=/bin"], "Entrypoint": ["/bin/bench"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_hex}")]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let config = serde_json::to_vec(&config).expect("config JSON");
     let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
-    let layer_name = format!("{diff_hex}/layer.tar");
-    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": ["bench:latest"], "Layers": [layer_name]}]);
+    let layer_names: Vec<String> = written
+        .iter()
+        .map(|(_, hex)| format!("{hex}/layer.tar"))
+        .collect();
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": ["bench:latest"], "Layers": layer_names}]);
     let manifest = serde_json::to_vec(&manifest).expect("manifest JSON");
 
     let out = BufWriter::with_capacity(
@@ -213,11 +235,14 @@ fn write_image(path: &Path, arch: &str, size: u64, code: impl Read) {
         File::create(path).expect("create the archive"),
     );
     let mut archive = tar::Builder::new(out);
-    let layer_size = std::fs::metadata(&layer_path).expect("layer size").len();
-    let layer_file = File::open(&layer_path).expect("open the layer");
-    archive
-        .append_data(&mut header(layer_size), &layer_name, layer_file)
-        .expect("write the layer entry");
+    for ((layer_path, _), name) in written.iter().zip(&layer_names) {
+        let layer_size = std::fs::metadata(layer_path).expect("layer size").len();
+        let layer_file = File::open(layer_path).expect("open the layer");
+        archive
+            .append_data(&mut header(layer_size), name, layer_file)
+            .expect("write the layer entry");
+        std::fs::remove_file(layer_path).expect("remove the layer temp file");
+    }
     archive
         .append_data(
             &mut header(config.len() as u64),
@@ -237,7 +262,6 @@ fn write_image(path: &Path, arch: &str, size: u64, code: impl Read) {
         .expect("finish the archive")
         .flush()
         .expect("flush the archive");
-    std::fs::remove_file(&layer_path).expect("remove the layer temp file");
 }
 
 /// The static DIR (`<os>/<arch>[/<variant>]/bench`), one 64 MiB binary per platform.
@@ -635,6 +659,9 @@ fn skopeo_all(images: &Path, extra: &[&str], dest: impl Fn(&str) -> String, what
         rss: 0,
         stdout: Vec::new(),
     };
+    if what == "cold" {
+        clear_skopeo_cache();
+    }
     for (_, stem, _, tag) in PLATFORMS {
         let mut command = common::skopeo::skopeo();
         command.args(["copy", "--quiet"]).args(extra);
@@ -651,6 +678,32 @@ fn skopeo_all(images: &Path, extra: &[&str], dest: impl Fn(&str) -> String, what
     }
     line("skopeo", what, &total);
     total
+}
+
+/// Empties skopeo's blob-info cache (root's, and a rootless user's), so a cold skopeo run
+/// compresses as a fresh CI runner's would, like alba with its empty cache.
+fn clear_skopeo_cache() {
+    let mut dirs = vec![PathBuf::from("/var/lib/containers/cache")];
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".local/share/containers/cache"));
+    }
+    for dir in dirs {
+        for name in ["blob-info-cache-v1.boltdb", "blob-info-cache-v1.sqlite"] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+}
+
+/// One `skopeo copy` of the docker archive `archive` to `dest`.
+fn skopeo_one(archive: &Path, dest: &str, what: &str) -> Run {
+    let mut command = common::skopeo::skopeo();
+    command
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(dest);
+    let r = run(&command);
+    line("skopeo", what, &r);
+    r
 }
 
 /// Sum of the layer sizes of the manifests an index lists; `read(digest)` gives a manifest.
@@ -715,8 +768,21 @@ fn blob_mtimes(out: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
 }
 
 fn alba_push(cache: &Path, images: &Path, target: &str) -> Command {
+    alba_push_as(cache, images, target, "bench:1", &[])
+}
+
+/// `alba --json [flags] container push -t NAME_TAG DIR TARGET` with its cache at `cache`.
+fn alba_push_as(
+    cache: &Path,
+    images: &Path,
+    target: &str,
+    name_tag: &str,
+    flags: &[&str],
+) -> Command {
     let mut alba = common::alba_with_cache(cache);
-    alba.args(["--json", "container", "push", "-t", "bench:1"])
+    alba.arg("--json")
+        .args(flags)
+        .args(["container", "push", "-t", name_tag])
         .arg(images)
         .arg(target);
     // The scratch dir of `Alba` only holds paths that must not exist: the Command is enough.
@@ -790,7 +856,7 @@ fn bench_folder(work: &Path, images: &Path, summary: &mut Summary) {
         "folder cold: 4 images → file: (vs skopeo oci: ×4)",
         &cold.0,
         &cold.1,
-        Some(0.67),
+        Some(0.5),
     );
     let (a, s) = (median(&bytes.0), median(&bytes.1));
     summary.row(
@@ -891,7 +957,7 @@ fn bench_registry(work: &Path, images: &Path, summary: &mut Summary) {
         "registry cold: 4 images → docker:// (vs skopeo ×4)",
         &cold.0,
         &cold.1,
-        Some(0.67),
+        Some(0.5),
     );
     summary.times(
         "registry warm (vs skopeo again)",
@@ -963,8 +1029,333 @@ fn bench_memory(work: &Path, elf: &[PathBuf], summary: &mut Summary) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5. and 6. Images as Nix builds them: many layers, layers shared by platforms.
 
-/// Every measurement in one run; `BENCH_ONLY=static,folder,registry,memory` picks some.
+/// Layers of the `buildLayeredImage`-shaped image, and their total size.
+const LAYERED_COUNT: usize = 100;
+const LAYERED_TOTAL: u64 = 300 * MIB;
+
+/// Sizes of the layers of a closure: log-normal (σ = 2.2), scaled to [`LAYERED_TOTAL`] and
+/// kept between 4 KiB and 40 MiB: a few layers of tens of MiB, many of a few KiB. Fixed seed.
+fn layered_sizes() -> Vec<u64> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let raw: Vec<f64> = (0..LAYERED_COUNT)
+        .map(|_| {
+            let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+            (2.2 * z).exp()
+        })
+        .collect();
+    // Scale, clamp, and scale again what the clamping left free, until the total is right.
+    let (low, high) = (4.0 * 1024.0, 40.0 * MIB as f64);
+    let mut scale = LAYERED_TOTAL as f64 / raw.iter().sum::<f64>();
+    for _ in 0..20 {
+        let sizes = raw.iter().map(|r| (r * scale).clamp(low, high));
+        let free: f64 = raw
+            .iter()
+            .filter(|r| (low..high).contains(&(*r * scale)))
+            .map(|r| r * scale)
+            .sum();
+        let fixed: f64 = sizes.sum::<f64>() - free;
+        if free <= 0.0 {
+            break;
+        }
+        scale *= (LAYERED_TOTAL as f64 - fixed) / free;
+    }
+    raw.iter()
+        .map(|r| (r * scale).clamp(low, high) as u64)
+        .collect()
+}
+
+/// The layer of v2 that changed: the one closest to 170 KiB (a small package rebuilt).
+fn changed_layer(sizes: &[u64]) -> usize {
+    let target = 170 * 1024;
+    (0..sizes.len())
+        .min_by_key(|&n| sizes[n].abs_diff(target))
+        .expect("layers")
+}
+
+/// The layered image's DIR (`linux.amd64.tar`) for v1, or for v2 with one layer changed.
+fn layered_dir(root: &Path, elf: &[PathBuf], sizes: &[u64], v2: bool) -> PathBuf {
+    let dir = root.join(if v2 { "layered-v2" } else { "layered-v1" });
+    std::fs::create_dir_all(&dir).expect("create the layered image DIR");
+    let changed = changed_layer(sizes);
+    let layers = sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &size)| {
+            // Each layer its own share of the machine code; v2's changed layer another share.
+            let share = if v2 && n == changed { n + 1 } else { n };
+            let code = MachineCode::new(elf, share % LAYERED_COUNT, LAYERED_COUNT, size);
+            let file = format!("nix/store/{n:03}-bench-package/lib/code");
+            (file, size, Box::new(code) as Box<dyn Read>)
+        })
+        .collect();
+    write_layers(&dir.join("linux.amd64.tar"), "amd64", layers);
+    dir
+}
+
+/// Blobs an alba push wrote (`new` in its report).
+fn new_blobs(report: &Value) -> usize {
+    report["targets"][0]["objects"]
+        .as_array()
+        .map_or(0, |objects| {
+            objects
+                .iter()
+                .filter(|o| o["key"].as_str().is_some_and(|k| k.starts_with("blobs/")))
+                .filter(|o| o["status"] == "new")
+                .count()
+        })
+}
+
+/// Compressed layer bytes of a tag on the registry (an index, or a single manifest).
+fn registry_layer_bytes(registry: &Registry, repo: &str, tag: &str) -> u64 {
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                  application/vnd.docker.distribution.manifest.v2+json";
+    let get = |reference: &str| {
+        let (status, _, body) = registry.get(&format!("/v2/{repo}/manifests/{reference}"), accept);
+        assert_eq!(status, 200, "{repo}:{reference} on the registry");
+        body
+    };
+    let top = get(tag);
+    let doc: Value = serde_json::from_slice(&top).expect("manifest JSON");
+    if doc["manifests"].is_array() {
+        let n = doc["manifests"].as_array().map_or(0, Vec::len);
+        return layer_bytes(&top, get, n);
+    }
+    doc["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["size"].as_u64().expect("layer size"))
+        .sum()
+}
+
+fn bench_layered(work: &Path, elf: &[PathBuf], summary: &mut Summary) {
+    println!(
+        "\n== 5. a buildLayeredImage-shaped image ({LAYERED_COUNT} layers, {}) to a registry: \
+         (a) cold, (b) its next version (one layer changed, v1 on the registry), empty caches ==",
+        mib(LAYERED_TOTAL)
+    );
+    if !common::skopeo_available() {
+        return;
+    }
+    let sizes = layered_sizes();
+    let changed = changed_layer(&sizes);
+    let mut sorted = sizes.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    println!(
+        "  layers: {} in all, largest {}, {}, {}, smallest {} KiB; v2 changes layer {changed} ({} KiB)",
+        mib(sizes.iter().sum()),
+        mib(sorted[0]),
+        mib(sorted[1]),
+        mib(sorted[2]),
+        sorted[LAYERED_COUNT - 1] / 1024,
+        sizes[changed] / 1024
+    );
+    let (v1, v2) = (
+        layered_dir(work, elf, &sizes, false),
+        layered_dir(work, elf, &sizes, true),
+    );
+    let (mut cold, mut next, mut zstd) = ((vec![], vec![]), (vec![], vec![]), vec![]);
+    let (mut bytes, mut zstd_bytes, mut next_blobs) = ((vec![], vec![]), vec![], vec![]);
+    for round in 0..rounds() {
+        let Some(registry) = Registry::try_start() else {
+            return;
+        };
+        let root = work.join(format!("layered-{round}"));
+        let cache = |name: &str| {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).expect("create a cache");
+            dir
+        };
+        let target = registry.url("bench");
+        println!("round {}: (a) cold (load {})", round + 1, load_average());
+        let alba_v1 = alba_push_as(&cache("a"), &v1, &target, "bench:1", &[]);
+        let skopeo_v1 = || {
+            clear_skopeo_cache();
+            let dest = registry.url("bench-skopeo:1");
+            skopeo_one(&v1.join("linux.amd64.tar"), &dest, "cold")
+        };
+        let (a, s) = if round % 2 == 0 {
+            let a = run_alba(&alba_v1).0;
+            line("alba", "cold", &a);
+            (a, skopeo_v1())
+        } else {
+            let s = skopeo_v1();
+            let a = run_alba(&alba_v1).0;
+            line("alba", "cold", &a);
+            (a, s)
+        };
+        cold.0.push(secs(a.wall));
+        cold.1.push(secs(s.wall));
+        let (alba_bytes, skopeo_bytes) = (
+            registry_layer_bytes(&registry, "bench", "1"),
+            registry_layer_bytes(&registry, "bench-skopeo", "1"),
+        );
+        println!(
+            "  compressed layers: alba {}, skopeo {}",
+            mib(alba_bytes),
+            mib(skopeo_bytes)
+        );
+        bytes.0.push(alba_bytes as f64);
+        bytes.1.push(skopeo_bytes as f64);
+
+        println!(
+            "round {}: (b) next version, empty caches (load {})",
+            round + 1,
+            load_average()
+        );
+        let alba_v2 = alba_push_as(&cache("b"), &v2, &target, "bench:2", &[]);
+        let skopeo_v2 = || {
+            clear_skopeo_cache();
+            let dest = registry.url("bench-skopeo:2");
+            skopeo_one(&v2.join("linux.amd64.tar"), &dest, "next")
+        };
+        let ((a, report), s) = if round % 2 == 0 {
+            let a = run_alba(&alba_v2);
+            (a, skopeo_v2())
+        } else {
+            let s = skopeo_v2();
+            (run_alba(&alba_v2), s)
+        };
+        line("alba", "next", &a);
+        let written = new_blobs(&report);
+        println!("  alba wrote {written} blobs (the changed layer and the config)");
+        next.0.push(secs(a.wall));
+        next.1.push(secs(s.wall));
+        next_blobs.push(written);
+
+        let flags = ["--compression", "zstd"];
+        let alba_zstd = alba_push_as(
+            &cache("z"),
+            &v1,
+            &registry.url("bench-zstd"),
+            "bench-zstd:1",
+            &flags,
+        );
+        let z = run_alba(&alba_zstd).0;
+        line("alba", "zstd", &z);
+        zstd.push(secs(z.wall));
+        zstd_bytes.push(registry_layer_bytes(&registry, "bench-zstd", "1") as f64);
+        std::fs::remove_dir_all(&root).expect("remove the round's caches");
+    }
+    summary.times(
+        "(a) 100 layers, 300 MiB, cold → docker:// (vs skopeo)",
+        &cold.0,
+        &cold.1,
+        Some(0.5),
+    );
+    let (a, s) = (median(&bytes.0), median(&bytes.1));
+    summary.row(
+        "(a) compressed layer bytes (vs skopeo)",
+        mib(a as u64),
+        mib(s as u64),
+        format!("{:.3}×", a / s),
+        "≤ 1.05×",
+        Some(a / s <= 1.05),
+    );
+    summary.times(
+        "(b) next version, v1 on the registry, empty caches",
+        &next.0,
+        &next.1,
+        Some(0.25),
+    );
+    summary.row(
+        "(b) blobs alba wrote (changed layer + config)",
+        format!("{}", next_blobs.iter().max().unwrap_or(&0)),
+        "-".into(),
+        "-".into(),
+        "= 2",
+        Some(next_blobs.iter().all(|&n| n == 2)),
+    );
+    let (z, zb) = (median(&zstd), median(&zstd_bytes));
+    summary.row(
+        "(a) with --compression zstd: time, layer bytes",
+        format!("{z:.2} s, {}", mib(zb as u64)),
+        format!("gzip {:.2} s, {}", median(&cold.0), mib(a as u64)),
+        format!("{:.3}×, {:.3}×", z / median(&cold.0), zb / a),
+        "-",
+        None,
+    );
+    std::fs::remove_dir_all(&v1).expect("remove v1");
+    std::fs::remove_dir_all(&v2).expect("remove v2");
+}
+
+/// The DIR of 4 images of 64 MiB each: a 32 MiB base layer all share, and 32 MiB of their own.
+fn shared_dir(root: &Path, elf: &[PathBuf]) -> PathBuf {
+    let dir = root.join("shared");
+    std::fs::create_dir_all(&dir).expect("create the shared-base image DIR");
+    let parts = PLATFORMS.len() + 1;
+    for (n, (_, stem, arch, _)) in PLATFORMS.iter().enumerate() {
+        let layers: Vec<LayerSource> = vec![
+            (
+                "lib/base".into(),
+                SIZE / 2,
+                Box::new(MachineCode::new(elf, 0, parts, SIZE / 2)),
+            ),
+            (
+                "bin/bench".into(),
+                SIZE / 2,
+                Box::new(MachineCode::new(elf, n + 1, parts, SIZE / 2)),
+            ),
+        ];
+        write_layers(&dir.join(format!("{stem}.tar")), arch, layers);
+    }
+    dir
+}
+
+fn bench_shared(work: &Path, elf: &[PathBuf], summary: &mut Summary) {
+    println!(
+        "\n== 6. (c) 4 platforms × 64 MiB sharing a 32 MiB base layer, cold, to a registry (vs skopeo ×4) =="
+    );
+    if !common::skopeo_available() {
+        return;
+    }
+    let images = shared_dir(work, elf);
+    let mut cold = (vec![], vec![]);
+    for round in 0..rounds() {
+        let Some(registry) = Registry::try_start() else {
+            return;
+        };
+        let cache = work.join(format!("shared-cache-{round}"));
+        std::fs::create_dir_all(&cache).expect("create alba's cache");
+        let alba = alba_push(&cache, &images, &registry.url("bench"));
+        let tls = ["--dest-tls-verify=false"];
+        let dest = |tag: &str| registry.url(&format!("bench-skopeo:{tag}"));
+        println!("round {}: cold (load {})", round + 1, load_average());
+        let (a, s) = if round % 2 == 0 {
+            let a = run_alba(&alba).0;
+            line("alba", "cold", &a);
+            (a, skopeo_all(&images, &tls, dest, "cold"))
+        } else {
+            let s = skopeo_all(&images, &tls, dest, "cold");
+            let a = run_alba(&alba).0;
+            line("alba", "cold", &a);
+            (a, s)
+        };
+        cold.0.push(secs(a.wall));
+        cold.1.push(secs(s.wall));
+        std::fs::remove_dir_all(&cache).expect("remove alba's cache");
+    }
+    summary.times(
+        "(c) 4 × 64 MiB sharing a 32 MiB base, cold → docker://",
+        &cold.0,
+        &cold.1,
+        Some(0.67),
+    );
+    std::fs::remove_dir_all(&images).expect("remove the images");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Every measurement in one run; `BENCH_ONLY=static,folder,registry,memory,layered,shared`
+/// picks some.
 #[test]
 #[ignore = "a benchmark: run bench/run.sh"]
 fn bench() {
@@ -1005,6 +1396,12 @@ fn bench() {
     }
     if wanted("memory") {
         bench_memory(work.path(), &elf, &mut summary);
+    }
+    if wanted("layered") {
+        bench_layered(work.path(), &elf, &mut summary);
+    }
+    if wanted("shared") {
+        bench_shared(work.path(), &elf, &mut summary);
     }
 
     println!(

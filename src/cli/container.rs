@@ -1,5 +1,6 @@
 //! `alba container push|ls`: multi-arch OCI images.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -99,18 +100,8 @@ pub async fn publish_all(
     for t in targets {
         sinks.push(sink_for(global, t, &repository, tags).await?);
     }
-    let (known, mut unreachable) = known_layers(ui, targets, &sinks, global.compression).await;
-    let opts = LoadOptions {
-        compression: global.compression,
-        cache_dir: global.cache_dir(),
-        jobs: 0,
-        annotations: publication.meta.annotations(),
-        known,
-    };
-    let spinner = ui.spinner("reading and compressing layers");
-    let loaded = image::load(images.to_vec(), &opts).await;
-    spinner.finish_and_clear();
-    let mut set = loaded?;
+    let (mut set, mut uploaded, mut unreachable) =
+        load_and_upload(global, ui, publication, images, targets, &sinks).await?;
     set.attach_sboms(&publication.sboms)?;
     ui.section("merge system images");
     for image in &set.images {
@@ -141,10 +132,16 @@ pub async fn publish_all(
             &target_tags,
             dry_run,
         );
+        let (done, failed) = std::mem::take(&mut uploaded[n]);
+        if let Some(e) = failed {
+            // An early upload failed after its retries: the push would fail the same way.
+            unreachable[n].get_or_insert(e);
+        }
         let opts = PushOptions {
             jobs: global.jobs(),
             dry_run,
             aliases: publication.aliases.clone(),
+            uploaded: done,
         };
         // A target whose check failed before loading fails the same way now, without
         // waiting for its retries a second time.
@@ -169,12 +166,136 @@ pub async fn publish_all(
     failure.map_or(Ok(()), Err)
 }
 
+/// Learns what the targets hold, then loads the images; while layers compress, those the
+/// targets lack are uploaded (not on a dry run). Returns the image set, what each target got
+/// early, and per target the error that fails its push before it starts.
+async fn load_and_upload(
+    global: &Global,
+    ui: &Ui,
+    publication: &Publication,
+    images: &[(Platform, PathBuf)],
+    targets: &[Target],
+    sinks: &[(Arc<dyn OciSink>, Vec<String>)],
+) -> Result<(image::ImageSet, Vec<Early>, Vec<Option<anyhow::Error>>)> {
+    let (known, unreachable) =
+        match image::fully_cached(images, global.compression, global.cache_dir().as_deref()) {
+            true => (Vec::new(), sinks.iter().map(|_| None).collect()),
+            false => {
+                let spinner = ui.spinner("reading what the targets hold");
+                let learned = known_layers(ui, &spinner, targets, sinks, global.compression).await;
+                spinner.finish_and_clear();
+                learned
+            }
+        };
+    // Bytes to compress and compressed so far (each layer's size from its tar header).
+    let bar = ui.bytes_bar(0, "compressing layers");
+    let (ready, early) = match publication.dry_run {
+        true => (None, None),
+        false => {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            let reachable: Vec<_> = sinks
+                .iter()
+                .zip(&unreachable)
+                .map(|((sink, _), e)| e.is_none().then(|| Arc::clone(sink)))
+                .collect();
+            let early = tokio::spawn(upload_early(reachable, receiver, global.jobs()));
+            (Some(sender), Some(early))
+        }
+    };
+    let opts = LoadOptions {
+        compression: global.compression,
+        cache_dir: global.cache_dir(),
+        jobs: 0,
+        annotations: publication.meta.annotations(),
+        known,
+        ready_layers: ready,
+        progress: Some(bar.clone()),
+    };
+    let loaded = image::load(images.to_vec(), &opts).await;
+    drop(opts);
+    let early = match (&loaded, early) {
+        (Ok(_), Some(early)) => Some(early.await?),
+        (Err(_), Some(early)) => {
+            // What left already is unreferenced, for gc; do not upload more.
+            early.abort();
+            None
+        }
+        (_, None) => None,
+    };
+    bar.finish_and_clear();
+    let set = loaded?;
+    let mut uploaded = early.unwrap_or_default();
+    uploaded.resize_with(sinks.len(), Default::default);
+    Ok((set, uploaded, unreachable))
+}
+
+/// What each target received while the load compressed: the layers it lacked, uploaded as
+/// soon as each was compressed (and every input validated), and the first upload error.
+type Early = (BTreeSet<String>, Option<anyhow::Error>);
+
+/// Uploads the layers `ready` yields to every reachable target (`None`: unreachable), at most
+/// `jobs` at once, each only if the target lacks it.
+async fn upload_early(
+    sinks: Vec<Option<Arc<dyn OciSink>>>,
+    mut ready: tokio::sync::mpsc::UnboundedReceiver<image::Blob>,
+    jobs: usize,
+) -> Vec<Early> {
+    let mut early: Vec<Early> = sinks.iter().map(|_| Default::default()).collect();
+    let mut running = tokio::task::JoinSet::new();
+    while let Some(blob) = ready.recv().await {
+        for (n, sink) in sinks.iter().enumerate() {
+            let Some(sink) = sink else { continue };
+            while running.len() >= jobs.max(1) {
+                if let Some(Ok(done)) = running.join_next().await {
+                    record_early(&mut early, done);
+                }
+            }
+            running.spawn(upload_one(n, Arc::clone(sink), blob.clone()));
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        if let Ok(done) = done {
+            record_early(&mut early, done);
+        }
+    }
+    early
+}
+
+/// Uploads one blob to target `n` unless it is there: true when it was uploaded.
+async fn upload_one(
+    n: usize,
+    sink: Arc<dyn OciSink>,
+    blob: image::Blob,
+) -> (usize, String, Result<bool>) {
+    let uploaded = async {
+        if sink.has_blob(&blob).await? {
+            return Ok(false);
+        }
+        sink.put_blob(&blob, blob.materialize().await?).await?;
+        Ok(true)
+    };
+    (n, blob.digest.clone(), uploaded.await)
+}
+
+fn record_early(early: &mut [Early], (n, digest, result): (usize, String, Result<bool>)) {
+    match result {
+        Ok(true) => {
+            early[n].0.insert(digest);
+        }
+        Ok(false) => {}
+        Err(e) => {
+            early[n].1.get_or_insert(e);
+        }
+    }
+}
+
 /// What the targets hold already of this image's layers (the target as a cache): read before
 /// compressing, so a runner with an empty cache compresses only what they lack. Also returns,
 /// per target, the error of its check (sign-in, reachability), which fails its push. A target
 /// that cannot be read otherwise teaches nothing.
 async fn known_layers(
     ui: &Ui,
+    spinner: &indicatif::ProgressBar,
     targets: &[Target],
     sinks: &[(Arc<dyn OciSink>, Vec<String>)],
     compression: image::Compression,
@@ -189,7 +310,8 @@ async fn known_layers(
         match oci_known::known_layers(&**sink, compression).await {
             Ok(layers) => {
                 if !layers.is_empty() {
-                    ui.line(format!("{t}: {} layers published before", layers.len()));
+                    let line = format!("{t}: {} layers published before", layers.len());
+                    spinner.suspend(|| ui.line(line));
                 }
                 known.extend(layers);
             }

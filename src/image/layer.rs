@@ -160,6 +160,14 @@ pub(crate) enum Compressing {
 }
 
 impl Compressing {
+    /// True when [`Compressing::wait`] would not block.
+    pub(crate) fn is_finished(&self) -> bool {
+        match self {
+            Compressing::Done(_) => true,
+            Compressing::Finishing(handle) => handle.is_finished(),
+        }
+    }
+
     /// Waits for the compressed layer.
     pub(crate) fn wait(self) -> anyhow::Result<Spooled> {
         match self {

@@ -13,18 +13,22 @@
 
 mod cache;
 mod docker;
+mod flight;
+mod gate;
 mod gzip;
 mod input;
+mod known;
 mod layer;
 mod oci;
 mod pool;
 mod read;
+mod referrer;
 mod spool_dir;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,8 +41,12 @@ use crate::error;
 use crate::platform::Platform;
 use crate::store::Body;
 
+pub use known::{
+    KnownLayer, LAYERS_COMPRESSION, Published, known_layers, manifest_digests, published,
+};
 pub use layer::Compression;
 pub use oci::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+pub use referrer::{Referrer, referrers_index};
 
 /// A blob of an image: its config or one of its layers, described by media type, digest and
 /// size, its bytes produced on demand by [`Blob::materialize`]. Cloning is cheap.
@@ -141,9 +149,14 @@ pub struct ImageSet {
     pub index: Bytes,
     /// `sha256:<hex>` of [`ImageSet::index`].
     pub index_digest: String,
-    /// How many layers [`load`] compressed (the others came from the layer cache), for the
-    /// load trace ("3 layers compressed, 5 from the cache").
+    /// How many layers [`load`] compressed (the others came from the layer cache, the targets,
+    /// or another platform sharing them), for the load trace ("3 of 8 layers compressed").
     pub layers_compressed: usize,
+    /// The release's annotations: SBOM artifacts carry them; the index and manifests carry
+    /// them plus [`LAYERS_COMPRESSION`].
+    pub annotations: BTreeMap<String, String>,
+    /// SBOM artifacts whose subjects are platform manifests ([`ImageSet::attach_sboms`]).
+    pub referrers: Vec<Referrer>,
 }
 
 /// How [`load`] works.
@@ -155,6 +168,17 @@ pub struct LoadOptions {
     pub cache_dir: Option<PathBuf>,
     /// How many compression threads and images at once; 0 means one per core.
     pub jobs: usize,
+    /// Annotations of the index and of every platform manifest.
+    pub annotations: BTreeMap<String, String>,
+    /// Layers the targets hold already, learned from what alba published there before with
+    /// the same compression settings ([`published`]): not compressed unless a sink asks.
+    pub known: Vec<KnownLayer>,
+    /// Where each compressed layer goes as soon as it is ready (and every input has been
+    /// validated), so its upload overlaps the compression of the others.
+    pub ready_layers: Option<tokio::sync::mpsc::UnboundedSender<Blob>>,
+    /// A bar counting uncompressed bytes: its length grows by each layer to compress (from
+    /// its tar header), its position by the bytes compressed.
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 /// Reads each `(platform, path)` input and builds the OCI manifests and index.
@@ -170,31 +194,85 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
         n => n,
     };
     let cache = cache::Cache::new(opts.cache_dir.as_deref(), opts.compression);
+    // The index and every manifest say how the layers were compressed, so a later run can
+    // reuse them from the target (see `known`).
+    let mut annotations = opts.annotations.clone();
+    annotations.insert(LAYERS_COMPRESSION.into(), opts.compression.settings_key());
+    let learned = opts.known.iter().map(|k| {
+        let entry = cache::Entry {
+            digest: k.digest.clone(),
+            size: k.size,
+        };
+        (k.diff_id.clone(), entry)
+    });
     let shared = Arc::new(read::Shared {
         compression: opts.compression,
         cached_sizes: cache.sizes(),
         cache,
+        learned: learned.collect(),
+        flights: flight::Flights::default(),
+        gate: gate::Gate::new(inputs.len(), opts.ready_layers.clone()),
+        progress: opts.progress.clone(),
         pool: Arc::new(pool::Pool::new(jobs)?),
         spool_dir: Arc::new(spool_dir::SpoolDir::new(opts.cache_dir.as_deref())?),
+        annotations: annotations.clone(),
     });
-    let read = futures::stream::iter(inputs).map(|(platform, path)| {
-        let shared = Arc::clone(&shared);
-        async move {
-            tokio::task::spawn_blocking(move || read::read_image(&shared, platform, &path)).await?
-        }
-    });
-    let mut read: Vec<(PlatformImage, usize)> = read.buffer_unordered(jobs).try_collect().await?;
+    let read = read_all(&shared, inputs, jobs).await;
+    // Whatever happened, no layer leaves after the load, and the receiver sees the end.
+    shared.gate.close();
+    let mut read = read?;
     read.sort_by(|a, b| a.0.platform.cmp(&b.0.platform));
     let layers_compressed = read.iter().map(|(_, n)| n).sum();
     let images: Vec<PlatformImage> = read.into_iter().map(|(image, _)| image).collect();
-    let index = oci::index(images.iter().map(index_entry).collect())?;
+    let index = oci::index(images.iter().map(index_entry).collect(), &annotations)?;
     let index_digest = oci::digest(&index);
     Ok(ImageSet {
         images,
         index,
         index_digest,
         layers_compressed,
+        annotations: opts.annotations.clone(),
+        referrers: Vec::new(),
     })
+}
+
+/// Validates every input (cheaply where it can: an uncompressed tar is seeked through, a known
+/// archive is recalled from the cache), then reads and compresses them.
+async fn read_all(
+    shared: &Arc<read::Shared>,
+    inputs: Vec<(Platform, PathBuf)>,
+    jobs: usize,
+) -> Result<Vec<(PlatformImage, usize)>> {
+    let prepare = futures::stream::iter(inputs).map(|(platform, path)| {
+        let shared = Arc::clone(shared);
+        async move {
+            tokio::task::spawn_blocking(move || read::prepare(&shared, platform, &path)).await?
+        }
+    });
+    let prepared: Vec<read::Prepared> = prepare.buffered(jobs).try_collect().await?;
+    let read =
+        futures::stream::iter(prepared).map(|prepared| {
+            let shared = Arc::clone(shared);
+            async move {
+                tokio::task::spawn_blocking(move || read::read_image(&shared, prepared)).await?
+            }
+        });
+    read.buffer_unordered(jobs).try_collect().await
+}
+
+/// True when the local cache alone describes every layer of `inputs` (each archive known to
+/// the archive index cache, each of its layers to the layer cache): reading what the targets
+/// hold would teach nothing then, and a warm run skips it.
+pub fn fully_cached(
+    inputs: &[(Platform, PathBuf)],
+    compression: Compression,
+    cache_dir: Option<&Path>,
+) -> bool {
+    let cache = cache::Cache::new(cache_dir, compression);
+    compression == Compression::None
+        || inputs
+            .iter()
+            .all(|(_, path)| read::fully_cached(&cache, path))
 }
 
 fn index_entry(image: &PlatformImage) -> oci::Descriptor<'_> {

@@ -1,8 +1,11 @@
 //! OCI documents: image manifests and the image index.
 //!
-//! Each document is serialized exactly once, from structs whose field order is fixed (no maps:
-//! oci-spec keeps annotations in a HashMap, whose order can differ between two serializations),
-//! and those very bytes are digested, kept and uploaded.
+//! Each document is serialized exactly once, from structs whose field order is fixed (no hash
+//! maps: oci-spec keeps annotations in a HashMap, whose order can differ between two
+//! serializations; here they are a sorted BTreeMap), and those very bytes are digested, kept
+//! and uploaded.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -54,6 +57,8 @@ struct ManifestDoc<'a> {
     media_type: &'a str,
     config: Descriptor<'a>,
     layers: Vec<Descriptor<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -62,28 +67,36 @@ struct IndexDoc<'a> {
     schema_version: u32,
     media_type: &'a str,
     manifests: Vec<Descriptor<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
 }
 
 /// An image manifest's bytes.
 pub(crate) fn manifest(
     config: Descriptor<'_>,
     layers: Vec<Descriptor<'_>>,
+    annotations: &BTreeMap<String, String>,
 ) -> serde_json::Result<Bytes> {
     let doc = ManifestDoc {
         schema_version: 2,
         media_type: MANIFEST_MEDIA_TYPE,
         config,
         layers,
+        annotations,
     };
     serde_json::to_vec(&doc).map(Bytes::from)
 }
 
 /// An image index's bytes; `manifests` in the order they should appear.
-pub(crate) fn index(manifests: Vec<Descriptor<'_>>) -> serde_json::Result<Bytes> {
+pub(crate) fn index(
+    manifests: Vec<Descriptor<'_>>,
+    annotations: &BTreeMap<String, String>,
+) -> serde_json::Result<Bytes> {
     let doc = IndexDoc {
         schema_version: 2,
         media_type: INDEX_MEDIA_TYPE,
         manifests,
+        annotations,
     };
     serde_json::to_vec(&doc).map(Bytes::from)
 }
