@@ -9,10 +9,9 @@ use clap::Subcommand;
 use oci_client::RegistryOperation;
 
 use super::Global;
-use super::push_args::{self, LsArgs, Publication, PushArgs, split_dir_target};
+use super::push_args::{self, LsArgs, Publication, PushArgs};
 use crate::config::Kind;
 use crate::image::{self, LoadOptions};
-use crate::meta::ReleaseMeta;
 use crate::names;
 use crate::platform::Platform;
 use crate::publish::credentials;
@@ -49,24 +48,17 @@ pub async fn run(global: &Global, cmd: ContainerCommand) -> Result<()> {
 }
 
 async fn push(global: &Global, args: PushArgs) -> Result<()> {
-    let nt = names::parse_name_tag(&args.name_tag)?;
-    names::check_oci_tag(&nt.tag)?;
-    let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
-    let (images, targets, meta, sboms) = match dir {
-        Some(dir) => {
-            let targets = push_args::required(target)?;
-            let meta = ReleaseMeta::version_only(&nt.tag);
-            (image::scan_dir(&dir)?, targets, meta, Default::default())
-        }
-        None => {
-            let built =
-                push_args::from_flake(global, &ui, Kind::Container, target, &nt.tag).await?;
-            (built.set.images(), built.targets, built.meta, built.sboms)
-        }
-    };
+    let (images, targets, publication) = push_args::gather(
+        global,
+        &ui,
+        Kind::Container,
+        &args,
+        image::scan_dir,
+        |set| Ok(set.images()),
+    )
+    .await?;
     let mut report = Report::default();
-    let publication = Publication::push(nt, meta, sboms, args.dry_run);
     let result = publish_all(global, &ui, &publication, &images, &targets, &mut report).await;
     global.print_report(&report)?;
     result

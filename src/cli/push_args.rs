@@ -163,6 +163,46 @@ pub async fn from_flake(
     })
 }
 
+/// What a `push` publishes, from DIR or, without one, from the flake: the inputs (`from_dir`
+/// reads a staging folder, `from_set` picks from the built artifacts), the targets and the
+/// publication (one tag; metadata and SBOMs only from a flake).
+pub async fn gather<T>(
+    global: &Global,
+    ui: &Ui,
+    kind: Kind,
+    args: &PushArgs,
+    from_dir: impl FnOnce(&std::path::Path) -> Result<T>,
+    from_set: impl FnOnce(&ArtifactSet) -> Result<T>,
+) -> Result<(T, Vec<Target>, Publication)> {
+    let nt = crate::names::parse_name_tag(&args.name_tag)?;
+    if kind == Kind::Container {
+        crate::names::check_oci_tag(&nt.tag)?;
+    }
+    let (dir, target) = split_dir_target(&args.args)?;
+    // Targets and inputs are all checked before anything is built or written.
+    let (inputs, targets, meta, sboms) = match dir {
+        Some(dir) => {
+            let targets = required(target)?;
+            let meta = ReleaseMeta::version_only(&nt.tag);
+            (from_dir(&dir)?, targets, meta, Default::default())
+        }
+        None => {
+            let built = from_flake(global, ui, kind, target, &nt.tag).await?;
+            (
+                from_set(&built.set)?,
+                built.targets,
+                built.meta,
+                built.sboms,
+            )
+        }
+    };
+    Ok((
+        inputs,
+        targets,
+        Publication::push(nt, meta, sboms, args.dry_run),
+    ))
+}
+
 /// The target a DIR push needs: an error when none was given.
 pub fn required(target: Option<Target>) -> Result<Vec<Target>> {
     match target {

@@ -4,11 +4,10 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use super::Global;
-use super::push_args::{self, LsArgs, Publication, PushArgs, split_dir_target};
+use super::push_args::{self, LsArgs, Publication, PushArgs};
 use crate::artifact::{self, StaticFile};
 use crate::bail_input;
 use crate::config::Kind;
-use crate::meta::ReleaseMeta;
 use crate::names;
 use crate::publish::df_dist::{self, StaticRelease};
 use crate::report::{Report, TargetReport};
@@ -40,33 +39,17 @@ pub async fn run(global: &Global, cmd: StaticCommand) -> Result<()> {
 }
 
 async fn push(global: &Global, args: PushArgs) -> Result<()> {
-    let nt = names::parse_name_tag(&args.name_tag)?;
-    let (dir, target) = split_dir_target(&args.args)?;
     let ui = global.ui();
-    // Targets and inputs are all checked before anything is built or written.
-    let (files, targets, meta, sboms) = match dir {
-        Some(dir) => {
-            let targets = push_args::required(target)?;
-            let meta = ReleaseMeta::version_only(&nt.tag);
-            (
-                artifact::scan_static_dir(&dir)?,
-                targets,
-                meta,
-                Default::default(),
-            )
-        }
-        None => {
-            let built = push_args::from_flake(global, &ui, Kind::Static, target, &nt.tag).await?;
-            (
-                built.set.static_files()?,
-                built.targets,
-                built.meta,
-                built.sboms,
-            )
-        }
-    };
+    let (files, targets, publication) = push_args::gather(
+        global,
+        &ui,
+        Kind::Static,
+        &args,
+        artifact::scan_static_dir,
+        |set| set.static_files(),
+    )
+    .await?;
     let mut report = Report::default();
-    let publication = Publication::push(nt, meta, sboms, args.dry_run);
     let result = publish_all(global, &ui, &publication, &files, &targets, &mut report).await;
     global.print_report(&report)?;
     result
