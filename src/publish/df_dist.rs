@@ -611,6 +611,28 @@ mod tests {
     use super::*;
     use crate::store::fs::FolderStore;
 
+    /// Publishes `files` as albatros:`tag` with no signer or SBOMs; returns the report.
+    async fn publish_to(
+        store: &Arc<dyn ObjectStore>,
+        tag: &str,
+        files: &[HashedFile],
+    ) -> TargetReport {
+        let release = StaticRelease {
+            name: "albatros",
+            tag,
+            files,
+            dry_run: false,
+            jobs: 2,
+            signer: None,
+            sboms: &BTreeMap::new(),
+        };
+        let mut report = TargetReport::new("t", "static", "albatros", &[], false);
+        publish(store.clone(), &release, &Ui::silent(), &mut report)
+            .await
+            .unwrap();
+        report
+    }
+
     fn file(dir: &std::path::Path, platform: &str, name: &str, content: &str) -> StaticFile {
         let path = dir.join(format!("{}-{name}", platform.replace('/', "_")));
         std::fs::write(&path, content).unwrap();
@@ -632,19 +654,7 @@ mod tests {
         ];
         let files = hash_files(&files, None).await.unwrap();
         for tag in ["0.9", "1.0"] {
-            let release = StaticRelease {
-                name: "albatros",
-                tag,
-                files: &files,
-                dry_run: false,
-                jobs: 2,
-                signer: None,
-                sboms: &BTreeMap::new(),
-            };
-            let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-            publish(store.clone(), &release, &Ui::silent(), &mut report)
-                .await
-                .unwrap();
+            publish_to(&store, tag, &files).await;
         }
         let name_doc = store.get("df-dist-v1/albatros").await.unwrap().unwrap();
         assert_eq!(name_doc, r#"{"name":"albatros","tags":["1.0","0.9"]}"#);
@@ -670,19 +680,7 @@ mod tests {
         );
         assert_eq!(tag_doc["flavors"][1]["resources"][0]["path"], "albatros");
         // Same release again: nothing sent.
-        let release = StaticRelease {
-            name: "albatros",
-            tag: "1.0",
-            files: &files,
-            dry_run: false,
-            jobs: 2,
-            signer: None,
-            sboms: &BTreeMap::new(),
-        };
-        let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-        publish(store.clone(), &release, &Ui::silent(), &mut report)
-            .await
-            .unwrap();
+        let report = publish_to(&store, "1.0", &files).await;
         assert_eq!(report.bytes_sent, 0);
     }
 
@@ -697,19 +695,7 @@ mod tests {
             file(src.path(), "linux/arm/v7", "albatros", "C"),
         ];
         let files = hash_files(&files, None).await.unwrap();
-        let release = StaticRelease {
-            name: "albatros",
-            tag: "1.0",
-            files: &files,
-            dry_run: false,
-            jobs: 2,
-            signer: None,
-            sboms: &BTreeMap::new(),
-        };
-        let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-        publish(store.clone(), &release, &Ui::silent(), &mut report)
-            .await
-            .unwrap();
+        publish_to(&store, "1.0", &files).await;
         let get = |key: &'static str| {
             let store = store.clone();
             async move { store.get(key).await.unwrap() }
