@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -120,7 +120,10 @@ impl Input {
 
     /// One pass over the input's tar entries, to the end.
     pub(crate) fn walk(&self, visit: &mut Visit<'_>) -> Result<()> {
-        let file = || File::open(&self.path).map_err(|e| self.corrupt(e));
+        let file = || {
+            let file = File::open(&self.path).map_err(|e| self.corrupt(e))?;
+            Ok::<_, anyhow::Error>(CountedFile::new(file, &self.path))
+        };
         match self.format {
             Format::Tar => self.walk_seekable(BufReader::new(file()?), visit),
             Format::Gzip => self.walk_stream(
@@ -137,9 +140,10 @@ impl Input {
     }
 
     /// A plain tar file: layers not wanted are skipped by seeking, not read.
-    fn walk_seekable(&self, reader: BufReader<File>, visit: &mut Visit<'_>) -> Result<()> {
+    fn walk_seekable(&self, reader: BufReader<CountedFile>, visit: &mut Visit<'_>) -> Result<()> {
         let length = reader
             .get_ref()
+            .file
             .metadata()
             .map_err(|e| self.corrupt(e))?
             .len();
@@ -230,6 +234,68 @@ impl Input {
             Box::new(whole)
         })
     }
+}
+
+/// An archive file whose reads are counted, so that tests can assert how much of an archive
+/// a load reads (a layer the target holds is seeked over in an uncompressed tar, a compressed
+/// one is decompressed once).
+struct CountedFile {
+    file: File,
+    #[cfg(test)]
+    path: PathBuf,
+    #[cfg(test)]
+    read: u64,
+}
+
+impl CountedFile {
+    fn new(file: File, _path: &Path) -> CountedFile {
+        CountedFile {
+            file,
+            #[cfg(test)]
+            path: _path.to_path_buf(),
+            #[cfg(test)]
+            read: 0,
+        }
+    }
+}
+
+impl Read for CountedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        #[cfg(test)]
+        {
+            self.read += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+impl Seek for CountedFile {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+#[cfg(test)]
+impl Drop for CountedFile {
+    fn drop(&mut self) {
+        let mut reads = READS.lock().unwrap_or_else(|e| e.into_inner());
+        let reads = reads.get_or_insert_default();
+        *reads.entry(self.path.clone()).or_default() += self.read;
+    }
+}
+
+/// How many bytes the passes read from each archive, by the path given (tests only).
+#[cfg(test)]
+static READS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, u64>>> =
+    std::sync::Mutex::new(None);
+
+/// The bytes the passes read from the archive at `path` so far, forgotten: the next call
+/// counts from zero.
+#[cfg(test)]
+pub(crate) fn bytes_read(path: &Path) -> u64 {
+    let mut reads = READS.lock().unwrap_or_else(|e| e.into_inner());
+    reads.get_or_insert_default().remove(path).unwrap_or(0)
 }
 
 /// Tells the format from the first bytes: magic numbers, never the file name.
