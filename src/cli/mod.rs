@@ -198,7 +198,8 @@ impl Global {
 pub async fn run(cli: Cli) -> Result<()> {
     cli.global.configure_transport();
     let result = dispatch(cli).await;
-    // Cancelled multipart uploads are aborted from spawned tasks: let them finish first.
+    // Cancelled multipart uploads are aborted, and failed pushes delete their leases, from
+    // spawned tasks: let them finish first.
     crate::store::s3::finish_aborts(std::time::Duration::from_secs(15)).await;
     result
 }

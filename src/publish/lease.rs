@@ -233,8 +233,8 @@ impl Lease {
 }
 
 impl Drop for Lease {
-    /// A failed push releases its lease too (best effort, from a spawned task); a killed one
-    /// leaves it to expire.
+    /// A failed push releases its lease too (best effort, from a spawned task the run waits
+    /// for before it exits); a killed one leaves it to expire.
     fn drop(&mut self) {
         self.renewal.abort();
         if self.released {
@@ -242,7 +242,12 @@ impl Drop for Lease {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (store, key) = (self.store.clone(), self.key.clone());
-            runtime.spawn(async move { store.delete(&key).await });
+            let task = runtime.spawn(async move {
+                if let Err(e) = store.delete(&key).await {
+                    tracing::warn!("could not delete the lease {key}: {e:#}");
+                }
+            });
+            crate::store::s3::defer(task);
         }
     }
 }

@@ -43,12 +43,21 @@ const SHA256_META: &str = "sha256";
 /// `endpoint=`, which must not take minutes to report. Answers such as 503 get the full policy.
 const CHECK_ATTEMPTS: u32 = 3;
 
-/// Abort requests of multipart uploads whose futures were dropped, still running.
+/// Cleanups still running: aborts of multipart uploads whose futures were dropped, and the
+/// lease deletes of failed pushes ([`defer`]).
 static PENDING_ABORTS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Waits (at most `limit`) for the aborts of cancelled multipart uploads, so a run that fails
-/// does not exit before they are sent.
+/// Registers a cleanup task that [`finish_aborts`] waits for before the run exits.
+pub fn defer(task: tokio::task::JoinHandle<()>) {
+    PENDING_ABORTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(task);
+}
+
+/// Waits (at most `limit`) for the pending cleanups (aborts of cancelled multipart uploads,
+/// lease deletes of failed pushes), so a run that fails does not exit before they are sent.
 pub async fn finish_aborts(limit: Duration) {
     let pending: Vec<_> =
         std::mem::take(&mut *PENDING_ABORTS.lock().unwrap_or_else(|e| e.into_inner()));
@@ -379,10 +388,7 @@ impl Drop for AbortOnDrop {
         tracing::debug!("upload of {key} cancelled: aborting it");
         let task =
             runtime.spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
-        PENDING_ABORTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
+        defer(task);
     }
 }
 
