@@ -157,6 +157,7 @@ pub async fn remove_expired(store: &dyn ObjectStore, ui: &Ui) {
 pub struct Lease {
     store: Arc<dyn ObjectStore>,
     key: String,
+    doc: LeaseDoc,
     renewal: tokio::task::JoinHandle<()>,
     released: bool,
 }
@@ -185,10 +186,11 @@ impl Lease {
         };
         let key = format!("{LEASES}{id}.json");
         write(&*store, &key, &mut doc, LEASE_TTL).await?;
-        let renewal = tokio::spawn(renew(store.clone(), key.clone(), doc));
+        let renewal = tokio::spawn(renew(store.clone(), key.clone(), doc.clone()));
         Ok(Lease {
             store,
             key,
+            doc,
             renewal,
             released: false,
         })
@@ -197,6 +199,9 @@ impl Lease {
     /// Waits until no gc is running on the store (see the module docs), so that what the push
     /// checks next stays there. Bounded: a killed gc's marker expires within [`SWEEP_TTL`].
     pub async fn settle(&self, ui: &Ui) -> Result<()> {
+        // Renewed here as well: should the background renewals have failed, the lease a gc
+        // reads from now on is live again, or this push fails before it writes a tag.
+        write(&*self.store, &self.key, &mut self.doc.clone(), LEASE_TTL).await?;
         let started = Instant::now();
         let mut said = false;
         loop {
