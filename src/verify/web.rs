@@ -22,6 +22,8 @@ use crate::store::ObjectStore;
 /// A [`Source`] reading `URL/KEY` over HTTP(S).
 pub struct WebSource {
     base: String,
+    /// `base` without user and password, for messages.
+    shown: String,
     host: String,
     http: reqwest::Client,
 }
@@ -53,8 +55,10 @@ impl WebSource {
             .read_timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
+        let base = url.trim_end_matches('/').to_string();
         Ok(WebSource {
-            base: url.trim_end_matches('/').to_string(),
+            shown: crate::meta::without_credentials(&base),
+            base,
             host: host.to_string(),
             http,
         })
@@ -67,6 +71,11 @@ impl WebSource {
 
     fn url(&self, key: &str) -> String {
         format!("{}/{key}", self.base)
+    }
+
+    /// [`WebSource::url`] as messages show it: no credentials.
+    fn shown_url(&self, key: &str) -> String {
+        format!("{}/{key}", self.shown)
     }
 
     /// Sends `GET` (or `HEAD`) for `key`, retrying connection trouble and 5xx under the
@@ -84,8 +93,9 @@ impl WebSource {
                 Err(e) => !e.is_builder(),
             };
             if !transient || attempt >= policy.attempts.max(1) {
+                let shown = self.shown_url(key);
                 return result
-                    .map_err(|e| anyhow!("{method} {url}: {}", crate::error::root_cause(&e)));
+                    .map_err(|e| anyhow!("{method} {shown}: {}", crate::error::root_cause(&e)));
             }
             tokio::time::sleep(crate::transport::backoff(&policy, attempt, None)).await;
             attempt += 1;
@@ -109,7 +119,7 @@ impl WebSource {
         let body = response.text().await.unwrap_or_default();
         anyhow!(
             "GET {}: HTTP {status} {}",
-            self.url(key),
+            self.shown_url(key),
             crate::error::one_line(&body)
         )
     }
@@ -118,7 +128,7 @@ impl WebSource {
 #[async_trait]
 impl Source for WebSource {
     fn describe(&self) -> String {
-        self.base.clone()
+        self.shown.clone()
     }
 
     fn is_web(&self) -> bool {
@@ -138,10 +148,13 @@ impl Source for WebSource {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("GET {}: {}", self.url(key), crate::error::root_cause(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            anyhow!(
+                "GET {}: {}",
+                self.shown_url(key),
+                crate::error::root_cause(&e)
+            )
+        })?;
         Ok(Some(Object {
             bytes,
             content_type: Some(content_type),
@@ -157,11 +170,13 @@ impl Source for WebSource {
         }
         let (mut hasher, mut size) = (Sha256::new(), 0u64);
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| anyhow!("GET {}: {}", self.url(key), crate::error::root_cause(&e)))?
-        {
+        while let Some(chunk) = stream.try_next().await.map_err(|e| {
+            anyhow!(
+                "GET {}: {}",
+                self.shown_url(key),
+                crate::error::root_cause(&e)
+            )
+        })? {
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
