@@ -337,6 +337,12 @@ impl Sweep {
         }
     }
 
+    /// How long deletions may still run before the marker may have expired.
+    pub fn time_left(&self) -> Duration {
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        (SWEEP_TTL - SWEEP_MARGIN).saturating_sub(renewed.elapsed())
+    }
+
     /// Called before each deletion: refuses to go on once the marker may have expired (a push
     /// may then be trusting that no gc runs).
     pub fn check(&self) -> Result<()> {

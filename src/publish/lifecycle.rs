@@ -253,14 +253,23 @@ pub async fn delete_all(
     ui: &Ui,
     report: &mut TargetReport,
 ) -> Result<()> {
-    let dry_run = sweep.is_none();
-    for deletion in deletions {
-        if let Some(sweep) = sweep {
-            sweep.check()?;
+    let Some(sweep) = sweep else {
+        for deletion in deletions {
+            announce(deletion, true, ui, report);
         }
-        announce(deletion, dry_run, ui, report);
-        if !dry_run {
-            store.delete(&deletion.key).await?;
+        return Ok(());
+    };
+    for deletion in deletions {
+        sweep.check()?;
+        announce(deletion, false, ui, report);
+        // A delete retried through an outage must not outlive the gc's marker: a push that
+        // sees no gc running trusts that what it checked stays.
+        let key = &deletion.key;
+        match tokio::time::timeout(sweep.time_left(), store.delete(key)).await {
+            Ok(done) => done?,
+            Err(_) => anyhow::bail!(
+                "gc stopped: deleting {key} took longer than its marker allows; run gc again"
+            ),
         }
     }
     Ok(())
