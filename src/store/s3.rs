@@ -133,6 +133,32 @@ impl S3Store {
         }
     }
 
+    /// One `HeadObject` of a full key: `None` when it does not exist.
+    async fn head_object(
+        &self,
+        full: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, Failure> {
+        let sent = (self.client.head_object())
+            .bucket(&self.target.bucket)
+            .key(full)
+            .send()
+            .await;
+        found(sent)
+    }
+
+    /// One `GetObject` of a full key (the body still to read): `None` when it does not exist.
+    async fn get_object(
+        &self,
+        full: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, Failure> {
+        let sent = (self.client.get_object())
+            .bucket(&self.target.bucket)
+            .key(full)
+            .send()
+            .await;
+        found(sent)
+    }
+
     fn where_(&self) -> String {
         let endpoint = self.target.endpoint.as_deref().unwrap_or("AWS");
         format!("bucket {:?} at {endpoint}", self.target.bucket)
@@ -492,6 +518,25 @@ fn short(detail: &str) -> String {
 }
 
 /// True when the SDK error is a 404 (HEAD answers with no body, GET with `NoSuchKey`).
+/// An answer as "found" (`Some`), "not there" (a 404: `None`) or a failure to classify.
+fn found<T, E>(
+    sent: std::result::Result<T, SdkFailure<E>>,
+) -> std::result::Result<Option<T>, Failure>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match sent {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(failure(&e)),
+    }
+}
+
+/// A response body that broke off: worth another attempt.
+fn cut_short(e: &(impl std::error::Error + 'static)) -> Failure {
+    Failure::transient(format!("body cut short: {}", crate::error::root_cause(e)))
+}
+
 fn is_not_found<E>(err: &SdkFailure<E>) -> bool {
     err.raw_response()
         .is_some_and(|r| r.status().as_u16() == 404)
@@ -530,24 +575,13 @@ impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let full = self.full_key(key);
         self.call(&format!("checking {key}"), || async {
-            match self
-                .client
-                .head_object()
-                .bucket(&self.target.bucket)
-                .key(&full)
-                .send()
-                .await
-            {
-                Ok(out) => Ok(Some(ObjectInfo {
-                    size: out.content_length().unwrap_or(0).max(0) as u64,
-                    sha256: out.metadata().and_then(|m| m.get(SHA256_META)).cloned(),
-                    modified: out
-                        .last_modified()
-                        .and_then(|t| SystemTime::try_from(*t).ok()),
-                })),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(failure(&e)),
-            }
+            Ok(self.head_object(&full).await?.map(|out| ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                sha256: out.metadata().and_then(|m| m.get(SHA256_META)).cloned(),
+                modified: out
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok()),
+            }))
         })
         .await
     }
@@ -555,22 +589,11 @@ impl ObjectStore for S3Store {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let full = self.full_key(key);
         self.call(&format!("reading {key}"), || async {
-            let out = match self
-                .client
-                .get_object()
-                .bucket(&self.target.bucket)
-                .key(&full)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(failure(&e)),
+            let Some(out) = self.get_object(&full).await? else {
+                return Ok(None);
             };
             // A connection dropped in the middle of the body is worth another attempt too.
-            let body = out.body.collect().await.map_err(|e| {
-                Failure::transient(format!("body cut short: {}", crate::error::root_cause(&e)))
-            })?;
+            let body = out.body.collect().await.map_err(|e| cut_short(&e))?;
             Ok(Some(body.into_bytes()))
         })
         .await
@@ -579,18 +602,10 @@ impl ObjectStore for S3Store {
     async fn content_type(&self, key: &str) -> Result<Option<String>> {
         let full = self.full_key(key);
         self.call(&format!("checking {key}"), || async {
-            match self
-                .client
-                .head_object()
-                .bucket(&self.target.bucket)
-                .key(&full)
-                .send()
-                .await
-            {
-                Ok(out) => Ok(Some(out.content_type().unwrap_or_default().to_string())),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(failure(&e)),
-            }
+            Ok(self
+                .head_object(&full)
+                .await?
+                .map(|out| out.content_type().unwrap_or_default().to_string()))
         })
         .await
     }
@@ -599,23 +614,12 @@ impl ObjectStore for S3Store {
         use sha2::Digest;
         let full = self.full_key(key);
         self.call(&format!("reading {key}"), || async {
-            let mut out = match self
-                .client
-                .get_object()
-                .bucket(&self.target.bucket)
-                .key(&full)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(failure(&e)),
+            let Some(mut out) = self.get_object(&full).await? else {
+                return Ok(None);
             };
             // Chunk by chunk: a layer of gigabytes is hashed without being held in memory.
             let (mut hasher, mut size) = (sha2::Sha256::new(), 0u64);
-            while let Some(chunk) = out.body.try_next().await.map_err(|e| {
-                Failure::transient(format!("body cut short: {}", crate::error::root_cause(&e)))
-            })? {
+            while let Some(chunk) = out.body.try_next().await.map_err(|e| cut_short(&e))? {
                 size += chunk.len() as u64;
                 hasher.update(&chunk);
             }
