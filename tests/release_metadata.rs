@@ -48,18 +48,6 @@ fn metadata_flake(dir: &Path, static_targets: &[String], container: &str) -> Pat
     dir.to_path_buf()
 }
 
-fn minisign_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let (public, secret) = (dir.join("alba.pub"), dir.join("alba.key"));
-    let mut command = Command::new("minisign");
-    command
-        .args(["-G", "-W", "-f", "-p"])
-        .arg(&public)
-        .arg("-s")
-        .arg(&secret);
-    common::run_ok(&mut command);
-    (public, secret)
-}
-
 /// Downloads `rel` below the tag through the website endpoint into `into`.
 fn download(garage: &Garage, tag_url: &str, rel: &str, into: &Path) -> Vec<u8> {
     let (status, _, body) = garage.web_get("download", &format!("{tag_url}/{rel}"));
@@ -137,7 +125,7 @@ fn static_release_carries_checksums_signature_and_closure_sboms() {
         &[garage.s3_url("download")],
         "{ }",
     );
-    let (public, secret) = minisign_key(work.path());
+    let (public, secret) = common::minisign_key(work.path(), "alba");
     let flake_ref = format!("git+file://{}", flake.display());
     let output = alba()
         .envs(garage.envs())

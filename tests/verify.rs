@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::fixtures::{self, FlakeFixture};
 use common::{Garage, Registry, alba, nix_available};
@@ -336,22 +335,6 @@ fn garage_website_mistakes_are_named_with_their_fix() {
     verify_json(&envs, &["-t", "albatros", "--web", &web, &target], 0);
 }
 
-/// A minisign key pair made by Debian's minisign: (public, secret).
-fn minisign_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (public, secret) = (
-        dir.join(format!("{name}.pub")),
-        dir.join(format!("{name}.key")),
-    );
-    let mut command = Command::new("minisign");
-    command
-        .args(["-G", "-W", "-f", "-p"])
-        .arg(&public)
-        .arg("-s")
-        .arg(&secret);
-    common::run_ok(&mut command);
-    (public, secret)
-}
-
 #[test]
 fn a_signed_release_verifies_with_its_key_and_not_with_another() {
     if !nix_available() {
@@ -368,8 +351,8 @@ fn a_signed_release_verifies_with_its_key_and_not_with_another() {
         .static_targets(&[&target])
         .container(&[&target])
         .write(&work.path().join("flake"));
-    let (public, secret) = minisign_key(work.path(), "alba");
-    let (other, _) = minisign_key(work.path(), "other");
+    let (public, secret) = common::minisign_key(work.path(), "alba");
+    let (other, _) = common::minisign_key(work.path(), "other");
     alba()
         .arg("--flake")
         .arg(&flake.dir)

@@ -94,6 +94,22 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     out.trim_end_matches('\n').to_string()
 }
 
+/// A minisign key pair made by Debian's minisign: (public, secret).
+pub fn minisign_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (public, secret) = (
+        dir.join(format!("{name}.pub")),
+        dir.join(format!("{name}.key")),
+    );
+    let mut command = Command::new("minisign");
+    command
+        .args(["-G", "-W", "-f", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret);
+    run_ok(&mut command);
+    (public, secret)
+}
+
 /// Makes `dir` a git repository whose one commit holds every file in it.
 pub fn git_commit_all(dir: &Path, message: &str) {
     git(dir, &["init", "-q", "-b", "main"]);
