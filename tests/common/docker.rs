@@ -101,16 +101,7 @@ impl Docker {
     pub fn inspect(&self, image_ref: &str) -> serde_json::Value {
         let mut command = self.docker();
         command.args(["image", "inspect", image_ref]);
-        let output = run_bounded(&mut command, Duration::from_secs(30));
-        assert!(
-            output.status.success(),
-            "`{}` failed:\n{}",
-            super::describe(&command),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let list: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("docker image inspect printed no JSON: {e}"));
-        list[0].clone()
+        inspect_first(&mut command)
     }
 
     /// The daemon log so far.
@@ -228,6 +219,20 @@ fn remove_proxy_and_docker_env(command: &mut Command) {
     ] {
         command.env_remove(name);
     }
+}
+
+/// Runs an `image inspect` (bounded) and returns the first entry of the JSON list it prints.
+pub fn inspect_first(command: &mut Command) -> serde_json::Value {
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "`{}` failed:\n{}",
+        super::describe(command),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("`{}` printed no JSON: {e}", super::describe(command)));
+    list[0].clone()
 }
 
 /// Runs `command` with piped output, killing it after `timeout` (then the output says so).

@@ -7,7 +7,7 @@
 //! `/var/lib/containers/cache` and the lock table `/dev/shm/libpod_lock` (no setting moves
 //! them in podman 4.3; pulls allocate no locks).
 
-use super::docker::run_bounded;
+use super::docker::{inspect_first, run_bounded};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, Weak};
@@ -102,16 +102,7 @@ impl Podman {
     pub fn inspect(&self, image_ref: &str) -> serde_json::Value {
         let mut command = self.podman();
         command.args(["image", "inspect", image_ref]);
-        let output = run_bounded(&mut command, Duration::from_secs(30));
-        assert!(
-            output.status.success(),
-            "`{}` failed:\n{}",
-            super::describe(&command),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let list: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("podman image inspect printed no JSON: {e}"));
-        list[0].clone()
+        inspect_first(&mut command)
     }
 
     /// The temp folder holding the store and config files.
