@@ -1,26 +1,6 @@
 //! alba: publish what a Nix flake builds.
 //!
-//! Data flows one way: config → nix → artifact set → publishers → report.
-
-mod artifact;
-mod cli;
-mod config;
-mod digest;
-mod error;
-mod image;
-mod meta;
-mod names;
-mod nix;
-mod platform;
-mod publish;
-mod report;
-mod sbom;
-mod sign;
-mod store;
-mod target;
-mod transport;
-mod ui;
-mod verify;
+//! The thin binary over the `alba` library: arguments, logging, the runtime, exit codes.
 
 /// Sends alba's own `tracing` events to stderr: warnings by default, more with `-v`/`-vv`,
 /// or whatever `ALBA_LOG` (an `EnvFilter` directive) says.
@@ -45,7 +25,7 @@ fn init_logging(level: i8) {
 }
 
 fn main() {
-    let cli = cli::parse();
+    let cli = alba::cli::parse();
     init_logging(cli.global.verbose as i8 - cli.global.quiet as i8);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,8 +37,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(error) = runtime.block_on(cli::run(cli)) {
+    if let Err(error) = runtime.block_on(alba::cli::run(cli)) {
         eprintln!("error: {error:#}");
-        std::process::exit(error::exit_code(&error));
+        std::process::exit(alba::error::exit_code(&error));
     }
 }

@@ -1,0 +1,25 @@
+//! alba: publish what a Nix flake builds.
+//!
+//! Data flows one way: config → nix → artifact set → publishers (plan) → executor → report.
+//! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; everything
+//! else lives here, one module per job.
+
+pub mod artifact;
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod image;
+pub mod meta;
+pub mod names;
+pub mod nix;
+pub mod platform;
+pub mod publish;
+pub mod report;
+pub mod sbom;
+pub mod sign;
+pub mod store;
+pub mod target;
+pub mod transport;
+pub mod ui;
+pub mod verify;
