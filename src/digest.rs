@@ -1,4 +1,5 @@
-//! sha256 helpers: hex digests of bytes and files.
+//! sha256 helpers, the only ones in alba: hex digests and OCI digests (`sha256:<hex>`) of
+//! bytes, of bytes streaming by ([`Hasher`]) and of files, and their validation.
 
 use std::path::Path;
 
@@ -15,9 +16,48 @@ pub fn oci_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
 }
 
+/// True for 64 lowercase hex digits (the hex of a sha256, as alba writes it).
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// True for `sha256:` followed by 64 lowercase hex digits.
+pub fn is_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(is_sha256_hex)
+}
+
+/// A sha256 computed piece by piece, for bytes that stream by (layers, files).
+#[derive(Debug, Clone, Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    /// A hasher that has seen nothing yet.
+    pub fn new() -> Hasher {
+        Hasher::default()
+    }
+
+    /// Hashes the next piece.
+    pub fn update(&mut self, bytes: impl AsRef<[u8]>) {
+        self.0.update(bytes);
+    }
+
+    /// The hex sha256 of everything seen.
+    pub fn hex(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+
+    /// The OCI digest (`sha256:<hex>`) of everything seen.
+    pub fn oci_digest(self) -> String {
+        format!("sha256:{}", self.hex())
+    }
+}
+
 /// The hex sha256 of a file, read in 1 MiB pieces (never whole into memory).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new();
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -27,7 +67,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hasher.hex())
 }
 
 /// The hex sha256 of a file in /nix/store, remembered in `cache_dir/sha256/` so a repeated
@@ -53,7 +93,7 @@ fn sha256_cached(path: &Path, cache_dir: Option<&Path>) -> Result<String> {
                 meta.len(),
                 meta.mtime()
             );
-            Some(dir.join("sha256").join(sha256_hex(identity.as_bytes())))
+            Some(crate::cache::sha256_dir(dir).join(sha256_hex(identity.as_bytes())))
         }
         None => None,
     };
@@ -68,17 +108,9 @@ fn sha256_cached(path: &Path, cache_dir: Option<&Path>) -> Result<String> {
     let hex = sha256_file(path)?;
     if let Some(entry) = entry {
         // A cache that cannot be written only costs the next run a re-hash.
-        let _ = write_atomically(&entry, hex.as_bytes());
+        let _ = crate::cache::write_atomically(&entry, hex.as_bytes());
     }
     Ok(hex)
-}
-
-fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(file).map(|_| ()).map_err(|e| e.error)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! else lives here, one module per job.
 
 pub mod artifact;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod digest;

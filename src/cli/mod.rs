@@ -153,11 +153,7 @@ impl Global {
 
     /// alba's cache folder: `$XDG_CACHE_HOME/alba`, else `~/.cache/alba`.
     pub fn cache_dir(&self) -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("alba"))
+        crate::cache::root()
     }
 
     /// Uploads at once.

@@ -1,4 +1,5 @@
-//! The cache under `$XDG_CACHE_HOME/alba`: work done once need not be done again.
+//! The image caches under alba's cache folder ([`crate::cache`] knows where they are): work
+//! done once need not be done again.
 //!
 //! - `layers/<settings>/<size>-<diff hex>.json`: a layer's uncompressed size and digest +
 //!   compression settings → its compressed digest and size. A re-run builds manifests from
@@ -15,13 +16,13 @@
 //! write failures are warnings.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::layer::Compression;
+use crate::digest::{is_digest, is_sha256_hex};
 
 /// A cached compression result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +57,8 @@ impl Cache {
     /// The cache under `root` (`$XDG_CACHE_HOME/alba`) for layers compressed by `compression`.
     pub(crate) fn new(root: Option<&Path>, compression: Compression) -> Cache {
         Cache {
-            layers: root.map(|r| r.join("layers").join(compression.settings_key())),
-            archives: root.map(|r| r.join("archives").join("v1")),
+            layers: root.map(|r| crate::cache::layers_dir(r, &compression.settings_key())),
+            archives: root.map(crate::cache::archives_dir),
         }
     }
 
@@ -133,25 +134,5 @@ fn write_json<T: Serialize>(file: &Path, value: &T) {
 }
 
 fn write_atomically<T: Serialize>(file: &Path, value: &T) -> anyhow::Result<()> {
-    let dir = file
-        .parent()
-        .ok_or_else(|| anyhow::anyhow!("no parent folder"))?;
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(&serde_json::to_vec(value)?)?;
-    temp.persist(file)?;
-    Ok(())
-}
-
-/// True for 64 lowercase hex digits.
-pub(crate) fn is_sha256_hex(hex: &str) -> bool {
-    hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// True for `sha256:` followed by 64 lowercase hex digits.
-pub(crate) fn is_digest(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(is_sha256_hex)
+    crate::cache::write_atomically(file, &serde_json::to_vec(value)?)
 }

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::cache::is_digest;
 use super::input::{Input, normalize};
+use crate::digest::is_digest;
 use crate::error;
 use crate::platform::Platform;
 

@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 
 use anyhow::Result;
-use sha2::Digest;
 use tar::{Archive, Entries};
 
 use crate::error;
@@ -94,7 +93,7 @@ impl Input {
             return None;
         }
         let meta = std::fs::metadata(&canonical).ok()?;
-        let mut key = sha2::Sha256::new();
+        let mut key = crate::digest::Hasher::new();
         key.update(canonical.as_os_str().as_bytes());
         let stat = [
             meta.dev(),
@@ -106,7 +105,7 @@ impl Input {
         for field in stat {
             key.update(field.to_le_bytes());
         }
-        Some(hex::encode(key.finalize()))
+        Some(key.hex())
     }
 
     /// The input error for an archive that cannot be read.

@@ -9,9 +9,9 @@
 
 use serde::Deserialize;
 
-use super::cache::is_digest;
 use super::layer::Compression;
 use super::oci::MANIFEST_MEDIA_TYPE;
+use crate::digest::is_digest;
 
 /// The manifest (and index) annotation naming how alba compressed the layers: the
 /// compression's settings key, e.g. `gzip-l2-b1048576-<backend fingerprint>-v1`,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::thread;
 
-use sha2::{Digest, Sha256};
+use crate::digest::{Hasher, sha256_hex};
 
 use super::gzip::{self, ParGzEncoder};
 use super::pool::Pool;
@@ -96,7 +96,7 @@ fn sample_digest(compression: Compression) -> String {
         ),
     };
     match output {
-        Ok(bytes) => hex::encode(&Sha256::digest(&bytes)[..6]),
+        Ok(bytes) => sha256_hex(&bytes)[..12].to_string(),
         // Cannot happen with a working backend; a key of its own keeps the cache consistent.
         Err(_) => "unknown".to_string(),
     }
@@ -207,7 +207,7 @@ pub(crate) fn compress(
 
 /// Hashes the uncompressed bytes and feeds them to the compressor.
 struct LayerWriter {
-    uncompressed: Sha256,
+    uncompressed: Hasher,
     raw_size: u64,
     encoder: Encoder,
 }
@@ -233,7 +233,7 @@ impl LayerWriter {
             Compression::None => Encoder::None(spool),
         };
         Ok(LayerWriter {
-            uncompressed: Sha256::new(),
+            uncompressed: Hasher::new(),
             raw_size: 0,
             encoder,
         })
@@ -272,7 +272,7 @@ impl LayerWriter {
             Encoder::None(w) => w,
         };
         let (digest, size, path) = spool.finish()?;
-        let diff_id = format!("sha256:{}", hex::encode(self.uncompressed.finalize()));
+        let diff_id = self.uncompressed.oci_digest();
         Ok(Spooled {
             diff_id,
             raw_size: self.raw_size,
@@ -287,7 +287,7 @@ impl LayerWriter {
 struct Spool {
     file: BufWriter<File>,
     path: SpoolFile,
-    sha: Sha256,
+    sha: Hasher,
     size: u64,
 }
 
@@ -297,18 +297,14 @@ impl Spool {
         Ok(Spool {
             file: BufWriter::with_capacity(256 * 1024, file),
             path,
-            sha: Sha256::new(),
+            sha: Hasher::new(),
             size: 0,
         })
     }
 
     fn finish(mut self) -> io::Result<(String, u64, SpoolFile)> {
         self.file.flush()?;
-        Ok((
-            format!("sha256:{}", hex::encode(self.sha.finalize())),
-            self.size,
-            self.path,
-        ))
+        Ok((self.sha.oci_digest(), self.size, self.path))
     }
 }
 

@@ -13,6 +13,10 @@
 
 mod cache;
 mod docker;
+/// Synthetic docker archives, for alba's unit tests and its integration tests and benches
+/// (`tests/common/images.rs`); not part of alba's interface.
+#[doc(hidden)]
+pub mod fixtures;
 mod flight;
 mod gate;
 mod gzip;
@@ -37,6 +41,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::digest::oci_digest;
 use crate::error;
 use crate::platform::Platform;
 use crate::store::Body;
@@ -225,7 +230,7 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
     let layers_compressed = read.iter().map(|(_, n)| n).sum();
     let images: Vec<PlatformImage> = read.into_iter().map(|(image, _)| image).collect();
     let index = oci::index(images.iter().map(index_entry).collect(), &annotations)?;
-    let index_digest = oci::digest(&index);
+    let index_digest = oci_digest(&index);
     Ok(ImageSet {
         images,
         index,

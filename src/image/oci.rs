@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::platform::Platform;
 
@@ -99,9 +98,4 @@ pub(crate) fn index(
         annotations,
     };
     serde_json::to_vec(&doc).map(Bytes::from)
-}
-
-/// `sha256:<hex>` of some bytes.
-pub(crate) fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Blob, ImageSet, MANIFEST_MEDIA_TYPE, Source, oci};
+use crate::digest::oci_digest;
 use crate::platform::Platform;
 
 /// The artifact type of a CycloneDX SBOM (and its layer's media type).
@@ -81,7 +82,7 @@ fn artifact(
     let manifest = Bytes::from(serde_json::to_vec(&manifest)?);
     Ok(Referrer {
         subject: subject.digest.to_string(),
-        digest: oci::digest(&manifest),
+        digest: oci_digest(&manifest),
         blobs: vec![empty, layer],
         manifest,
     })
@@ -90,7 +91,7 @@ fn artifact(
 fn memory_blob(media_type: &str, bytes: Bytes) -> Blob {
     Blob::new(
         media_type,
-        oci::digest(&bytes),
+        oci_digest(&bytes),
         bytes.len() as u64,
         Source::Memory(bytes),
     )
@@ -139,7 +140,7 @@ mod tests {
 
     fn subject() -> (String, Bytes) {
         let manifest = Bytes::from_static(br#"{"schemaVersion":2}"#);
-        (oci::digest(&manifest), manifest)
+        (oci_digest(&manifest), manifest)
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Where compressed layers are spooled: a folder per run under alba's cache folder.
+//! Where compressed layers are spooled: a folder per run under alba's cache folder
+//! ([`crate::cache::tmp_dir`]).
 //!
 //! A run holds a lock on its own `<cache>/tmp/run-XXXXXX/lock` for as long as it lives; the
 //! operating system releases the lock when the process ends, however it ends. Each new run
@@ -67,7 +68,7 @@ impl SpoolDir {
                 lock: None,
             });
         };
-        let root = cache_dir.join("tmp");
+        let root = crate::cache::tmp_dir(cache_dir);
         fs::create_dir_all(&root)?;
         sweep(&root);
         let path = tempfile::Builder::new()
