@@ -7,7 +7,9 @@ pub mod df_dist_gc;
 pub mod lease;
 pub mod lifecycle;
 pub mod lists;
-pub mod nginx;
+/// The nginx fragment moved to the folder store, which regenerates it in `finish`; this path
+/// stays until the publishers stop calling `nginx::refresh` themselves.
+pub use crate::store::nginx;
 pub mod oci;
 pub mod oci_delete;
 pub mod oci_gc;

@@ -264,6 +264,12 @@ impl ObjectStore for FolderStore {
         }
         Ok(())
     }
+
+    async fn finish(&self) -> Result<()> {
+        // The fragment names every manifest with its media type and digest: what a bucket
+        // keeps as metadata, a folder served by nginx needs written down after each change.
+        super::nginx::write(&self.root, self).await
+    }
 }
 
 #[cfg(test)]

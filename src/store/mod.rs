@@ -1,9 +1,11 @@
-//! Object stores: one trait, an S3 implementation and a folder implementation.
+//! Object stores: one trait, an S3 implementation and a folder implementation (with the nginx
+//! fragment that serves the folder).
 //!
 //! Publishers only see [`ObjectStore`]; they never know whether they write to Garage or to
 //! a folder. Keys are `/`-separated, without a leading `/`, relative to the target's prefix.
 
 pub mod fs;
+pub mod nginx;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
@@ -87,7 +89,8 @@ pub trait ObjectStore: Send + Sync {
     /// A human description of the store, for messages (never contains secrets).
     fn describe(&self) -> String;
 
-    /// The local folder behind this store, if it is one (for the nginx fragment).
+    /// The local folder behind this store, if it is one (`alba verify` reads the media types
+    /// its nginx fragment serves).
     fn folder(&self) -> Option<&Path> {
         None
     }
@@ -140,6 +143,14 @@ pub trait ObjectStore: Send + Sync {
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Called once by the executor after a plan that wrote to or deleted from the store has
+    /// run (never after a dry run). Buckets have nothing to do; the folder store regenerates
+    /// the files derived from its content, such as `.alba/nginx.conf` ([`nginx`]), which a
+    /// bucket's metadata makes unnecessary.
+    async fn finish(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Requests retried so far (transient faults ridden out), for the report.
     fn retries(&self) -> u64 {

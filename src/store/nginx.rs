@@ -2,8 +2,9 @@
 //!
 //! A folder has no Content-Type metadata, so the fragment says it: documents stored as
 //! `K/index.json` are served at `K`, each manifest gets its media type and
-//! `Docker-Content-Digest`, `tags/list` is JSON and `/v2/` answers 200. It is rewritten after
-//! every push to the folder, at `<folder>/.alba/nginx.conf`; use it inside a `server` block:
+//! `Docker-Content-Digest`, `tags/list` is JSON and `/v2/` answers 200. The folder store
+//! rewrites it in [`ObjectStore::finish`], after every plan that changed the folder, at
+//! `<folder>/.alba/nginx.conf`; use it inside a `server` block:
 //! `include /srv/dist/.alba/nginx.conf;`.
 
 use std::fmt::Write as _;
@@ -17,10 +18,16 @@ use crate::store::ObjectStore;
 pub const FRAGMENT: &str = ".alba/nginx.conf";
 
 /// Rewrites the fragment if the store is a folder; does nothing for buckets.
+///
+/// The same as [`ObjectStore::finish`], which it calls: kept for the publishers that still
+/// refresh the fragment themselves instead of leaving it to the executor.
 pub async fn refresh(store: &dyn ObjectStore) -> Result<()> {
-    let Some(root) = store.folder() else {
-        return Ok(());
-    };
+    store.finish().await
+}
+
+/// Writes the fragment for the folder `root`, read through `store` (the folder's own store):
+/// one `location` per manifest and referrers index below `v2/`, with its media type and digest.
+pub(super) async fn write(root: &Path, store: &dyn ObjectStore) -> Result<()> {
     let mut manifests = Vec::new();
     for key in store.list("v2/").await? {
         // Referrers answers are image indexes too (`referrers/sha256:<hex>`).
@@ -103,5 +110,45 @@ mod tests {
         let text = fragment(Path::new("/srv/d"), &m);
         assert!(text.contains(r#"location = "/v2/a/manifests/0.9" { types { } default_type application/vnd.oci.image.index.v1+json; add_header Docker-Content-Digest sha256:ab always; }"#), "{text}");
         assert!(text.contains(r#"root "/srv/d";"#));
+    }
+
+    /// The folder store writes the fragment in `finish`, reading the manifests it holds;
+    /// `refresh` does the same through the trait.
+    #[tokio::test]
+    async fn the_folder_store_writes_it_in_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::fs::FolderStore::new(dir.path()).unwrap();
+        let index = br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#;
+        let manifest = bytes::Bytes::from_static(index);
+        let put = crate::store::Put::bytes("v2/a/manifests/0.9", manifest.clone(), "x");
+        store.put(&put).await.unwrap();
+        let blob = crate::store::Put::bytes("v2/a/blobs/sha256:00", manifest.clone(), "x");
+        store.put(&blob).await.unwrap();
+        store.finish().await.unwrap();
+        let path = dir.path().join(FRAGMENT);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            fragment(
+                dir.path(),
+                &[(
+                    "v2/a/manifests/0.9".to_string(),
+                    "application/vnd.oci.image.index.v1+json".to_string(),
+                    crate::digest::oci_digest(index),
+                )]
+            )
+        );
+        std::fs::remove_file(&path).unwrap();
+        refresh(&store).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // The fragment lives in `.alba/`, which layouts never list.
+        assert!(
+            store
+                .list("")
+                .await
+                .unwrap()
+                .iter()
+                .all(|k| !k.starts_with(".alba"))
+        );
     }
 }
