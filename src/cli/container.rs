@@ -17,7 +17,7 @@ use crate::platform::Platform;
 use crate::publish::credentials;
 use crate::publish::oci::{self, OciSink, PushOptions};
 use crate::publish::oci_known;
-use crate::publish::oci_registry::RegistrySink;
+use crate::publish::registry::RegistrySink;
 use crate::publish::oci_static::StaticRegistry;
 use crate::report::{Report, TargetReport};
 use crate::store;

@@ -1,7 +1,7 @@
 //! `alba static rm|gc` and `alba container rm|gc`: removing published tags.
 //!
 //! The work is in [`crate::publish::df_dist_gc`], [`crate::publish::oci_gc`] (static
-//! registries) and [`crate::publish::oci_delete`] (registries); this module parses the
+//! registries) and [`crate::publish::registry::delete`] (registries); this module parses the
 //! arguments, opens the target and prints the report.
 
 use anyhow::Result;
@@ -13,7 +13,7 @@ use crate::names;
 use crate::publish::credentials;
 use crate::publish::df_dist_gc;
 use crate::publish::lifecycle::GcOptions;
-use crate::publish::oci_delete::{self, RegistryRepo};
+use crate::publish::registry::delete::{self as oci_delete, RegistryRepo};
 use crate::publish::oci_gc;
 use crate::report::{Report, TargetReport};
 use crate::store;

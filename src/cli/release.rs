@@ -17,7 +17,7 @@ use crate::names;
 use crate::nix::Flake;
 use crate::platform::Platform;
 use crate::publish::oci::OciSink;
-use crate::publish::oci_registry::RegistrySink;
+use crate::publish::registry::RegistrySink;
 use crate::publish::{aliases, credentials};
 use crate::report::Report;
 use crate::sign::Signer;

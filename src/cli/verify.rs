@@ -9,7 +9,7 @@ use clap::Args;
 use super::Global;
 use crate::bail_input;
 use crate::publish::credentials;
-use crate::publish::oci_registry::RegistrySink;
+use crate::publish::registry::RegistrySink;
 use crate::target::{self, Target};
 use crate::verify::oci_source::RegistryImages;
 use crate::verify::web::WebSource;

@@ -101,6 +101,16 @@ impl Credentials {
     pub fn is_anonymous(&self) -> bool {
         self.auth == Auth::Anonymous
     }
+
+    /// `text` without the secret in it, for messages built from what a registry answered
+    /// (registries may echo what they were sent).
+    pub fn redact(&self, text: &str) -> String {
+        match self.secret() {
+            // Very short secrets would blank out ordinary words; they are not echoed whole anyway.
+            Some(secret) if secret.len() >= 4 => text.replace(secret, "***"),
+            _ => text.to_string(),
+        }
+    }
 }
 
 /// The credentials the command line gave: `--registry-user` and `--registry-password-stdin`.
@@ -328,6 +338,12 @@ mod tests {
         };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.secret(), Some("hunter2"));
+        assert_eq!(c.redact("echo hunter2!"), "echo ***!");
+        let short = Credentials {
+            auth: Auth::Token(Secret::new("ab")),
+            source: "x".into(),
+        };
+        assert_eq!(short.redact("a tab"), "a tab");
     }
 
     #[test]

@@ -11,8 +11,7 @@ pub mod lists;
 /// stays until the publishers stop calling `nginx::refresh` themselves.
 pub use crate::store::nginx;
 pub mod oci;
-pub mod oci_delete;
 pub mod oci_gc;
 pub mod oci_known;
-pub mod oci_registry;
 pub mod oci_static;
+pub mod registry;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Findings, Object, Source};
 use crate::image::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
-use crate::publish::oci_registry::RegistrySink;
+use crate::publish::registry::RegistrySink;
 
 /// Media types asked for when reading a manifest from a registry.
 const ACCEPT: &[&str] = &[

@@ -7,7 +7,8 @@
 //! reachable bucket's 404 names the S3 error (`Code: NoSuchKey`). `/v2/` is served from
 //! `v2/index.html` only when the bucket's index document is `index.html`.
 
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use async_trait::async_trait;
@@ -17,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Findings, Object, Source};
 use crate::bail_input;
+use crate::error::root_cause;
 use crate::store::ObjectStore;
+use crate::transport::{Failure, Kind, by_status};
 
 /// A [`Source`] reading `URL/KEY` over HTTP(S).
 pub struct WebSource {
@@ -78,27 +81,46 @@ impl WebSource {
         format!("{}/{key}", self.shown)
     }
 
-    /// Sends `GET` (or `HEAD`) for `key`, retrying connection trouble and 5xx under the
-    /// run's policy; any other answer is returned.
+    /// Sends `GET` (or `HEAD`) for `key`, retrying connection trouble and transient answers
+    /// (5xx, 429) under the run's policy; any other answer is returned, and so is the last
+    /// transient one when the policy is spent (the caller words what it means).
     async fn send(&self, method: reqwest::Method, key: &str) -> Result<reqwest::Response> {
         let url = self.url(key);
+        let shown = self.shown_url(key);
+        // The last transient answer, kept so that it (not an error) is what a spent policy gives.
+        let last = std::sync::Mutex::new(None);
+        let retries = AtomicU64::new(0);
         let policy = crate::transport::policy();
-        let mut attempt = 1;
-        loop {
-            let result = self.http.request(method.clone(), &url).send().await;
-            let transient = match &result {
-                Ok(r) => {
-                    r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS
-                }
-                Err(e) => !e.is_builder(),
+        let what = format!("{method} {shown}");
+        let result = crate::transport::run(&policy, &retries, &what, || async {
+            let response = match self.http.request(method.clone(), &url).send().await {
+                Ok(response) => response,
+                Err(e) if e.is_builder() => return Err(Failure::fatal(root_cause(&e))),
+                Err(e) => return Err(Failure::transient(root_cause(&e))),
             };
-            if !transient || attempt >= policy.attempts.max(1) {
-                let shown = self.shown_url(key);
-                return result
-                    .map_err(|e| anyhow!("{method} {shown}: {}", crate::error::root_cause(&e)));
+            let status = response.status().as_u16();
+            if by_status(status) != Kind::Transient {
+                return Ok(response);
             }
-            tokio::time::sleep(crate::transport::backoff(&policy, attempt, None)).await;
-            attempt += 1;
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| crate::transport::retry_after(v, SystemTime::now()));
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
+            Err(Failure {
+                status: Some(status),
+                retry_after,
+                ..Failure::transient(format!("HTTP {status}"))
+            })
+        })
+        .await;
+        match result {
+            Ok(response) => Ok(response),
+            Err(gave_up) => match last.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(response) if gave_up.last.status.is_some() => Ok(response),
+                _ => Err(anyhow!("{method} {shown}: {}", gave_up.last.detail)),
+            },
         }
     }
 
@@ -297,4 +319,61 @@ pub fn content_length(response: &reqwest::Response) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// Answers `/busy` always and `/flaky` twice with 503 (`Retry-After: 0`, so the test does
+    /// not wait), anything else with 200; counts the requests.
+    async fn serve(listener: TcpListener, count: Arc<AtomicU64>) {
+        let mut flaky = 0;
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::Relaxed);
+            let mut reader = BufReader::new(socket);
+            let (mut request, mut line) = (String::new(), String::new());
+            while reader.read_line(&mut line).await.is_ok_and(|n| n > 2) {
+                if request.is_empty() {
+                    request = line.clone();
+                }
+                line.clear();
+            }
+            let busy = request.contains("/busy ")
+                || (request.contains("/flaky ") && {
+                    flaky += 1;
+                    flaky <= 2
+                });
+            let answer = if busy {
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            };
+            let _ = reader.get_mut().write_all(answer.as_bytes()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_answers_are_retried_and_the_last_one_is_returned() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicU64::new(0));
+        tokio::spawn(serve(listener, count.clone()));
+        let web = WebSource::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let flaky = web.send(reqwest::Method::GET, "flaky").await.unwrap();
+        assert_eq!(flaky.status(), StatusCode::OK);
+        assert_eq!(count.swap(0, Ordering::Relaxed), 3);
+        // A policy spent on transient answers gives the last one, for the caller to word.
+        let busy = web.send(reqwest::Method::GET, "busy").await.unwrap();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let attempts = crate::transport::policy().attempts as u64;
+        assert_eq!(count.load(Ordering::Relaxed), attempts);
+    }
 }

@@ -4,41 +4,35 @@
 //! with it every tag pointing at it; its blobs are left to the registry's own garbage
 //! collector (distribution: `registry garbage-collect`). Deletion must be enabled there
 //! (distribution: `storage.delete.enabled: true`); a registry that refuses says 405 or
-//! `UNSUPPORTED`, and alba says so. oci-client has no DELETE, so this module sends it with
-//! reqwest (already in the graph through oci-client), doing the registry's bearer-token dance
-//! itself with the `delete` scope; tags and digests are read through [`RegistrySink`].
+//! `UNSUPPORTED`, and alba says so. oci-client has no DELETE, so it goes out through the
+//! registry client's own requests, signed in with the `delete` scope from the registry's
+//! bearer challenge, and retried under the run's transport policy like every registry
+//! request; tags and digests are read through the same [`RegistrySink`].
 //!
 //! Because deleting by digest removes every tag of that manifest, `rm` of a tag that shares its
 //! manifest with other tags deletes by tag instead (OCI distribution 1.1), and stops with a
 //! clear message where the registry cannot; `gc` keeps such aliases of kept tags.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use oci_client::{Reference, RegistryOperation};
+use oci_client::RegistryOperation;
+use reqwest::Response;
 
-use super::credentials::{Auth, Credentials};
-use super::lifecycle::{self, Deletion, GcOptions, Selection};
-use super::oci::OciSink;
-use super::oci_registry::{self, RegistrySink};
-use crate::error::{one_line, root_cause};
+use super::RegistrySink;
+use super::failure::Failed;
+use crate::error::one_line;
+use crate::publish::credentials::Credentials;
+use crate::publish::lifecycle::{self, Deletion, GcOptions, Selection};
+use crate::publish::oci::OciSink;
 use crate::report::TargetReport;
 use crate::target::RegistryTarget;
+use crate::transport::{Kind, by_status};
 use crate::ui::Ui;
-
-/// Attempts per DELETE (connection failures, 5xx and 429 are retried).
-const ATTEMPTS: u32 = 3;
 
 /// A repository on a registry, for deleting.
 pub struct RegistryRepo {
     sink: RegistrySink,
-    http: reqwest::Client,
-    /// `http[s]://host[:port]`.
-    base_url: String,
-    host: String,
-    repository: String,
-    credentials: Credentials,
 }
 
 /// What the registry answered to a DELETE.
@@ -53,28 +47,8 @@ enum Outcome {
 impl RegistryRepo {
     /// The repository of `target`, with `credentials`. Nothing is sent yet.
     pub fn new(target: &RegistryTarget, credentials: Credentials) -> Result<RegistryRepo> {
-        let sink = RegistrySink::new(target, credentials.clone())?;
-        let registry = Reference::with_tag(
-            target.host.clone(),
-            target.repository.clone(),
-            "latest".into(),
-        )
-        .resolve_registry()
-        .to_string();
-        let scheme = if target.insecure { "http" } else { "https" };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("alba/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| anyhow!("cannot set up the HTTP client for {}: {e}", target.host))?;
         Ok(RegistryRepo {
-            sink,
-            http,
-            base_url: format!("{scheme}://{registry}"),
-            host: target.host.clone(),
-            repository: target.repository.clone(),
-            credentials,
+            sink: RegistrySink::new(target, credentials)?,
         })
     }
 
@@ -91,101 +65,31 @@ impl RegistryRepo {
         Ok(digests)
     }
 
-    /// `DELETE /v2/<repo>/manifests/<reference>`, retrying transient failures.
+    /// `DELETE /v2/<repo>/manifests/<reference>`, retrying transient failures (connection
+    /// trouble, 5xx, 429) under the run's transport policy; any other answer is judged by
+    /// [`RegistryRepo::outcome`].
     async fn delete(&self, reference: &str) -> Result<Outcome> {
-        let url = format!(
-            "{}/v2/{}/manifests/{reference}",
-            self.base_url, self.repository
-        );
-        let mut attempt = 1;
-        loop {
-            let result = self.send_delete(&url).await;
-            let transient = match &result {
-                Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
-                Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-            };
-            if !transient || attempt >= ATTEMPTS {
-                return self.outcome(reference, result).await;
-            }
-            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            attempt += 1;
-        }
-    }
-
-    /// Sends the DELETE with the credentials; on a bearer challenge, gets a token with the
-    /// `delete` scope and sends it again.
-    async fn send_delete(&self, url: &str) -> reqwest::Result<reqwest::Response> {
-        let first = self.authorized(self.http.delete(url), None).send().await?;
-        if first.status().as_u16() != 401 {
-            return Ok(first);
-        }
-        let challenge = first
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_bearer_challenge);
-        let Some(challenge) = challenge else {
-            return Ok(first);
-        };
-        match self.token(&challenge).await? {
-            Some(token) => {
-                self.authorized(self.http.delete(url), Some(&token))
-                    .send()
-                    .await
-            }
-            None => Ok(first),
-        }
-    }
-
-    /// Adds the bearer `token`, or else the credentials as they are.
-    fn authorized(
-        &self,
-        request: reqwest::RequestBuilder,
-        token: Option<&str>,
-    ) -> reqwest::RequestBuilder {
-        oci_registry::authorize(request, token, &self.credentials)
-    }
-
-    /// A token from the challenge's realm for deleting in this repository; `None` when the
-    /// token service refuses (the 401 then speaks for itself).
-    async fn token(&self, challenge: &BTreeMap<String, String>) -> reqwest::Result<Option<String>> {
-        let Some(realm) = challenge.get("realm") else {
-            return Ok(None);
-        };
-        let default_scope = format!("repository:{}:delete", self.repository);
-        let scope = challenge.get("scope").cloned().unwrap_or(default_scope);
-        let mut query = vec![("scope", scope)];
-        if let Some(service) = challenge.get("service") {
-            query.push(("service", service.clone()));
-        }
-        let mut request = self.http.get(realm).query(&query);
-        if let Auth::Basic(user, password) = &self.credentials.auth {
-            request = request.basic_auth(user, Some(password.expose()));
-        }
-        let response = request.send().await?;
-        if !response.status().is_success() {
-            return Ok(None);
-        }
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        Ok(body["token"]
-            .as_str()
-            .or(body["access_token"].as_str())
-            .map(str::to_string))
+        let url = self.sink.url(&format!("manifests/{reference}"));
+        let what = format!("DELETE of manifest {reference}");
+        let response = self
+            .sink
+            .retrying(&what, || async {
+                let response = self
+                    .sink
+                    .send_for_delete(|| Ok(self.sink.http.delete(&url)))
+                    .await?;
+                if by_status(response.status().as_u16()) == Kind::Transient {
+                    return Err(Failed::answer(response).await);
+                }
+                Ok(response)
+            })
+            .await?;
+        self.outcome(reference, response).await
     }
 
     /// Turns the final answer into an outcome, or an error that names the fix.
-    async fn outcome(
-        &self,
-        reference: &str,
-        result: reqwest::Result<reqwest::Response>,
-    ) -> Result<Outcome> {
-        let host = &self.host;
-        let response = result.map_err(|e| {
-            anyhow!(
-                "registry {host}: DELETE of manifest {reference} failed: {}",
-                self.redact(&root_cause(&e))
-            )
-        })?;
+    async fn outcome(&self, reference: &str, response: Response) -> Result<Outcome> {
+        let host = &self.sink.host;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(Outcome::Deleted);
@@ -193,7 +97,8 @@ impl RegistryRepo {
         if status == 404 {
             return Ok(Outcome::Gone);
         }
-        let body = self.redact(&one_line(&response.text().await.unwrap_or_default()));
+        let credentials = &self.sink.credentials;
+        let body = credentials.redact(&one_line(&response.text().await.unwrap_or_default()));
         Err(match status {
             405 => anyhow!(
                 "registry {host} refuses to delete manifests (405 Method Not Allowed: deletion is disabled there); enable it (distribution: storage.delete.enabled: true) or delete {reference} with the registry's own tools; nothing was deleted"
@@ -203,21 +108,13 @@ impl RegistryRepo {
             ),
             401 | 403 => anyhow!(
                 "registry {host} refused to delete {reference} in {} (status {status}); credentials from {} need delete rights there",
-                self.repository,
-                self.credentials.source
+                self.sink.repository,
+                credentials.source
             ),
             _ => anyhow!(
                 "registry {host}: DELETE of manifest {reference} failed with status {status}: {body}"
             ),
         })
-    }
-
-    /// `text` without the secret in it (registries may echo what they were sent).
-    fn redact(&self, text: &str) -> String {
-        match self.credentials.secret() {
-            Some(secret) if secret.len() >= 4 => text.replace(secret, "***"),
-            _ => text.to_string(),
-        }
     }
 }
 
@@ -235,8 +132,8 @@ pub async fn rm(
         let tags: Vec<String> = digests.keys().cloned().collect();
         bail!(
             "tag {tag} does not exist in {} on registry {} (tags there: {}); nothing was deleted",
-            repo.repository,
-            repo.host,
+            repo.sink.repository,
+            repo.sink.host,
             lifecycle::tag_list(&tags)
         );
     };
@@ -257,7 +154,7 @@ pub async fn rm(
     delete_one(repo, tag, reason, dry_run, ui, report).await.map_err(|e| {
         anyhow!(
             "tag {tag} points at the same image as {shared}, and deleting that image's manifest would remove {shared} too; alba tried to delete the tag alone, which registry {} refused ({e:#}); nothing was deleted",
-            repo.host
+            repo.sink.host
         )
     })
 }
@@ -274,7 +171,7 @@ pub async fn gc(
     // Referrers tags (`sha256-<hex>`) are no release's: they stay with their subjects.
     let tags: Vec<String> = digests
         .keys()
-        .filter(|t| !super::oci_static::is_referrers_tag(t))
+        .filter(|t| !crate::publish::oci_static::is_referrers_tag(t))
         .cloned()
         .collect();
     let mut selection = lifecycle::select_container_tags(&tags, opts, |t| digests.get(t).cloned());
@@ -341,7 +238,7 @@ async fn delete_shared_tag(
     }
     ui.warn(format!(
         "tag {tag} stays: it shares its image with a kept tag, and registry {} refused to delete the tag alone ({e:#})",
-        repo.host
+        repo.sink.host
     ));
     false
 }
@@ -371,47 +268,97 @@ async fn delete_one(
     Ok(())
 }
 
-/// The parameters of a `Bearer realm="…",service="…",scope="…"` challenge.
-fn parse_bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
-    let (scheme, rest) = header.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let mut params = BTreeMap::new();
-    let mut rest = rest.trim();
-    while let Some((key, after)) = rest.split_once('=') {
-        let key = key
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
-        let (value, remaining) = match after.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted.find('"')?;
-                (&quoted[..end], &quoted[end + 1..])
-            }
-            None => after.split_once(',').map_or((after, ""), |(v, r)| (v, r)),
-        };
-        params.insert(key, value.to_string());
-        rest = remaining.trim_start_matches([',', ' ']);
-    }
-    Some(params)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::credentials::{Auth, Secret};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
 
-    #[test]
-    fn parses_bearer_challenges() {
-        let c = parse_bearer_challenge(r#"Bearer realm="https://auth.example.org/token",service="reg",scope="repository:a/b:delete,pull""#).unwrap();
-        assert_eq!(c["realm"], "https://auth.example.org/token");
-        assert_eq!(c["service"], "reg");
-        assert_eq!(c["scope"], "repository:a/b:delete,pull");
-        assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
-        assert_eq!(
-            parse_bearer_challenge("Bearer realm=x, service=y").unwrap()["service"],
-            "y"
+    /// A registry that wants a bearer token for deleting: it answers DELETE without one with
+    /// a challenge, hands out `t1` at `/token`, answers the first good DELETE of `sha256:aa`
+    /// with 503, `gone` with 404 and `off` with 405. Each request line (and its `Bearer`
+    /// token, if any) goes to `seen`.
+    async fn serve(listener: TcpListener, seen: Arc<Mutex<Vec<String>>>) {
+        let port = listener.local_addr().unwrap().port();
+        let mut busy_once = true;
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut reader = BufReader::new(socket);
+            let (mut request, mut bearer, mut line) = (String::new(), None, String::new());
+            while reader.read_line(&mut line).await.is_ok_and(|n| n > 2) {
+                if request.is_empty() {
+                    request = line.trim().to_string();
+                } else if let Some(token) = line.trim().strip_prefix("authorization: Bearer ") {
+                    bearer = Some(token.to_string());
+                }
+                line.clear();
+            }
+            seen.lock()
+                .unwrap()
+                .push(format!("{request} {}", bearer.as_deref().unwrap_or("-")));
+            let (status, headers, body) = if request.starts_with("GET /token") {
+                ("200 OK", String::new(), r#"{"token":"t1"}"#)
+            } else if bearer.as_deref() != Some("t1") {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"reg\"\r\n"
+                );
+                ("401 Unauthorized", challenge, "")
+            } else if request.contains("sha256:aa") && std::mem::take(&mut busy_once) {
+                ("503 Service Unavailable", "Retry-After: 0\r\n".into(), "")
+            } else if request.contains("sha256:aa") {
+                ("202 Accepted", String::new(), "")
+            } else if request.contains("/off ") {
+                ("405 Method Not Allowed", String::new(), "")
+            } else {
+                ("404 Not Found", String::new(), "")
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = reader.get_mut().write_all(answer.as_bytes()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn deletes_answer_the_bearer_challenge_once_and_retry_transient_answers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(serve(listener, seen.clone()));
+        let target = RegistryTarget {
+            host: format!("127.0.0.1:{port}"),
+            repository: "a/b".into(),
+            tag: None,
+            insecure: true,
+        };
+        let credentials = Credentials {
+            auth: Auth::Basic("u".into(), Secret::new("hunter22")),
+            source: "--registry-user u".into(),
+        };
+        let repo = RegistryRepo::new(&target, credentials).unwrap();
+        assert_eq!(repo.delete("sha256:aa").await.unwrap(), Outcome::Deleted);
+        let requests = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(requests.len(), 4, "{requests:#?}");
+        assert!(requests[0].starts_with("DELETE /v2/a/b/manifests/sha256:aa "));
+        assert!(
+            requests[1].starts_with("GET /token?scope=repository%3Aa%2Fb%3Adelete&service=reg"),
+            "{requests:#?}"
+        );
+        assert!(requests[2].ends_with(" t1") && requests[3].ends_with(" t1"));
+        assert_eq!(repo.sink.retry_count(), 1, "the 503 was retried");
+        // The token is kept: the next DELETE needs no new challenge.
+        assert_eq!(repo.delete("gone").await.unwrap(), Outcome::Gone);
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        let refused = repo.delete("off").await.unwrap_err().to_string();
+        assert!(
+            refused.contains("refuses to delete manifests")
+                && refused.contains("nothing was deleted"),
+            "{refused}"
         );
     }
 }
