@@ -3,13 +3,13 @@
 #   nix-instantiate --eval --strict --json nix/tests.nix
 #
 # evaluates to { passed = N; failures = [ ... ]; } — `failures` must be empty. The flake's
-# `checks.<system>.lib` fails to evaluate unless it is, and tests/nix_lib.rs runs this file
+# `checks.<system>.lib` fails to evaluate unless it is, and tests/it/nix_lib.rs runs this file
 # besides checking the exact messages of each error.
 let
   lib = import ./lib.nix;
 
   # builtins.tryEval catches `throw` but not its message: messages are checked through
-  # lib.checkRelease (the list mkRelease turns into its error) and by tests/nix_lib.rs.
+  # lib.checkRelease (the list mkRelease turns into its error) and by tests/it/nix_lib.rs.
   throws = value: !(builtins.tryEval (builtins.deepSeq value value)).success;
 
   mentions =

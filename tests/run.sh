@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The test command of alba.
 #
-#   tests/run.sh [cargo test args...]      e.g. tests/run.sh --test harness_selftest -- --nocapture
+#   tests/run.sh [cargo test args...]      e.g. tests/run.sh --test it harness_selftest:: -- --nocapture
+#
+# The integration tests are one binary, `it` (tests/it/main.rs, one module per subject);
+# the benchmark, tests/bench.rs, is its own (all #[ignore]; bench/run.sh runs it).
 #
 # On Debian 12 (as root, or with sudo) it first installs whatever the integration tests
 # need and is missing, then runs `cargo fmt --check`, `cargo clippy` (warnings are errors)
@@ -20,8 +23,10 @@
 #   Tests run alba with both Nix versions; see tests/common/nix_chroot.rs.
 # - Nix: the tests pass their settings in NIX_CONFIG (Nix 2.8 honours it), so no
 #   /etc/nix/nix.conf change is needed; see tests/common/nix.rs.
+# - A missing service fails its test (naming what to install); ALBA_ALLOW_SKIP=1 makes it
+#   print SKIP and pass instead, except with CI=true, where nothing is skipped.
 # - With CI=true, cargo builds into ${CARGO_TARGET_DIR:-~/.cache/alba-target} (cacheable,
-#   outside the checkout), and a missing service fails a test instead of skipping it.
+#   outside the checkout).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

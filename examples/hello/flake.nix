@@ -29,7 +29,7 @@
 
       # The image: an uncompressed docker-archive (manifest.json, config, layer.tar holding
       # bin/hello, the script above), as dockerTools.buildImage writes it. It is committed
-      # because a /bin/sh builder has no tar; tests/try.rs rebuilds these archives byte for
+      # because a /bin/sh builder has no tar; tests/it/try_sh.rs rebuilds these archives byte for
       # byte from the script and fails if they drift (ALBA_WRITE_EXAMPLE=1 rewrites them).
       image =
         system:

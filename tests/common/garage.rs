@@ -47,10 +47,10 @@ impl Garage {
             .or_else(|| which::which("garage").ok())
     }
 
-    /// Starts Garage, or reports it missing via [`super::fail_under_ci`] and returns `None`.
+    /// Starts Garage, or reports it missing via [`super::missing`] and returns `None`.
     pub fn try_start() -> Option<Garage> {
         let Some(binary) = Self::binary() else {
-            super::fail_under_ci("Garage 2.x", HOW_TO_INSTALL);
+            super::missing("Garage 2.x", HOW_TO_INSTALL);
             return None;
         };
         Some(Self::start_with(&binary))

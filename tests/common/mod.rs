@@ -1,15 +1,21 @@
-//! Test harness shared by the integration tests (`mod common;`).
+//! Test harness shared by the integration tests (`tests/it`) and the benchmark
+//! (`tests/bench.rs`).
 //!
 //! Every service (Garage, a registry, containerd, nginx) starts in its own temporary
 //! folder on free loopback ports and is killed when its handle is dropped. Where a
-//! service binary is missing, [`fail_under_ci`] fails the test under `CI=true` and
-//! otherwise prints a `SKIP` line so the test can return early:
+//! service binary is missing, [`missing`] fails the test, naming what is missing and how
+//! to install it (`tests/run.sh` installs everything). Only with `ALBA_ALLOW_SKIP=1` (and
+//! never under `CI=true`) does it print a `SKIP` line instead, so the test can return early:
 //!
 //! ```ignore
 //! let Some(garage) = common::Garage::try_start() else { return };
 //! ```
 //!
-//! Each test binary uses only part of this module, hence the `allow`s below.
+//! A failure, not a skip, by default: `cargo test` captures a passing test's output, so a
+//! `SKIP` line was never seen and a machine without the services ran all green.
+//!
+//! The benchmark (`tests/bench.rs`, its own binary) uses only part of this module, hence
+//! the `allow`s below.
 #![allow(dead_code, unused_imports)]
 
 pub mod containerd;
@@ -17,6 +23,7 @@ pub mod docker;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod garage;
+pub mod images;
 pub mod nginx;
 pub mod nix;
 pub mod nix_chroot;
@@ -43,7 +50,8 @@ pub use skopeo::{
     index_platforms, skopeo_available, skopeo_copy_all, skopeo_inspect_raw, verify_oci_layout,
 };
 
-/// True when running under CI (`CI=true` or `CI=1`): missing services are failures there.
+/// True when running under CI (`CI=true` or `CI=1`): a missing service fails there even with
+/// `ALBA_ALLOW_SKIP=1`.
 pub fn is_ci() -> bool {
     matches!(
         std::env::var("CI")
@@ -54,23 +62,37 @@ pub fn is_ci() -> bool {
     )
 }
 
-/// Reports that `what` is missing: panics under CI, otherwise prints a `SKIP` line.
-///
-/// The caller returns early after this (tests never pass silently under CI).
-pub fn fail_under_ci(what: &str, how_to_install: &str) {
-    let message = format!("{what} is not available here; install it with: {how_to_install}");
-    if is_ci() {
-        panic!("CI=true and {message} (tests/run.sh installs it)");
-    }
-    eprintln!("SKIP: {message}");
+/// True when `ALBA_ALLOW_SKIP=1` lets a test whose service is missing return early with a
+/// `SKIP` line; never under CI ([`is_ci`]), where every test must really run.
+pub fn skip_allowed() -> bool {
+    !is_ci() && std::env::var("ALBA_ALLOW_SKIP").as_deref() == Ok("1")
 }
 
-/// Finds `program` on `PATH`, or reports it missing via [`fail_under_ci`] and returns `None`.
+/// Reports that `what` is missing: panics with what it is and how to install it, unless
+/// [`skip_allowed`], where it prints a `SKIP` line and the caller returns early. The panic
+/// names the caller's line (`track_caller`): the service, not this function.
+#[track_caller]
+pub fn missing(what: &str, how_to_install: &str) {
+    let message = format!("{what} is not available here; install it with: {how_to_install}");
+    if skip_allowed() {
+        eprintln!("SKIP: {message}");
+        return;
+    }
+    let why = if is_ci() {
+        "CI=true, where nothing is skipped"
+    } else {
+        "set ALBA_ALLOW_SKIP=1 to skip the tests that need it instead"
+    };
+    panic!("{message} (tests/run.sh installs everything the tests need; {why})");
+}
+
+/// Finds `program` on `PATH`, or reports it [`missing`] and returns `None`.
+#[track_caller]
 pub fn require_program(program: &str, how_to_install: &str) -> Option<PathBuf> {
     match which::which(program) {
         Ok(path) => Some(path),
         Err(_) => {
-            fail_under_ci(&format!("`{program}`"), how_to_install);
+            missing(&format!("`{program}`"), how_to_install);
             None
         }
     }
@@ -122,15 +144,15 @@ pub fn git_commit_all(dir: &Path, message: &str) {
 /// Points the AWS config/credentials files and `DOCKER_CONFIG` at paths under `scratch`
 /// that do not exist, and disables the EC2 metadata lookup.
 pub fn isolation_env(scratch: &Path) -> Vec<(String, String)> {
-    let missing = |name: &str| scratch.join(name).to_string_lossy().into_owned();
+    let absent = |name: &str| scratch.join(name).to_string_lossy().into_owned();
     vec![
-        ("AWS_CONFIG_FILE".into(), missing("no-aws-config")),
+        ("AWS_CONFIG_FILE".into(), absent("no-aws-config")),
         (
             "AWS_SHARED_CREDENTIALS_FILE".into(),
-            missing("no-aws-credentials"),
+            absent("no-aws-credentials"),
         ),
         ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ("DOCKER_CONFIG".into(), missing("no-docker-config")),
+        ("DOCKER_CONFIG".into(), absent("no-docker-config")),
     ]
 }
 

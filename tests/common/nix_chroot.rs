@@ -98,12 +98,12 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-/// True if the chroot's Nix runs; otherwise reports it via [`super::fail_under_ci`].
+/// True if the chroot's Nix runs; otherwise reports it via [`super::missing`].
 pub fn available() -> bool {
     match probe() {
         Ok(_) => true,
         Err(why) => {
-            super::fail_under_ci(&format!("the Nix 2.26 chroot ({why})"), HOW_TO_INSTALL);
+            super::missing(&format!("the Nix 2.26 chroot ({why})"), HOW_TO_INSTALL);
             false
         }
     }

@@ -7,7 +7,7 @@ use std::process::Command;
 /// How to get skopeo, for skip/fail messages.
 pub const HOW_TO_INSTALL: &str = "apt-get install skopeo";
 
-/// True if skopeo is installed; otherwise reports it via [`super::fail_under_ci`].
+/// True if skopeo is installed; otherwise reports it via [`super::missing`].
 pub fn skopeo_available() -> bool {
     super::require_program("skopeo", HOW_TO_INSTALL).is_some()
 }

@@ -1,14 +1,15 @@
 //! README's quick start works as written: the shell block of "Your own flake" runs with
 //! `alba` on PATH.
 
-mod common;
+use crate::common;
+use crate::nix_tests;
 
 use std::path::Path;
 
 use common::NixVersion;
 
 /// The first ```sh block after the "### Your own flake" heading (the first block of "## Try it"
-/// runs try.sh and tests/run.sh: tests/try.rs runs try.sh).
+/// runs try.sh and tests/run.sh: tests/it/try_sh.rs runs try.sh).
 fn quick_start(readme: &str) -> String {
     let section = readme
         .split("### Your own flake")

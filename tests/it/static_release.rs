@@ -1,7 +1,8 @@
 //! Static binaries end to end: a fixture flake built by real Nix, published by alba to a
 //! real Garage node and to a folder, read back through Garage's website endpoint.
 
-mod common;
+use crate::common;
+use crate::nix_tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,16 +11,19 @@ use common::fixtures::{self, Expected, FlakeFixture, SYSTEMS};
 use common::{Garage, NixVersion, alba, nix_available};
 use serde_json::{Value, json};
 
-/// Starts Garage with a `download` bucket, or returns `None` (SKIP outside CI).
+mod errors;
+mod git;
+
+/// Starts Garage with a `download` bucket, or returns `None` (SKIP with `ALBA_ALLOW_SKIP=1`).
 fn garage_and_nix() -> Option<Garage> {
     if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
+        common::missing("Nix (nix-bin)", "apt-get install nix-bin");
         return None;
     }
     download_garage()
 }
 
-/// Starts Garage with a `download` bucket, or returns `None` (SKIP outside CI); for tests
+/// Starts Garage with a `download` bucket, or returns `None` (SKIP with `ALBA_ALLOW_SKIP=1`); for tests
 /// run per Nix version (`nix_tests!` checks that Nix).
 fn download_garage() -> Option<Garage> {
     let garage = Garage::try_start()?;
@@ -372,158 +376,6 @@ fn seed_dir_form_and_dry_run() {
     assert_eq!(statuses, ["exists"; 6]);
 }
 
-/// Runs alba expecting `code`, and checks stderr names the problem; returns stderr.
-fn expect_error(alba: &mut common::Alba, code: i32, needles: &[&str]) -> String {
-    let output = alba.run_expect(code);
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "stderr should mention {needle:?}:\n{stderr}"
-        );
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
-fn bad_inputs_are_clear_errors_and_write_nothing(nix: NixVersion) {
-    let Some(garage) = download_garage() else {
-        return;
-    };
-    let work = tempfile::tempdir().expect("tempdir");
-    let s3 = garage.s3_url("download");
-    let flake = FlakeFixture::new("albatros", &["x86_64-linux"])
-        .static_targets(&[&s3])
-        .write(&work.path().join("flake"));
-    let release = |alba: &mut common::Alba| {
-        alba.envs(garage.envs()).arg("--flake").arg(&flake.dir);
-    };
-
-    // Nix missing.
-    let mut cmd = nix.alba();
-    release(&mut cmd);
-    cmd.env("PATH", "/nonexistent").args(["release", "0.9"]);
-    expect_error(&mut cmd, 2, &["nix was not found", "--nix"]);
-    let mut cmd = nix.alba();
-    release(&mut cmd);
-    cmd.args(["--nix", "/nonexistent/nix", "release", "0.9"]);
-    expect_error(&mut cmd, 2, &["/nonexistent/nix"]);
-
-    // A tag with '/', '..' or spaces.
-    for tag in ["a/b", "..", "0 9"] {
-        let mut cmd = nix.alba();
-        release(&mut cmd);
-        cmd.args(["release", tag]);
-        expect_error(&mut cmd, 2, &["is not valid"]);
-    }
-
-    // A malformed target URL.
-    let mut cmd = nix.alba();
-    release(&mut cmd);
-    cmd.args(["release", "0.9", "--target", "s3://download?endpont=x"]);
-    expect_error(&mut cmd, 2, &["endpont", "known:"]);
-
-    // An unreachable endpoint: a closed port.
-    let closed = format!(
-        "s3://download?endpoint=http://127.0.0.1:{}&region=garage&s3ForcePathStyle=true",
-        common::free_port()
-    );
-    let mut cmd = nix.alba();
-    release(&mut cmd);
-    cmd.args(["release", "0.9", "--target", &closed]);
-    expect_error(&mut cmd, 1, &["could not reach the endpoint"]);
-
-    // Wrong credentials: the secret never appears.
-    let mut cmd = nix.alba();
-    release(&mut cmd);
-    cmd.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-0123456789")
-        .args(["release", "0.9"]);
-    let stderr = expect_error(&mut cmd, 1, &["access denied", "AWS_ACCESS_KEY_ID"]);
-    assert!(
-        !stderr.contains("wrong-secret-0123456789"),
-        "the secret leaked:\n{stderr}"
-    );
-
-    // A DIR that is not in the df/<os>/<arch>/<file> layout.
-    let bad_dir = work.path().join("bad-df");
-    std::fs::create_dir_all(bad_dir.join("linux")).expect("mkdir");
-    std::fs::write(bad_dir.join("linux/albatros"), b"x").expect("write");
-    let mut cmd = nix.alba();
-    cmd.envs(garage.envs())
-        .args(["static", "push", "-t", "albatros:0.9"])
-        .arg(&bad_dir)
-        .arg(&s3);
-    expect_error(&mut cmd, 2, &["df/linux/amd64/albatros"]);
-
-    // A name with a slash.
-    let mut cmd = nix.alba();
-    cmd.envs(garage.envs())
-        .args(["static", "push", "-t", "alba/tros:0.9"])
-        .arg(&bad_dir)
-        .arg(&s3);
-    expect_error(&mut cmd, 2, &["alba/tros"]);
-
-    assert!(
-        garage.list_keys("download").is_empty(),
-        "nothing was written: {:?}",
-        garage.list_keys("download")
-    );
-}
-nix_tests!(bad_inputs_are_clear_errors_and_write_nothing);
-
-fn bad_release_descriptions_and_failing_builds(nix: NixVersion) {
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = work.path().join("out");
-    let cases: BTreeMap<&str, (&str, &[&str])> = BTreeMap::from([
-        (
-            "unknown-key",
-            (
-                r#"release = { name = "a"; systems = [ "x86_64-linux" ]; static = { tagets = [ ]; }; };"#,
-                &["tagets"][..],
-            ),
-        ),
-        (
-            "wrong-type",
-            (
-                r#"release = { name = "a"; systems = "x86_64-linux"; static = { }; };"#,
-                &["invalid type"][..],
-            ),
-        ),
-        (
-            "failing-build",
-            (
-                r#"release = { name = "a"; systems = [ "x86_64-linux" ]; static = { }; };
-                   packages.x86_64-linux.a = derivation { system = "x86_64-linux"; name = "a"; builder = "/bin/sh"; args = [ "-c" "echo the-build-broke >&2; exit 3" ]; };"#,
-                &["nix build failed", "the-build-broke"][..],
-            ),
-        ),
-        (
-            "missing-attr",
-            (
-                r#"release = { name = "a"; systems = [ "x86_64-linux" ]; static = { }; };"#,
-                &["packages.x86_64-linux.a"][..],
-            ),
-        ),
-    ]);
-    for (case, (body, needles)) in cases {
-        let dir = work.path().join(case);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(
-            dir.join("flake.nix"),
-            format!("{{ outputs = {{ self }}: {{ {body} }}; }}"),
-        )
-        .expect("write");
-        let mut cmd = nix.alba();
-        cmd.arg("--flake")
-            .arg(&dir)
-            .args(["release", "0.9", "--target"])
-            .arg(format!("file:{}", out.display()));
-        expect_error(&mut cmd, 2, needles);
-    }
-    assert!(!out.exists(), "nothing was written");
-}
-nix_tests!(bad_release_descriptions_and_failing_builds);
-
 fn build_prints_the_artifact_set_matched_by_drv_path(nix: NixVersion) {
     let work = tempfile::tempdir().expect("tempdir");
     let flake = FlakeFixture::new("albatros", &SYSTEMS)
@@ -705,134 +557,4 @@ fn arm_binaries_sit_at_the_go_tools_paths_with_variant_levels_only_on_a_clash() 
         .filter(|k| k.contains("/2.0"))
         .collect();
     assert!(left.is_empty(), "rm left {left:?}");
-}
-
-/// A flake in a git repository with one commit, then an uncommitted change.
-fn dirty_git_flake(dir: &Path, s3: &str) -> common::fixtures::WrittenFlake {
-    let flake = FlakeFixture::new("albatros", &["x86_64-linux"])
-        .static_targets(&[s3])
-        .write(dir);
-    common::git_commit_all(dir, "fixture");
-    std::fs::write(dir.join("flake.nix"), {
-        let text = std::fs::read_to_string(dir.join("flake.nix")).expect("flake.nix");
-        format!("{text}\n# an uncommitted change\n")
-    })
-    .expect("edit flake.nix");
-    flake
-}
-
-fn a_dirty_git_tree_is_refused_unless_allowed(nix: NixVersion) {
-    let Some(garage) = download_garage() else {
-        return;
-    };
-    let work = tempfile::tempdir().expect("tempdir");
-    let s3 = garage.s3_url("download");
-    let dir = work.path().join("flake");
-    dirty_git_flake(&dir, &s3);
-    let flake_ref = format!("git+file://{}", dir.display());
-
-    let output = nix
-        .alba()
-        .envs(garage.envs())
-        .args(["--flake", &flake_ref, "release", "0.9"])
-        .run_expect(2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("uncommitted changes")
-            && stderr.contains("flake.nix")
-            && stderr.contains("--allow-dirty"),
-        "{stderr}"
-    );
-    assert!(
-        garage.list_keys("download").is_empty(),
-        "refused, nothing written"
-    );
-
-    // Nix warns "Git tree … is dirty" on every call; alba shows it once per run.
-    let warn_dirty = format!("{}warn-dirty = true\n", common::nix::NIX_CONFIG);
-    let output = nix
-        .alba()
-        .envs(garage.envs())
-        .env("NIX_CONFIG", &warn_dirty)
-        .args([
-            "--json",
-            "--flake",
-            &flake_ref,
-            "release",
-            "0.9",
-            "--allow-dirty",
-        ])
-        .run_expect(0);
-    let report = json_report(&output);
-    assert_eq!(report["flake"]["dirty"], true, "{report}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        stderr.matches("' is dirty").count(),
-        1,
-        "Nix's warning once per run: {stderr}"
-    );
-    let (status, _, _) =
-        garage.web_get("download", "/df-dist-v1/albatros/0.9/linux/amd64/albatros");
-    assert_eq!(status, 200);
-}
-nix_tests!(a_dirty_git_tree_is_refused_unless_allowed);
-
-/// A flake in a subfolder of a git repository (Nix locks it as `git+file:…?dir=sub`, which
-/// 2.8 and 2.26 spell differently): a clean tree releases and reports its commit; a change to
-/// a tracked file is refused and named.
-fn a_git_subflake_reports_its_revision_and_its_changes(nix: NixVersion) {
-    let work = tempfile::tempdir().expect("tempdir");
-    let repo = work.path().join("repo");
-    let out = work.path().join("out");
-    let flake = FlakeFixture::new("albatros", &["x86_64-linux"])
-        .salt("git-subflake")
-        .write(&repo.join("sub"));
-    common::git_commit_all(&repo, "fixture");
-    let head = common::git(&repo, &["rev-parse", "HEAD"]);
-    let release = |tag: &str| {
-        let mut alba = nix.alba();
-        alba.args(["--json", "--flake"])
-            .arg(&flake.dir)
-            .args(["release", tag, "--target"])
-            .arg(format!("file:{}", out.display()));
-        alba
-    };
-
-    let report = json_report(&release("1.0").run_expect(0));
-    assert_eq!(report["flake"]["revision"], head.trim(), "{report}");
-    assert_eq!(report["flake"]["dirty"], false, "{report}");
-    let url = report["flake"]["url"].as_str().unwrap_or_default();
-    assert!(
-        url.starts_with("git+file://") && url.contains("dir=sub"),
-        "{url}"
-    );
-    check_folder(&out, "albatros", "1.0", &flake.expected, &["1.0"]);
-
-    std::fs::write(flake.dir.join("bin-x86_64-linux"), b"changed").expect("edit");
-    let output = release("1.1").run_expect(2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("sub/bin-x86_64-linux") && stderr.contains("--allow-dirty"),
-        "{stderr}"
-    );
-    assert!(!out.join("df-dist-v1/albatros/1.1").exists(), "refused");
-}
-nix_tests!(a_git_subflake_reports_its_revision_and_its_changes);
-
-#[test]
-fn an_unknown_scheme_is_named_with_the_accepted_ones() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let df = work.path().join("df");
-    fixtures::static_dir(&df, "albatros", &["x86_64-linux"]);
-    let output = alba()
-        .args(["static", "push", "-t", "albatros:0.9"])
-        .arg(&df)
-        .arg("ftp://x")
-        .run_expect(2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("ftp://") && stderr.contains("s3://") && stderr.contains("docker://"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("two folders"), "{stderr}");
 }

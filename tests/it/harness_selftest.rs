@@ -1,7 +1,8 @@
 //! Proves the test harness in `tests/common` works: every real service starts, answers,
 //! and the fixture flakes build with Debian's Nix for the four release systems.
 
-mod common;
+use crate::common;
+use crate::nix_tests;
 
 use common::fixtures::{self, FlakeFixture, SYSTEMS};
 use common::{Containerd, Garage, Nginx, NixVersion, Registry};

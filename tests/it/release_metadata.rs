@@ -3,7 +3,7 @@
 //! `minisign -V`, PyPI's cyclonedx-python-lib (CycloneDX JSON schema), and `skopeo inspect`
 //! for OCI annotations and semver alias tags.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,7 +98,7 @@ fn cyclonedx_valid(path: &Path) -> Result<(), String> {
         String::from_utf8_lossy(&out.stderr)
     );
     if said.contains("No module named") {
-        common::fail_under_ci(
+        common::missing(
             "cyclonedx-python-lib",
             "pip install 'cyclonedx-python-lib[json-validation]'",
         );
@@ -109,7 +109,7 @@ fn cyclonedx_valid(path: &Path) -> Result<(), String> {
 #[test]
 fn static_release_carries_checksums_signature_and_closure_sboms() {
     if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
+        common::missing("Nix (nix-bin)", "apt-get install nix-bin");
         return;
     }
     let Some(_) = common::require_program("minisign", "apt-get install minisign") else {
@@ -235,7 +235,7 @@ fn static_release_carries_checksums_signature_and_closure_sboms() {
 #[test]
 fn bad_signing_keys_are_clear_errors_and_write_nothing() {
     if !nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
+        common::missing("Nix (nix-bin)", "apt-get install nix-bin");
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -310,7 +310,7 @@ fn inspect_both(garage: &Garage, registry: &common::Registry, reference: &str) -
 #[test]
 fn images_carry_annotations_semver_aliases_and_sbom_referrers() {
     if !nix_available() || !common::skopeo_available() {
-        common::fail_under_ci("Nix and skopeo", "apt-get install nix-bin skopeo");
+        common::missing("Nix and skopeo", "apt-get install nix-bin skopeo");
         return;
     }
     let Some(garage) = Garage::try_start() else {

@@ -4,7 +4,7 @@
 //! The test gives try.sh the alba under test (`ALBA=`) instead of a release build, and an
 //! output folder of its own (`ALBA_TRY_OUT=`); everything else is what a user runs.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ fn committed_images_hold_the_example_binaries() {
             std::fs::read(&committed).unwrap_or_else(|e| panic!("{}: {e}", committed.display()));
         assert!(
             actual == expected,
-            "{} differs from what tests/try.rs generates; run ALBA_WRITE_EXAMPLE=1 cargo test --test try",
+            "{} differs from what tests/it/try_sh.rs generates; run ALBA_WRITE_EXAMPLE=1 cargo test --test it try_sh",
             committed.display()
         );
     }
@@ -191,7 +191,7 @@ fn check_image(dist: &Path, scratch: &Path) {
 #[test]
 fn try_sh_releases_the_example_and_a_second_run_changes_nothing() {
     if !common::nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
+        common::missing("Nix (nix-bin)", "apt-get install nix-bin");
         return;
     }
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -275,7 +275,7 @@ fn readme_try_it_starts_with_try_sh_and_run_sh() {
 #[test]
 fn the_example_flake_checks() {
     if !common::nix_available() {
-        common::fail_under_ci("Nix (nix-bin)", "apt-get install nix-bin");
+        common::missing("Nix (nix-bin)", "apt-get install nix-bin");
         return;
     }
     let example = repo().join("examples/hello");

@@ -3,9 +3,8 @@
 //! target as a cache: what alba published there before, with the same compression settings).
 //! Checked from alba's load trace ("N of M layers compressed") and from what the target holds.
 
-mod common;
-#[path = "common/images.rs"]
-mod images;
+use crate::common;
+use crate::common::images;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -11,7 +11,7 @@
 //! image name, so its layers differ from the other tests' and no pull is served by blobs that
 //! another source left in the shared docker or podman store.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +37,7 @@ struct Clients {
     podman: Arc<Podman>,
 }
 
-/// docker and podman, or `None` (SKIP outside CI) when one is missing.
+/// docker and podman, or `None` (SKIP with `ALBA_ALLOW_SKIP=1`) when one is missing.
 fn clients() -> Option<Clients> {
     let docker = Docker::shared()?;
     let podman = Podman::shared()?;
