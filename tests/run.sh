@@ -4,7 +4,7 @@
 #   tests/run.sh [cargo test args...]      e.g. tests/run.sh --test it harness_selftest:: -- --nocapture
 #
 # The integration tests are one binary, `it` (tests/it/main.rs, one module per subject);
-# the benchmark, tests/bench.rs, is its own (all #[ignore]; bench/run.sh runs it).
+# the benchmark, tests/bench/main.rs, is its own (all #[ignore]; bench/run.sh runs it).
 #
 # On Debian 12 (as root, or with sudo) it first installs whatever the integration tests
 # need and is missing, then runs `cargo fmt --check`, `cargo clippy` (warnings are errors)

@@ -1,5 +1,5 @@
 //! Test harness shared by the integration tests (`tests/it`) and the benchmark
-//! (`tests/bench.rs`).
+//! (`tests/bench/`).
 //!
 //! Every service (Garage, a registry, containerd, nginx) starts in its own temporary
 //! folder on free loopback ports and is killed when its handle is dropped. Where a
@@ -14,7 +14,7 @@
 //! A failure, not a skip, by default: `cargo test` captures a passing test's output, so a
 //! `SKIP` line was never seen and a machine without the services ran all green.
 //!
-//! The benchmark (`tests/bench.rs`, its own binary) uses only part of this module, hence
+//! The benchmark (`tests/bench/`, its own binary) uses only part of this module, hence
 //! the `allow`s below.
 #![allow(dead_code, unused_imports)]
 

@@ -1,6 +1,6 @@
 //! The integration tests: one test binary (`it`) over one harness (`tests/common`), one module
 //! per subject. One binary links the harness once instead of once per file, and every test
-//! shares one pool of test threads. Only the benchmark (`tests/bench.rs`, all `#[ignore]`,
+//! shares one pool of test threads. Only the benchmark (`tests/bench/`, all `#[ignore]`,
 //! run in release mode by `bench/run.sh`) is a binary of its own.
 //!
 //! Run one subject with `cargo test --test it static_release::`, one test by its path, e.g.
