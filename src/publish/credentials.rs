@@ -375,7 +375,7 @@ mod tests {
             c.auth,
             Auth::Basic("alice".into(), Secret::new("pw:with:colons"))
         );
-        assert!(c.source.contains("config.json") && !c.source.contains("pw"));
+        assert!(c.source.contains("config.json") && !c.source.contains("pw:with:colons"));
         // Another port is another registry.
         assert!(
             resolve_from_config("127.0.0.1:5001", Some(dir.path()))
