@@ -1,7 +1,7 @@
 //! Examples at the end of every command's help, and the tip a usage error gets from them.
 //!
 //! One table serves `--help`, usage errors and `alba man`, so they never disagree.
-//! tests/help.rs runs every example line as written (those that reach the network only as
+//! tests/it/help.rs runs every example line as written (those that reach the network only as
 //! far as parsing), so an example that stops working fails the tests.
 
 use std::ffi::OsString;
