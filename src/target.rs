@@ -87,6 +87,21 @@ fn url_scheme(text: &str) -> Option<&str> {
     valid.then_some(scheme)
 }
 
+/// Refuses a registry where static binaries go (they live on buckets and folders).
+pub fn holds_binaries(target: &Target) -> Result<()> {
+    match target {
+        Target::Registry(_) => Err(not_a_store(target)),
+        _ => Ok(()),
+    }
+}
+
+/// The input error for a registry given where a bucket or folder is needed.
+pub fn not_a_store(target: &Target) -> anyhow::Error {
+    crate::error::input(format!(
+        "{target} is a registry; static binaries go to s3:// or file: targets"
+    ))
+}
+
 /// Parses a target URL; every mistake is an input error that says how to write it.
 pub fn parse(text: &str) -> Result<Target> {
     if let Some(rest) = text.strip_prefix("s3://") {

@@ -1,6 +1,5 @@
 //! `alba container push|ls`: multi-arch OCI images.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,15 +9,19 @@ use oci_client::RegistryOperation;
 
 use super::Global;
 use super::push_args::{self, LsArgs, Publication, PushArgs};
+use super::targets;
+use crate::artifact::ArtifactSet;
 use crate::config::Kind;
+use crate::execute::{self, Executor};
 use crate::image::{self, LoadOptions};
 use crate::names;
+use crate::plan::{Once, Planner, Sink};
 use crate::platform::Platform;
 use crate::publish::credentials;
-use crate::publish::oci::{self, OciSink, PushOptions};
+use crate::publish::oci::{self, ImageSink, OciSink, PushOptions};
 use crate::publish::oci_known;
-use crate::publish::registry::RegistrySink;
 use crate::publish::oci_static::StaticRegistry;
+use crate::publish::registry::RegistrySink;
 use crate::report::{Report, TargetReport};
 use crate::store;
 use crate::target::{self, RegistryTarget, Target};
@@ -48,20 +51,16 @@ pub async fn run(global: &Global, cmd: ContainerCommand) -> Result<()> {
 }
 
 async fn push(global: &Global, args: PushArgs) -> Result<()> {
-    let ui = global.ui();
-    let (images, targets, publication) = push_args::gather(
+    let select = |set: &ArtifactSet| Ok(set.images());
+    push_args::push(
         global,
-        &ui,
         Kind::Container,
         &args,
         image::scan_dir,
-        |set| Ok(set.images()),
+        select,
+        publish_all,
     )
-    .await?;
-    let mut report = Report::default();
-    let result = publish_all(global, &ui, &publication, &images, &targets, &mut report).await;
-    global.print_report(&report)?;
-    result
+    .await
 }
 
 /// Loads the images once, then pushes them under every tag to every target.
@@ -111,51 +110,54 @@ pub async fn publish_all(
         "index {} ({} of {layers} layers compressed, the rest known from the cache, a target or another platform)",
         set.index_digest, set.layers_compressed
     ));
-    let mut failure = None;
-    for (n, (t, (sink, target_tags))) in targets.iter().zip(sinks).enumerate() {
-        ui.section(format!(
-            "push to {t}{}",
-            if dry_run { " (dry run)" } else { "" }
-        ));
-        let mut target_report = TargetReport::new(
-            &t.to_string(),
-            "container",
-            &repository,
-            &target_tags,
-            dry_run,
-        );
-        let (done, failed) = std::mem::take(&mut uploaded[n]);
-        if let Some(e) = failed {
-            // An early upload failed after its retries: the push would fail the same way.
-            unreachable[n].get_or_insert(e);
-        }
-        let opts = PushOptions {
-            jobs: global.jobs(),
-            dry_run,
-            aliases: publication.aliases.clone(),
-            uploaded: done,
-        };
-        // A target whose check failed before loading fails the same way now, without
-        // waiting for its retries a second time.
-        let result = match unreachable[n].take() {
-            Some(e) => Err(e),
-            None => oci::push(&*sink, &set, &target_tags, &opts, ui, &mut target_report).await,
-        };
-        target_report.retries = sink.retries();
-        report.push(target_report);
-        match result {
-            Ok(()) => ui.line(if dry_run {
-                "✅ dry run done, nothing written"
-            } else {
-                "✅ push succeeded"
-            }),
-            Err(e) => {
-                ui.line(format!("❌ push to {t} failed"));
-                failure.get_or_insert(e);
+    let executor = Executor {
+        ui,
+        jobs: global.jobs(),
+        dry_run,
+    };
+    let items = targets
+        .iter()
+        .zip(sinks)
+        .enumerate()
+        .map(|(n, (t, sink))| (targets::push_heading(t, dry_run), (n, t, sink)))
+        .collect();
+    let set = &set;
+    targets::each(
+        ui,
+        dry_run,
+        targets::PUSHED,
+        items,
+        report,
+        async |(n, t, (sink, target_tags))| {
+            let mut target_report = TargetReport::new(
+                &t.to_string(),
+                "container",
+                &repository,
+                &target_tags,
+                dry_run,
+            );
+            let (done, failed) = std::mem::take(&mut uploaded[n]);
+            if let Some(e) = failed {
+                // An early upload failed after its retries: the push would fail the same way.
+                unreachable[n].get_or_insert(e);
             }
-        }
-    }
-    failure.map_or(Ok(()), Err)
+            let opts = PushOptions {
+                aliases: publication.aliases.clone(),
+                uploaded: done,
+            };
+            // A target whose check failed before loading fails the same way now, without
+            // waiting for its retries a second time.
+            let planned = match unreachable[n].take() {
+                Some(e) => Err(e),
+                None => oci::plan(&*sink, set, &target_tags, &opts).await,
+            };
+            let planner = planned.map(|p| Box::new(Once(Some(p))) as Box<dyn Planner>);
+            let image_sink = ImageSink(sink);
+            let result = targets::run_on(&executor, &image_sink, &mut target_report, planner).await;
+            (target_report, result)
+        },
+    )
+    .await
 }
 
 /// Learns what the targets hold, then loads the images; while layers compress, those the
@@ -168,7 +170,11 @@ async fn load_and_upload(
     images: &[(Platform, PathBuf)],
     targets: &[Target],
     sinks: &[(Arc<dyn OciSink>, Vec<String>)],
-) -> Result<(image::ImageSet, Vec<Early>, Vec<Option<anyhow::Error>>)> {
+) -> Result<(
+    image::ImageSet,
+    Vec<execute::early::Early>,
+    Vec<Option<anyhow::Error>>,
+)> {
     let (known, unreachable) =
         match image::fully_cached(images, global.compression, global.cache_dir().as_deref()) {
             true => (Vec::new(), sinks.iter().map(|_| None).collect()),
@@ -188,9 +194,16 @@ async fn load_and_upload(
             let reachable: Vec<_> = sinks
                 .iter()
                 .zip(&unreachable)
-                .map(|((sink, _), e)| e.is_none().then(|| Arc::clone(sink)))
+                .map(|((sink, _), e)| {
+                    let sink: Arc<dyn Sink> = Arc::new(ImageSink(Arc::clone(sink)));
+                    e.is_none().then_some(sink)
+                })
                 .collect();
-            let early = tokio::spawn(upload_early(reachable, receiver, global.jobs()));
+            let early = tokio::spawn(execute::early::upload_ahead(
+                reachable,
+                receiver,
+                global.jobs(),
+            ));
             (Some(sender), Some(early))
         }
     };
@@ -219,66 +232,6 @@ async fn load_and_upload(
     let mut uploaded = early.unwrap_or_default();
     uploaded.resize_with(sinks.len(), Default::default);
     Ok((set, uploaded, unreachable))
-}
-
-/// What each target received while the load compressed: the layers it lacked, uploaded as
-/// soon as each was compressed (and every input validated), and the first upload error.
-type Early = (BTreeSet<String>, Option<anyhow::Error>);
-
-/// Uploads the layers `ready` yields to every reachable target (`None`: unreachable), at most
-/// `jobs` at once, each only if the target lacks it.
-async fn upload_early(
-    sinks: Vec<Option<Arc<dyn OciSink>>>,
-    mut ready: tokio::sync::mpsc::UnboundedReceiver<image::Blob>,
-    jobs: usize,
-) -> Vec<Early> {
-    let mut early: Vec<Early> = sinks.iter().map(|_| Default::default()).collect();
-    let mut running = tokio::task::JoinSet::new();
-    while let Some(blob) = ready.recv().await {
-        for (n, sink) in sinks.iter().enumerate() {
-            let Some(sink) = sink else { continue };
-            while running.len() >= jobs.max(1) {
-                if let Some(Ok(done)) = running.join_next().await {
-                    record_early(&mut early, done);
-                }
-            }
-            running.spawn(upload_one(n, Arc::clone(sink), blob.clone()));
-        }
-    }
-    while let Some(done) = running.join_next().await {
-        if let Ok(done) = done {
-            record_early(&mut early, done);
-        }
-    }
-    early
-}
-
-/// Uploads one blob to target `n` unless it is there: true when it was uploaded.
-async fn upload_one(
-    n: usize,
-    sink: Arc<dyn OciSink>,
-    blob: image::Blob,
-) -> (usize, String, Result<bool>) {
-    let uploaded = async {
-        if sink.has_blob(&blob).await? {
-            return Ok(false);
-        }
-        sink.put_blob(&blob, blob.materialize().await?).await?;
-        Ok(true)
-    };
-    (n, blob.digest.clone(), uploaded.await)
-}
-
-fn record_early(early: &mut [Early], (n, digest, result): (usize, String, Result<bool>)) {
-    match result {
-        Ok(true) => {
-            early[n].0.insert(digest);
-        }
-        Ok(false) => {}
-        Err(e) => {
-            early[n].1.get_or_insert(e);
-        }
-    }
 }
 
 /// What the targets hold already of this image's layers (the target as a cache): read before
@@ -379,8 +332,9 @@ async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
     store.check().await?;
     let registry = StaticRegistry::new(store.clone(), &name.to_ascii_lowercase());
     let mut listing = Vec::new();
-    for tag in registry.stored_tags().await? {
-        let index = store.get(&registry.manifest_key(&tag)).await?;
+    let (tags, _, _) = registry.tag_list().stored(&*store).await?;
+    for tag in tags {
+        let index = store.get(&registry.layout().manifest_key(&tag)).await?;
         let (digest, platforms) = match index {
             Some(bytes) => (
                 Some(crate::digest::oci_digest(&bytes)),

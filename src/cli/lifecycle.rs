@@ -1,24 +1,28 @@
 //! `alba static rm|gc` and `alba container rm|gc`: removing published tags.
 //!
-//! The work is in [`crate::publish::df_dist_gc`], [`crate::publish::oci_gc`] (static
-//! registries) and [`crate::publish::registry::delete`] (registries); this module parses the
-//! arguments, opens the target and prints the report.
+//! The planners are [`crate::publish::df_dist_gc`], [`crate::publish::oci_gc`] (static
+//! registries) and [`crate::publish::registry::removal`] (registries); this module parses the
+//! arguments, opens the target, runs the planner with the executor and prints the report.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::Global;
+use super::targets::{self, Heading};
 use crate::bail_input;
+use crate::execute::Executor;
 use crate::names;
+use crate::plan::Sink;
 use crate::publish::credentials;
-use crate::publish::df_dist_gc;
-use crate::publish::lifecycle::GcOptions;
-use crate::publish::registry::delete::{self as oci_delete, RegistryRepo};
-use crate::publish::oci_gc;
+use crate::publish::lifecycle::{GcOptions, Removing, Selection};
+use crate::publish::registry::delete::RegistryRepo;
+use crate::publish::registry::removal::RegistryRemoval;
+use crate::publish::{df_dist_gc, oci_gc};
 use crate::report::{Report, TargetReport};
 use crate::store;
 use crate::target::{self, RegistryTarget, Target};
-use crate::ui::Ui;
 
 /// Arguments of `rm`.
 #[derive(Debug, Args)]
@@ -63,9 +67,92 @@ impl GcArgs {
         GcOptions {
             keep: self.keep,
             keep_releases: self.keep_releases,
-            dry_run: self.dry_run,
             grace: self.grace,
         }
+    }
+}
+
+/// A removal's planner on its sink: what `rm` and `gc` run.
+enum Removal {
+    Df(df_dist_gc::Removal, Arc<dyn store::ObjectStore>),
+    Oci(oci_gc::Removal, Arc<dyn store::ObjectStore>),
+    Registry(RegistryRemoval, Arc<RegistryRepo>),
+}
+
+impl Removal {
+    /// Runs the removal; returns what it selected.
+    async fn run(
+        self,
+        executor: &Executor<'_>,
+        report: &mut TargetReport,
+    ) -> (Selection, Result<()>) {
+        match self {
+            Removal::Df(mut planner, store) => {
+                let result = executor.run(&store, &mut planner, report).await;
+                (planner.selection, result)
+            }
+            Removal::Oci(mut planner, store) => {
+                let result = executor.run(&store, &mut planner, report).await;
+                (planner.selection, result)
+            }
+            Removal::Registry(mut planner, repo) => {
+                let result = executor
+                    .run(&*repo as &dyn Sink, &mut planner, report)
+                    .await;
+                (planner.selection, result)
+            }
+        }
+    }
+}
+
+/// What one rm or gc run is: its target, the report's kind and name, and how to plan it.
+struct Job {
+    target: Target,
+    kind: &'static str,
+    name: String,
+    /// The tag `rm` removes (the report names it before anything ran).
+    tag: Option<String>,
+    section: String,
+    dry_run: bool,
+}
+
+impl Job {
+    /// Opens the target, plans with `removal`, runs it and prints the report.
+    async fn run(
+        self,
+        global: &Global,
+        removal: impl AsyncFnOnce(&Target) -> Result<Removal>,
+    ) -> Result<()> {
+        let ui = global.ui();
+        let executor = Executor {
+            ui: &ui,
+            jobs: global.jobs(),
+            dry_run: self.dry_run,
+        };
+        let heading = Heading {
+            section: self.section,
+            failed: "❌ failed".into(),
+        };
+        let (target, kind, dry_run) = (self.target, self.kind, self.dry_run);
+        let tags: Vec<String> = self.tag.into_iter().collect();
+        ui.section(&heading.section);
+        let mut target_report =
+            TargetReport::new(&target.to_string(), kind, &self.name, &tags, dry_run);
+        let result = match removal(&target).await {
+            Ok(removal) => {
+                let (selection, result) = removal.run(&executor, &mut target_report).await;
+                if tags.is_empty() {
+                    target_report.tags = selection.removed();
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        let mut report = Report::default();
+        report.push(target_report);
+        let result = targets::said(&ui, dry_run, targets::REMOVED, &heading, result);
+        global.print_report(&report)?;
+        result
     }
 }
 
@@ -73,55 +160,50 @@ impl GcArgs {
 pub async fn static_rm(global: &Global, args: RmArgs) -> Result<()> {
     let nt = names::parse_name_tag(&args.name_tag)?;
     let t = object_store_target(&args.target)?;
-    let ui = global.ui();
-    ui.section(format!(
-        "remove {}:{} from {t}{}",
-        nt.name,
-        nt.tag,
-        dry(args.dry_run)
-    ));
-    let mut report = TargetReport::new(
-        &t.to_string(),
-        "static",
-        &nt.name,
-        std::slice::from_ref(&nt.tag),
-        args.dry_run,
-    );
-    let result = match store::open(&t).await {
-        Ok(store) => {
-            let result =
-                df_dist_gc::rm(&*store, &nt.name, &nt.tag, args.dry_run, &ui, &mut report).await;
-            report.retries = store.retries();
-            result
-        }
-        Err(e) => Err(e),
+    let job = Job {
+        section: format!(
+            "remove {}:{} from {t}{}",
+            nt.name,
+            nt.tag,
+            targets::dry(args.dry_run)
+        ),
+        target: t,
+        kind: "static",
+        name: nt.name.clone(),
+        tag: Some(nt.tag.clone()),
+        dry_run: args.dry_run,
     };
-    finish(global, &ui, report, result, args.dry_run)
+    job.run(global, async |t| {
+        let store = store::open(t).await?;
+        Ok(Removal::Df(
+            df_dist_gc::Removal::new(store.clone(), &nt.name, Removing::Tag(nt.tag.clone())),
+            store,
+        ))
+    })
+    .await
 }
 
 /// `alba static gc`.
 pub async fn static_gc(global: &Global, args: GcArgs) -> Result<()> {
     names::check_name(&args.name)?;
     let t = object_store_target(&args.target)?;
-    let ui = global.ui();
-    ui.section(format!(
-        "keep the {} newest tags of {} on {t}{}",
-        args.keep,
-        args.name,
-        dry(args.dry_run)
-    ));
-    let mut report = TargetReport::new(&t.to_string(), "static", &args.name, &[], args.dry_run);
-    let result = match store::open(&t).await {
-        Ok(store) => {
-            let opts = args.options();
-            let result = df_dist_gc::gc(&*store, &args.name, &opts, &ui, &mut report).await;
-            report.retries = store.retries();
-            result
-        }
-        Err(e) => Err(e),
+    let opts = args.options();
+    let job = Job {
+        section: gc_section(&args, &t),
+        target: t,
+        kind: "static",
+        name: args.name.clone(),
+        tag: None,
+        dry_run: args.dry_run,
     };
-    let result = result.map(|selection| report.tags = selection.removed());
-    finish(global, &ui, report, result, args.dry_run)
+    job.run(global, async |t| {
+        let store = store::open(t).await?;
+        Ok(Removal::Df(
+            df_dist_gc::Removal::new(store.clone(), &args.name, Removing::Old(opts)),
+            store,
+        ))
+    })
+    .await
 }
 
 /// `alba container rm`.
@@ -129,113 +211,99 @@ pub async fn container_rm(global: &Global, args: RmArgs) -> Result<()> {
     let nt = names::parse_name_tag(&args.name_tag)?;
     names::check_oci_tag(&nt.tag)?;
     let t = target::parse(&args.target)?;
-    let ui = global.ui();
-    ui.section(format!(
+    let section = format!(
         "remove {}:{} from {t}{}",
         nt.name,
         nt.tag,
-        dry(args.dry_run)
-    ));
-    let result = match &t {
+        targets::dry(args.dry_run)
+    );
+    let (name, tag) = match &t {
+        Target::Registry(r) => (r.repository.clone(), registry_tag(r, &nt.tag)?),
+        _ => (repository(&nt.name)?, nt.tag.clone()),
+    };
+    let job = Job {
+        section,
+        target: t,
+        kind: "container",
+        name: name.clone(),
+        tag: Some(tag.clone()),
+        dry_run: args.dry_run,
+    };
+    job.run(global, async |t| match t {
         Target::Registry(r) => {
-            let tag = registry_tag(r, &nt.tag)?;
-            let mut report = TargetReport::new(
-                &t.to_string(),
-                "container",
-                &r.repository,
-                std::slice::from_ref(&tag),
-                args.dry_run,
-            );
-            let result = match registry_repo(global, r) {
-                Ok(repo) => oci_delete::rm(&repo, &tag, args.dry_run, &ui, &mut report).await,
-                Err(e) => Err(e),
-            };
-            (report, result)
+            let repo = Arc::new(registry_repo(global, r)?);
+            Ok(Removal::Registry(
+                RegistryRemoval::new(repo.clone(), Removing::Tag(tag.clone())),
+                repo,
+            ))
         }
         _ => {
-            let repository = repository(&nt.name)?;
-            let mut report = TargetReport::new(
-                &t.to_string(),
-                "container",
-                &repository,
-                std::slice::from_ref(&nt.tag),
-                args.dry_run,
-            );
-            let result = match store::open(&t).await {
-                Ok(store) => {
-                    let retried = store.clone();
-                    let result =
-                        oci_gc::rm(store, &repository, &nt.tag, args.dry_run, &ui, &mut report);
-                    let result = result.await;
-                    report.retries = retried.retries();
-                    result
-                }
-                Err(e) => Err(e),
-            };
-            (report, result)
+            let store = store::open(t).await?;
+            Ok(Removal::Oci(
+                oci_gc::Removal::new(store.clone(), &name, Removing::Tag(tag.clone())),
+                store,
+            ))
         }
-    };
-    finish(global, &ui, result.0, result.1, args.dry_run)
+    })
+    .await
 }
 
 /// `alba container gc`.
 pub async fn container_gc(global: &Global, args: GcArgs) -> Result<()> {
     names::check_name(&args.name)?;
     let t = target::parse(&args.target)?;
-    let ui = global.ui();
-    ui.section(format!(
-        "keep the {} newest tags of {} on {t}{}",
-        args.keep,
-        args.name,
-        dry(args.dry_run)
-    ));
-    let opts = args.options();
-    let (mut report, result) = match &t {
+    let name = match &t {
         Target::Registry(r) => {
             if let Some(tag) = &r.tag {
                 bail_input!(
                     "gc works on a whole repository: drop the tag :{tag} from the target URL"
                 );
             }
-            let mut report = TargetReport::new(
-                &t.to_string(),
-                "container",
-                &r.repository,
-                &[],
-                args.dry_run,
-            );
-            let result = match registry_repo(global, r) {
-                Ok(repo) => oci_delete::gc(&repo, &opts, &ui, &mut report).await,
-                Err(e) => Err(e),
-            };
-            (report, result)
+            r.repository.clone()
+        }
+        _ => repository(&args.name)?,
+    };
+    let opts = args.options();
+    let job = Job {
+        section: gc_section(&args, &t),
+        target: t,
+        kind: "container",
+        name: name.clone(),
+        tag: None,
+        dry_run: args.dry_run,
+    };
+    job.run(global, async |t| match t {
+        Target::Registry(r) => {
+            let repo = Arc::new(registry_repo(global, r)?);
+            Ok(Removal::Registry(
+                RegistryRemoval::new(repo.clone(), Removing::Old(opts)),
+                repo,
+            ))
         }
         _ => {
-            let repository = repository(&args.name)?;
-            let mut report =
-                TargetReport::new(&t.to_string(), "container", &repository, &[], args.dry_run);
-            let result = match store::open(&t).await {
-                Ok(store) => {
-                    let retried = store.clone();
-                    let result = oci_gc::gc(store, &repository, &opts, &ui, &mut report).await;
-                    report.retries = retried.retries();
-                    result
-                }
-                Err(e) => Err(e),
-            };
-            (report, result)
+            let store = store::open(t).await?;
+            Ok(Removal::Oci(
+                oci_gc::Removal::new(store.clone(), &name, Removing::Old(opts)),
+                store,
+            ))
         }
-    };
-    let result = result.map(|selection| report.tags = selection.removed());
-    finish(global, &ui, report, result, args.dry_run)
+    })
+    .await
+}
+
+/// The heading of a gc.
+fn gc_section(args: &GcArgs, t: &Target) -> String {
+    let dry = targets::dry(args.dry_run);
+    format!(
+        "keep the {} newest tags of {} on {t}{dry}",
+        args.keep, args.name
+    )
 }
 
 /// Parses a target for binaries: a bucket or folder, not a registry.
 fn object_store_target(text: &str) -> Result<Target> {
     let t = target::parse(text)?;
-    if matches!(t, Target::Registry(_)) {
-        bail_input!("{t} is a registry; static binaries live on s3:// or file: targets");
-    }
+    target::holds_binaries(&t)?;
     Ok(t)
 }
 
@@ -262,30 +330,4 @@ fn registry_tag(r: &RegistryTarget, tag: &str) -> Result<String> {
 fn registry_repo(global: &Global, r: &RegistryTarget) -> Result<RegistryRepo> {
     let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
     RegistryRepo::new(r, credentials)
-}
-
-fn dry(dry_run: bool) -> &'static str {
-    if dry_run { " (dry run)" } else { "" }
-}
-
-/// Prints the JSON report (also after a failure) and the closing line.
-fn finish(
-    global: &Global,
-    ui: &Ui,
-    target_report: TargetReport,
-    result: Result<()>,
-    dry_run: bool,
-) -> Result<()> {
-    let mut report = Report::default();
-    report.push(target_report);
-    global.print_report(&report)?;
-    match &result {
-        Ok(()) => ui.line(if dry_run {
-            "✅ dry run done, nothing deleted"
-        } else {
-            "✅ done"
-        }),
-        Err(_) => ui.line("❌ failed"),
-    }
-    result
 }

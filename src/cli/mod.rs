@@ -8,6 +8,7 @@ mod lifecycle;
 mod push_args;
 mod release;
 mod static_cmd;
+mod targets;
 mod verify;
 
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use crate::artifact::{self, ArtifactSet};
 use crate::bail_input;
 use crate::config::Kind;
 use crate::meta::ReleaseMeta;
+use crate::report::Report;
 use crate::target::{self, Target};
 use crate::ui::Ui;
 
@@ -166,6 +167,33 @@ pub async fn from_flake(
 /// What a `push` publishes, from DIR or, without one, from the flake: the inputs (`from_dir`
 /// reads a staging folder, `from_set` picks from the built artifacts), the targets and the
 /// publication (one tag; metadata and SBOMs only from a flake).
+/// `alba static|container push`: gathers the inputs and targets, publishes them with
+/// `publish_all`, prints the report (also after a failure).
+pub async fn push<T>(
+    global: &Global,
+    kind: Kind,
+    args: &PushArgs,
+    from_dir: impl FnOnce(&std::path::Path) -> Result<Vec<T>>,
+    from_set: impl FnOnce(&ArtifactSet) -> Result<Vec<T>>,
+    publish_all: impl AsyncFnOnce(
+        &Global,
+        &Ui,
+        &Publication,
+        &[T],
+        &[Target],
+        &mut Report,
+    ) -> Result<()>,
+) -> Result<()> {
+    let ui = global.ui();
+    let (inputs, targets, publication) =
+        gather(global, &ui, kind, args, from_dir, from_set).await?;
+    let mut report = Report::default();
+    let result = publish_all(global, &ui, &publication, &inputs, &targets, &mut report).await;
+    global.print_report(&report)?;
+    result
+}
+
+/// The inputs (from DIR or built from the flake), the targets and what to publish.
 pub async fn gather<T>(
     global: &Global,
     ui: &Ui,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Args;
 
@@ -271,10 +271,10 @@ fn targets_for(release: &Release, kind: Kind, explicit: &[Target]) -> Result<Vec
             .iter()
             .map(|t| target::parse(t))
             .collect::<Result<_>>()?;
-        if let Some(bad) = parsed.iter().find(|t| !suits(t)) {
-            bail_input!(
-                "static.targets lists {bad}, a registry; static binaries go to s3:// or file: targets"
-            );
+        if kind == Kind::Static {
+            for t in &parsed {
+                target::holds_binaries(t).context("static.targets")?;
+            }
         }
         parsed
     } else {

@@ -5,11 +5,16 @@ use clap::Subcommand;
 
 use super::Global;
 use super::push_args::{self, LsArgs, Publication, PushArgs};
+use super::targets;
+use crate::artifact::ArtifactSet;
 use crate::artifact::{self, StaticFile};
-use crate::bail_input;
 use crate::config::Kind;
+use crate::execute::Executor;
 use crate::names;
+use crate::plan::{Once, Planner};
+use crate::publish::derived::DerivedList;
 use crate::publish::df_dist::{self, StaticRelease};
+use crate::publish::layout::DfDistLayout;
 use crate::report::{Report, TargetReport};
 use crate::store;
 use crate::target::{self, Target};
@@ -39,20 +44,16 @@ pub async fn run(global: &Global, cmd: StaticCommand) -> Result<()> {
 }
 
 async fn push(global: &Global, args: PushArgs) -> Result<()> {
-    let ui = global.ui();
-    let (files, targets, publication) = push_args::gather(
+    let select = |set: &ArtifactSet| set.static_files();
+    push_args::push(
         global,
-        &ui,
         Kind::Static,
         &args,
         artifact::scan_static_dir,
-        |set| set.static_files(),
+        select,
+        publish_all,
     )
-    .await?;
-    let mut report = Report::default();
-    let result = publish_all(global, &ui, &publication, &files, &targets, &mut report).await;
-    global.print_report(&report)?;
-    result
+    .await
 }
 
 /// Publishes static files under every tag to every target, in turn (the binaries are hashed
@@ -75,53 +76,47 @@ pub async fn publish_all(
         names::check_static_tag(tag)?;
     }
     for t in targets {
-        if matches!(t, Target::Registry(_)) {
-            bail_input!("{t} is a registry; static binaries go to s3:// or file: targets");
-        }
+        target::holds_binaries(t)?;
     }
     let files = df_dist::hash_files(files, global.cache_dir().as_deref()).await?;
-    let mut failure = None;
-    for (tag, t) in tags
+    let executor = Executor {
+        ui,
+        jobs: global.jobs(),
+        dry_run,
+    };
+    let items = tags
         .iter()
         .flat_map(|tag| targets.iter().map(move |t| (tag, t)))
-    {
-        ui.section(format!(
-            "push to {t}{}",
-            if dry_run { " (dry run)" } else { "" }
-        ));
-        let mut target_report =
-            TargetReport::new(&t.to_string(), "static", name, &[tag.to_string()], dry_run);
-        let release = StaticRelease {
-            name,
-            tag,
-            files: &files,
-            dry_run,
-            jobs: global.jobs(),
-            signer: publication.signer.as_deref(),
-            sboms: &publication.sboms,
-        };
-        let result = match store::open(t).await {
-            Ok(s) => {
-                let result = df_dist::publish(s.clone(), &release, ui, &mut target_report).await;
-                target_report.retries = s.retries();
-                result
-            }
-            Err(e) => Err(e),
-        };
-        report.push(target_report);
-        match result {
-            Ok(()) => ui.line(if dry_run {
-                "✅ dry run done, nothing written"
-            } else {
-                "✅ push succeeded"
-            }),
-            Err(e) => {
-                ui.line(format!("❌ push to {t} failed"));
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    failure.map_or(Ok(()), Err)
+        .map(|(tag, t)| (targets::push_heading(t, dry_run), (tag, t)))
+        .collect();
+    targets::each(
+        ui,
+        dry_run,
+        targets::PUSHED,
+        items,
+        report,
+        async |(tag, t)| {
+            let tags = [tag.to_string()];
+            let mut target_report =
+                TargetReport::new(&t.to_string(), "static", name, &tags, dry_run);
+            let release = StaticRelease {
+                name,
+                tag,
+                files: &files,
+                signer: publication.signer.as_deref(),
+                sboms: &publication.sboms,
+            };
+            let result = async {
+                let store = store::open(t).await?;
+                let plan = df_dist::plan(&*store, &release).await;
+                let planner = plan.map(|p| Box::new(Once(Some(p))) as Box<dyn Planner>);
+                targets::run_on(&executor, &store, &mut target_report, planner).await
+            };
+            let result = result.await;
+            (target_report, result)
+        },
+    )
+    .await
 }
 
 async fn ls(global: &Global, args: LsArgs) -> Result<()> {
@@ -129,11 +124,11 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
     let t = target::parse(&args.target)?;
     let store = store::open(&t).await?;
     store.check().await?;
-    let ui = global.ui();
-    let tags = df_dist::stored_tags(&*store, &args.name, &ui).await?;
+    let layout = DfDistLayout::new(&args.name);
+    let (tags, _, _) = DerivedList::Names(layout.clone()).stored(&*store).await?;
     let mut listing = Vec::new();
     for tag in &tags {
-        let doc = match store.get(&df_dist::tag_key(&args.name, tag)).await? {
+        let doc = match store.get(&layout.tag_key(tag)).await? {
             Some(bytes) => serde_json::from_slice::<df_dist::TagDocument>(&bytes).ok(),
             None => None,
         };

@@ -114,7 +114,7 @@ async fn verify_store(
         return Ok(source.describe());
     };
     let probes = [
-        crate::publish::df_dist::name_key(name),
+        crate::publish::layout::DfDistLayout::new(name).name_key(),
         format!("v2/{}/tags/list", name.to_ascii_lowercase()),
         "v2/index.html".to_string(),
     ];

@@ -9,29 +9,30 @@
 //! URLs from `os`, `architecture` and the resource `path`. Only when two flavors of one release
 //! share os and arch (armv6l and armv7l together) does the variant become a level, written into
 //! the resource path itself (`"path":"v6/albatros"`), so those pages still find every file.
-//! Write order: binaries, then the tag document, then the name document, so a reader never
+//! Write order (the phases of the plan [`plan`] makes): binaries, then SBOMs, `SHA256SUMS`
+//! and its signature, then the tag document, then the name document, so a reader never
 //! follows a listed tag to a missing file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::lists::{self, Order};
+use super::derived::DerivedList;
+pub use super::derived::NameDocument;
+pub use super::layout::DF_DIST_ROOT as ROOT;
+use super::layout::DfDistLayout;
 use crate::artifact::StaticFile;
-use crate::digest::{sha256_hex, sha256_store_file};
+use crate::digest::sha256_store_file;
+use crate::plan::{Action, Address, Content, LeaseSpec, Phase, Plan, Step};
 use crate::platform::Platform;
-use crate::report::{Status, TargetReport};
+use crate::report::Status;
 use crate::sign::Signer;
-use crate::store::{Body, ObjectStore, Put};
-use crate::ui::{Ui, human_size};
+use crate::store::ObjectStore;
 
-/// The root of the layout.
-pub const ROOT: &str = "df-dist-v1";
 const JSON: &str = "application/json";
 const BINARY: &str = "application/octet-stream";
 
@@ -85,33 +86,6 @@ pub struct DfPlatform {
     pub variant: Option<String>,
 }
 
-/// The name document: every tag, newest first.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct NameDocument {
-    /// The release name.
-    pub name: String,
-    /// Tags, newest first.
-    pub tags: Vec<String>,
-}
-
-/// Key of the name document.
-pub fn name_key(name: &str) -> String {
-    format!("{ROOT}/{name}")
-}
-
-/// Key of a tag document.
-pub fn tag_key(name: &str, tag: &str) -> String {
-    format!("{ROOT}/{name}/{tag}")
-}
-
-/// Key of a binary whose resource path (below `<os>/<arch>/`) is `path`.
-pub fn file_key(name: &str, tag: &str, platform: &Platform, path: &str) -> String {
-    format!(
-        "{ROOT}/{name}/{tag}/{}/{}/{path}",
-        platform.os, platform.architecture
-    )
-}
-
 /// The resource path of `file` (relative to `<tag>/<os>/<arch>/`): its name, or
 /// `<variant>/<name>` when another flavor of the release has the same os and arch.
 fn resource_path(file: &StaticFile, all: &[HashedFile]) -> String {
@@ -134,10 +108,6 @@ pub struct StaticRelease<'a> {
     pub tag: &'a str,
     /// The binaries, hashed once for every tag and target ([`hash_files`]).
     pub files: &'a [HashedFile],
-    /// Print and report, write nothing.
-    pub dry_run: bool,
-    /// Uploads at once.
-    pub jobs: usize,
     /// Signs `SHA256SUMS` when given.
     pub signer: Option<&'a Signer>,
     /// A CycloneDX SBOM per platform, published beside its binaries.
@@ -171,89 +141,43 @@ struct Prepared<'a> {
     sha256: &'a str,
 }
 
-/// Publishes a static release to one store.
-pub async fn publish(
-    store: Arc<dyn ObjectStore>,
-    release: &StaticRelease<'_>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
+/// Plans a static release on one store: reads what it holds and returns the phases —
+/// binaries, then SBOMs, checksums and signature (committing: a gc that ran meanwhile is
+/// waited for and what it took is put back), then the tag document, then the name document.
+pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Result<Plan> {
     store.check().await?;
-    let prepared = prepare(release);
-    let lease = take_lease(&store, release, &prepared).await?;
-    upload_binaries(&store, release, &prepared, ui, report).await?;
-    ensure_binaries(&*store, release, &prepared, lease.as_ref(), ui).await?;
-    // Checksums, signature and SBOMs after the binaries, before the tag document names them.
-    let sboms = write_sboms(&*store, release, &prepared, ui, report).await?;
-    let signed = write_checksums(&*store, release, &prepared, ui, report).await?;
+    let layout = DfDistLayout::new(release.name);
+    let prepared = prepare(&layout, release);
+    let binaries: Vec<Step> = futures::stream::iter(&prepared)
+        .map(|p| binary_step(store, p))
+        .buffered(super::oci::READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    let mut documents = sbom_steps(store, &layout, release, &prepared).await?;
+    let sboms = sbom_paths(release, &prepared);
+    let (checksums, signed) = checksum_steps(store, &layout, release, &prepared).await?;
+    documents.extend(checksums);
+    let tag_key = layout.tag_key(release.tag);
     let tag_doc = tag_document(&prepared, &sboms, signed)?;
-    write_document(
-        &*store,
-        &tag_key(release.name, release.tag),
-        tag_doc,
-        (release.dry_run, JSON),
-        ui,
-        report,
-    )
-    .await?;
-    update_name_document(
-        &*store,
-        release.name,
-        Some(release.tag),
-        release.dry_run,
-        ui,
-        report,
-    )
-    .await?;
-    if !release.dry_run {
-        super::nginx::refresh(&*store).await?;
-    }
-    if let Some(lease) = lease {
-        lease.release().await?;
-    }
-    Ok(())
-}
-
-/// Writes the push's lease (none in a dry run): gc keeps this tag and its binaries meanwhile.
-async fn take_lease(
-    store: &Arc<dyn ObjectStore>,
-    release: &StaticRelease<'_>,
-    prepared: &[Prepared<'_>],
-) -> Result<Option<super::lease::Lease>> {
-    if release.dry_run {
-        return Ok(None);
-    }
+    let tag_doc = document_step(store, &tag_key, tag_doc, JSON).await?;
+    let name_doc = name_document_step(store, &layout, release.tag).await?;
     let mut keys: Vec<String> = prepared.iter().map(|p| p.key.clone()).collect();
-    keys.push(tag_key(release.name, release.tag));
-    let tags = [release.tag.to_string()];
-    let lease = super::lease::Lease::take(store.clone(), release.name, &tags, Vec::new(), keys);
-    Ok(Some(lease.await?))
-}
-
-/// Right before the documents that name them: waits for a running gc, then uploads again any
-/// binary that vanished meanwhile (see [`super::lease`]).
-async fn ensure_binaries(
-    store: &dyn ObjectStore,
-    release: &StaticRelease<'_>,
-    prepared: &[Prepared<'_>],
-    lease: Option<&super::lease::Lease>,
-    ui: &Ui,
-) -> Result<()> {
-    let Some(lease) = lease else {
-        return Ok(());
-    };
-    lease.settle(ui).await?;
-    for p in prepared {
-        if store.head(&p.key).await?.is_some_and(|i| i.size == p.size) {
-            continue;
-        }
-        ui.warn(format!(
-            "{} vanished during the push (a gc?): uploading it again",
-            p.key
-        ));
-        upload_one(store, p, release.dry_run).await?;
-    }
-    Ok(())
+    keys.push(tag_key);
+    Ok(Plan {
+        phases: vec![
+            Phase::new("binaries", binaries).parallel(),
+            Phase::new("checksums and SBOMs", documents).committing(),
+            Phase::new("tag document", vec![tag_doc]),
+            Phase::new("name document", vec![name_doc]),
+        ],
+        lease: Some(LeaseSpec {
+            name: release.name.to_string(),
+            tags: vec![release.tag.to_string()],
+            keys,
+            ..LeaseSpec::default()
+        }),
+        ..Plan::default()
+    })
 }
 
 /// Hashes every binary (in parallel, off the async threads); /nix/store binaries' digests
@@ -277,7 +201,7 @@ pub async fn hash_files(files: &[StaticFile], cache_dir: Option<&Path>) -> Resul
 }
 
 /// The release's binaries with their keys.
-fn prepare<'a>(release: &StaticRelease<'a>) -> Vec<Prepared<'a>> {
+fn prepare<'a>(layout: &DfDistLayout, release: &StaticRelease<'a>) -> Vec<Prepared<'a>> {
     let files: &'a [HashedFile] = release.files;
     files
         .iter()
@@ -285,7 +209,7 @@ fn prepare<'a>(release: &StaticRelease<'a>) -> Vec<Prepared<'a>> {
             let path = resource_path(&h.file, files);
             Prepared {
                 file: &h.file,
-                key: file_key(release.name, release.tag, &h.file.platform, &path),
+                key: layout.file_key(release.tag, &h.file.platform, &path),
                 path,
                 size: h.size,
                 sha256: &h.sha256,
@@ -294,44 +218,9 @@ fn prepare<'a>(release: &StaticRelease<'a>) -> Vec<Prepared<'a>> {
         .collect()
 }
 
-async fn upload_binaries(
-    store: &Arc<dyn ObjectStore>,
-    release: &StaticRelease<'_>,
-    prepared: &[Prepared<'_>],
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let total: u64 = prepared.iter().map(|p| p.size).sum();
-    let bar = ui.bytes_bar(total, "binaries");
-    let statuses: Vec<Status> = futures::stream::iter(prepared)
-        .map(|p| {
-            let (store, bar) = (store.clone(), bar.clone());
-            async move {
-                let status = upload_one(&*store, p, release.dry_run).await?;
-                bar.inc(p.size);
-                bar.suspend(|| {
-                    ui.line(format!(
-                        "{} -> {} ({}, {})",
-                        p.file.path.display(),
-                        p.key,
-                        human_size(p.size),
-                        status.word()
-                    ))
-                });
-                anyhow::Ok(status)
-            }
-        })
-        .buffered(release.jobs.max(1))
-        .try_collect()
-        .await?;
-    bar.finish_and_clear();
-    for (p, status) in prepared.iter().zip(statuses) {
-        report.record(&p.key, p.size, status, Some(format!("sha256:{}", p.sha256)));
-    }
-    Ok(())
-}
-
-async fn upload_one(store: &dyn ObjectStore, p: &Prepared<'_>, dry_run: bool) -> Result<Status> {
+/// A binary's upload: `exists` when the store holds the same bytes (size and sha256).
+async fn binary_step(store: &dyn ObjectStore, p: &Prepared<'_>) -> Result<Step> {
+    let mut status = Status::New;
     if let Some(info) = store.head(&p.key).await?
         && info.size == p.size
     {
@@ -340,24 +229,22 @@ async fn upload_one(store: &dyn ObjectStore, p: &Prepared<'_>, dry_run: bool) ->
             None => store.sha256(&p.key).await?,
         };
         if stored.as_deref() == Some(p.sha256) {
-            return Ok(Status::Exists);
+            status = Status::Exists;
         }
     }
-    if !dry_run {
-        let put = Put {
-            key: p.key.clone(),
-            body: Body::File(p.file.path.clone()),
-            content_type: BINARY.into(),
-            sha256: p.sha256.to_string(),
-        };
-        store.put(&put).await?;
+    let content = Content::File(p.file.path.clone());
+    let mut step = Step::write(Address::Key(p.key.clone()), &p.key, content)
+        .labelled(format!("{} -> {}", p.file.path.display(), p.key))
+        .with_status(status)
+        .sized(p.size, Some(format!("sha256:{}", p.sha256)));
+    if let Action::Write {
+        media_type, sha256, ..
+    } = &mut step.action
+    {
+        *media_type = BINARY.into();
+        *sha256 = p.sha256.to_string();
     }
-    Ok(Status::New)
-}
-
-/// A flavor's path prefix below the tag folder: `<os>/<arch>/`.
-fn flavor_dir(platform: &Platform) -> String {
-    format!("{}/{}/", platform.os, platform.architecture)
+    Ok(step)
 }
 
 /// `SHA256SUMS` (coreutils format, paths relative to the tag folder, so `sha256sum -c` works
@@ -376,39 +263,27 @@ pub fn trusted_comment(name: &str, tag: &str) -> String {
     format!("{CHECKSUMS} of {name} {tag}")
 }
 
-/// Writes `SHA256SUMS` and, with a signer, its signature; returns whether it was signed.
-async fn write_checksums(
+/// `SHA256SUMS` and, with a signer, its signature; and whether it is signed.
+async fn checksum_steps(
     store: &dyn ObjectStore,
+    layout: &DfDistLayout,
     release: &StaticRelease<'_>,
     prepared: &[Prepared<'_>],
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<bool> {
+) -> Result<(Vec<Step>, bool)> {
     let paths: Vec<(String, &str)> = prepared
         .iter()
         .map(|p| {
-            (
-                format!("{}{}", flavor_dir(&p.file.platform), p.path),
-                p.sha256,
-            )
+            let dir = DfDistLayout::flavor_dir(&p.file.platform);
+            (format!("{dir}{}", p.path), p.sha256)
         })
         .collect();
     let sums = Bytes::from(checksums(&paths));
-    let dir = tag_key(release.name, release.tag);
-    let opts = (release.dry_run, TEXT);
-    write_document(
-        store,
-        &format!("{dir}/{CHECKSUMS}"),
-        sums.clone(),
-        opts,
-        ui,
-        report,
-    )
-    .await?;
+    let sums_key = layout.tag_file(release.tag, CHECKSUMS);
+    let mut steps = vec![document_step(store, &sums_key, sums.clone(), TEXT).await?];
     let Some(signer) = release.signer else {
-        return Ok(false);
+        return Ok((steps, false));
     };
-    let key = format!("{dir}/{SIGNATURE}");
+    let key = layout.tag_file(release.tag, SIGNATURE);
     let trusted = trusted_comment(release.name, release.tag);
     // Signatures are randomized: keep a published one that still holds, so a re-run sends nothing.
     let kept = store.get(&key).await?.filter(|old| {
@@ -418,41 +293,42 @@ async fn write_checksums(
         Some(old) => old,
         None => Bytes::from(signer.sign(&sums, &trusted)?),
     };
-    write_document(store, &key, signature, opts, ui, report).await?;
-    Ok(true)
+    steps.push(document_step(store, &key, signature, TEXT).await?);
+    Ok((steps, true))
 }
 
-/// Writes each flavor's SBOM beside its binaries; returns platform → path below the tag folder.
-async fn write_sboms(
-    store: &dyn ObjectStore,
+/// Each flavor's SBOM path below the tag folder, beside its first binary.
+fn sbom_paths(
     release: &StaticRelease<'_>,
     prepared: &[Prepared<'_>],
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<BTreeMap<Platform, String>> {
+) -> BTreeMap<Platform, String> {
     let mut paths = BTreeMap::new();
     for p in prepared {
         let platform = &p.file.platform;
-        let Some(sbom) = release.sboms.get(platform) else {
+        if release.sboms.contains_key(platform) && !paths.contains_key(platform) {
+            let dir = DfDistLayout::flavor_dir(platform);
+            paths.insert(platform.clone(), format!("{dir}{}.cdx.json", p.path));
+        }
+    }
+    paths
+}
+
+/// The SBOM writes, one per flavor that has one.
+async fn sbom_steps(
+    store: &dyn ObjectStore,
+    layout: &DfDistLayout,
+    release: &StaticRelease<'_>,
+    prepared: &[Prepared<'_>],
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for (platform, path) in sbom_paths(release, prepared) {
+        let Some(sbom) = release.sboms.get(&platform) else {
             continue;
         };
-        if paths.contains_key(platform) {
-            continue;
-        }
-        let path = format!("{}{}.cdx.json", flavor_dir(platform), p.path);
-        let key = format!("{}/{path}", tag_key(release.name, release.tag));
-        write_document(
-            store,
-            &key,
-            sbom.clone(),
-            (release.dry_run, CYCLONEDX),
-            ui,
-            report,
-        )
-        .await?;
-        paths.insert(platform.clone(), path);
+        let key = layout.tag_file(release.tag, &path);
+        steps.push(document_step(store, &key, sbom.clone(), CYCLONEDX).await?);
     }
-    Ok(paths)
+    Ok(steps)
 }
 
 /// The tag document for the prepared binaries, flavors sorted by platform.
@@ -492,123 +368,40 @@ fn tag_document(
     Ok(Bytes::from(serde_json::to_vec(&doc)?))
 }
 
-/// Writes a small document unless the store already holds exactly these bytes; `opts` is
-/// (dry run, content type).
-async fn write_document(
+/// A small document's write: `exists` when the store holds exactly these bytes.
+pub async fn document_step(
     store: &dyn ObjectStore,
     key: &str,
     bytes: Bytes,
-    opts: (bool, &str),
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let (dry_run, content_type) = opts;
-    let existing = store.get(key).await?;
-    let status = match existing {
+    media_type: &str,
+) -> Result<Step> {
+    let status = match store.get(key).await? {
         Some(old) if old == bytes => Status::Exists,
         Some(_) => Status::Updated,
         None => Status::New,
     };
-    let sha256 = sha256_hex(&bytes);
-    if status != Status::Exists && !dry_run {
-        let size = bytes.len() as u64;
-        store
-            .put(&Put::bytes(key, bytes.clone(), content_type))
-            .await?;
-        ui.detail(format!(
-            "{key}: {} ({})",
-            String::from_utf8_lossy(&bytes),
-            human_size(size)
-        ));
-    }
-    ui.line(format!("document {key} ({})", status.word()));
-    report.record(
-        key,
-        bytes.len() as u64,
-        status,
-        Some(format!("sha256:{sha256}")),
-    );
-    Ok(())
+    let step = Step::bytes(Address::Key(key.to_string()), key, bytes, media_type);
+    Ok(step.labelled(format!("document {key}")).with_status(status))
 }
 
-/// The tags whose tag documents exist in the store.
-pub async fn present_tags(store: &dyn ObjectStore, name: &str) -> Result<BTreeSet<String>> {
-    let prefix = format!("{ROOT}/{name}/");
-    let keys = store.list(&prefix).await?;
-    Ok(keys
-        .iter()
-        .filter_map(|k| k.strip_prefix(&prefix))
-        .filter(|rest| !rest.contains('/'))
-        .map(str::to_string)
-        .collect())
-}
-
-/// Reads the stored name document's tags (an unreadable document counts as empty: it is rebuilt).
-pub async fn stored_tags(store: &dyn ObjectStore, name: &str, ui: &Ui) -> Result<Vec<String>> {
-    let Some(bytes) = store.get(&name_key(name)).await? else {
-        return Ok(Vec::new());
-    };
-    match serde_json::from_slice::<NameDocument>(&bytes) {
-        Ok(doc) => Ok(doc.tags),
-        Err(e) => {
-            ui.warn(format!(
-                "{} is not a valid name document ({e}); rebuilding it from the store",
-                name_key(name)
-            ));
-            Ok(Vec::new())
-        }
-    }
-}
-
-/// Rebuilds the name document from the store (adding `new`), writes it if it changed, and
-/// reads it back (and lists the tags again) to repair a concurrent writer's lost update.
-pub async fn update_name_document(
+/// The name document's update with `tag` in front (counted even before its tag document
+/// exists: a dry run never writes it); rebuilt from the store when the step runs.
+async fn name_document_step(
     store: &dyn ObjectStore,
-    name: &str,
-    new: Option<&str>,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let key = name_key(name);
-    let stored = stored_tags(store, name, ui).await?;
-    let mut present = present_tags(store, name).await?;
-    if let Some(tag) = new {
-        // In a dry run the tag document is not there yet; count it as present.
-        present.insert(tag.to_string());
-    }
-    let tags = lists::merge(&stored, &present, new, Order::NewestFirst);
-    let doc = Bytes::from(serde_json::to_vec(&NameDocument {
-        name: name.to_string(),
-        tags: tags.clone(),
-    })?);
-    write_document(store, &key, doc.clone(), (dry_run, JSON), ui, report).await?;
-    if dry_run {
-        return Ok(());
-    }
-    // Read back, with the tag documents listed again: a concurrent release may have written
-    // its own list meanwhile, from a listing made before our tag document existed (slow
-    // stores and retries make that window seconds wide). Stable once the list holds every
-    // tag document's tag.
-    for _ in 0..3 {
-        let again = stored_tags(store, name, ui).await?;
-        let present = present_tags(store, name).await?;
-        let merged = lists::merge(&again, &present, new, Order::NewestFirst);
-        if merged == again {
-            break;
-        }
-        let doc = Bytes::from(serde_json::to_vec(&NameDocument {
-            name: name.to_string(),
-            tags: merged,
-        })?);
-        write_document(store, &key, doc, (dry_run, JSON), ui, report).await?;
-    }
-    Ok(())
+    layout: &DfDistLayout,
+    tag: &str,
+) -> Result<Step> {
+    let list = DerivedList::Names(layout.clone());
+    list.step(store, vec![tag.to_string()], BTreeSet::new(), true)
+        .await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::report::TargetReport;
     use crate::store::fs::FolderStore;
 
     /// Publishes `files` as albatros:`tag` with no signer or SBOMs; returns the report.
@@ -621,13 +414,20 @@ mod tests {
             name: "albatros",
             tag,
             files,
-            dry_run: false,
-            jobs: 2,
             signer: None,
             sboms: &BTreeMap::new(),
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-        publish(store.clone(), &release, &Ui::silent(), &mut report)
+        let plan = plan(&**store, &release).await.unwrap();
+        let ui = crate::ui::Ui::silent();
+        let executor = crate::execute::Executor {
+            ui: &ui,
+            jobs: 2,
+            dry_run: false,
+        };
+        let mut planner = crate::plan::Once(Some(plan));
+        executor
+            .run(store, &mut planner, &mut report)
             .await
             .unwrap();
         report

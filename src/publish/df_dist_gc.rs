@@ -1,4 +1,4 @@
-//! `alba static rm|gc`: removing tags from the df-dist-v1 layout.
+//! `alba static rm|gc`: removing tags from the df-dist-v1 layout, as plans.
 //!
 //! Removal runs the write order backwards — the name document first (rewritten without the
 //! tags), then the tag documents, then the binaries — so a reader never follows a listed tag
@@ -7,23 +7,25 @@
 //! Everything is computed from what the store holds, not from what a run did: binaries left
 //! below a tag whose tag document is gone (an interrupted `rm` or `gc`) are found and removed
 //! by the next `gc`. Binaries a push is uploading, not yet described by its tag document,
-//! look the same: they are kept while the push's lease lives ([`super::lease`]) and, whatever
+//! look the same: they are kept while the push's lease lives ([`crate::execute::lease`]) and, whatever
 //! wrote them, while they are younger than `--grace`. A tag a push is writing is never removed.
+//! The planner reads the leases only once the executor has announced the gc (its marker).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Result, bail};
-use bytes::Bytes;
+use async_trait::async_trait;
 
-use super::df_dist::{self, NameDocument, ROOT, TagDocument};
-use super::lease::{self, Protected, Sweep};
-use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
-use super::lists::{self, Order};
+use super::derived::DerivedList;
+use super::df_dist::TagDocument;
+use super::layout::{DfDistKey, DfDistLayout};
+use super::lifecycle::{self, Decision, GcOptions, Removing, Selection};
 use crate::digest::oci_digest;
-use crate::report::TargetReport;
+use crate::execute::lease::{self, Protected};
+use crate::plan::{Address, Note, Phase, Plan, Planner, Step};
 use crate::store::ObjectStore;
-use crate::ui::Ui;
 
 /// What the store holds for one name.
 struct State {
@@ -40,28 +42,30 @@ struct State {
 }
 
 impl State {
-    async fn read(store: &dyn ObjectStore, name: &str, ui: &Ui) -> Result<State> {
-        let stored = df_dist::stored_tags(store, name, ui).await?;
-        let prefix = format!("{ROOT}/{name}/");
+    async fn read(store: &dyn ObjectStore, layout: &DfDistLayout) -> Result<State> {
+        let list = DerivedList::Names(layout.clone());
+        let (stored, _, _) = list.stored(store).await?;
         let mut present = BTreeSet::new();
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut modified = BTreeMap::new();
-        for listed in store.list_detailed(&prefix).await? {
+        for listed in store.list_detailed(&layout.prefix()).await? {
             let key = listed.key;
-            let Some(rest) = key.strip_prefix(&prefix) else {
-                continue;
-            };
             if let Some(time) = listed.modified {
                 modified.insert(key.clone(), time);
             }
-            match rest.split_once('/') {
-                Some((tag, _)) => files.entry(tag.to_string()).or_default().push(key.clone()),
-                None => {
-                    present.insert(rest.to_string());
+            match layout.parse(&key) {
+                Some(DfDistKey::File { tag, .. }) => {
+                    files.entry(tag.to_string()).or_default().push(key.clone())
                 }
+                Some(DfDistKey::Tag(tag)) => {
+                    present.insert(tag.to_string());
+                }
+                _ => {}
             }
         }
-        let tags = lists::merge(&stored, &present, None, Order::NewestFirst);
+        let tags = list
+            .round(stored.clone(), true, None, &present, &[], &BTreeSet::new())
+            .tags;
         Ok(State {
             stored,
             present,
@@ -97,97 +101,186 @@ impl State {
     }
 }
 
-/// `alba static rm`: removes one tag; a tag the store does not hold is an error (nothing deleted).
-pub async fn rm(
-    store: &dyn ObjectStore,
-    name: &str,
-    tag: &str,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    store.check().await?;
-    let state = State::read(store, name, ui).await?;
-    if !state.has(tag) {
-        bail!(
-            "{name}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
-            store.describe(),
-            lifecycle::tag_list(&state.tags)
-        );
-    }
-    let removal = [Decision {
-        tag: tag.to_string(),
-        reason: "removed by rm".to_string(),
-    }];
-    Sweep::run(store, name, dry_run, ui, async |sweep| {
-        remove(store, name, &state, &removal, sweep, ui, report).await
-    })
-    .await
+/// `alba static rm` and `gc` as a planner: one plan, made under the gc's marker.
+pub struct Removal {
+    store: Arc<dyn ObjectStore>,
+    layout: DfDistLayout,
+    what: Removing,
+    /// What gc selected (rm: the one tag), once planned.
+    pub selection: Selection,
+    /// Plans made so far: the removal, then the heal.
+    planned: usize,
 }
 
-/// `alba static gc`: keeps the newest tags of the name document (and releases, if asked),
-/// removes the others and whatever an interrupted run left. Tags a push is writing (a live
-/// lease) stay, and so do left-over binaries younger than `--grace`. Returns the selection.
-pub async fn gc(
-    store: &dyn ObjectStore,
-    name: &str,
-    opts: &GcOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<Selection> {
-    store.check().await?;
-    // Announced before the leases are read: see `lease` for why the order matters.
-    Sweep::run(store, name, opts.dry_run, ui, async |sweep| {
-        let selection = collect(store, name, opts, sweep, ui, report).await?;
-        if sweep.is_some() {
-            lease::remove_expired(store, ui).await;
+impl Removal {
+    /// `alba static rm` or `gc` of `name` on `store`. Tags a push is writing (a live lease)
+    /// stay, and so do left-over binaries younger than `--grace`.
+    pub fn new(store: Arc<dyn ObjectStore>, name: &str, what: Removing) -> Removal {
+        Removal {
+            store,
+            layout: DfDistLayout::new(name),
+            what,
+            selection: Selection::default(),
+            planned: 0,
         }
-        Ok(selection)
-    })
-    .await
+    }
+
+    async fn plan_rm(&mut self, tag: &str) -> Result<Plan> {
+        let store = &*self.store;
+        let state = State::read(store, &self.layout).await?;
+        if !state.has(tag) {
+            bail!(
+                "{}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
+                self.layout.name(),
+                store.describe(),
+                lifecycle::tag_list(&state.tags)
+            );
+        }
+        let removal = vec![Decision {
+            tag: tag.to_string(),
+            reason: "removed by rm".to_string(),
+        }];
+        self.selection.remove.clone_from(&removal);
+        self.removal_plan(&state, &removal, Vec::new()).await
+    }
+
+    async fn plan_gc(&mut self, opts: &GcOptions) -> Result<Plan> {
+        let store = &*self.store;
+        let name = self.layout.name().to_string();
+        let protected = Protected::read(store).await?;
+        let state = State::read(store, &self.layout).await?;
+        let mut selection = lifecycle::select(&state.tags, opts);
+        keep_leased(&mut selection, &protected, &name);
+        let mut notes = selection.notes();
+        let mut removal = selection.remove.clone();
+        for tag in state.orphans() {
+            let folder = format!("{}/", self.layout.tag_key(&tag));
+            if let Some(id) = protected.tag_holder(&name, &tag) {
+                let reason = format!("binaries of a push in flight (lease {id})");
+                notes.push(lifecycle::kept_line(&folder, &reason));
+            } else if state.has_young_files(&tag, opts.grace) {
+                let reason = "binaries without a tag document, younger than --grace (a push may be uploading them)";
+                notes.push(lifecycle::kept_line(&folder, reason));
+            } else {
+                let reason = "left over: binaries without a tag document (an interrupted rm or gc)"
+                    .to_string();
+                removal.push(Decision { tag, reason });
+            }
+        }
+        if removal.is_empty() {
+            notes.push(Note::Line(format!(
+                "nothing to remove: {} tags, {} kept",
+                state.tags.len(),
+                selection.keep.len()
+            )));
+        }
+        selection.remove.clone_from(&removal);
+        self.selection = selection;
+        self.removal_plan(&state, &removal, notes).await
+    }
+
+    /// Removes tags in the safe order: name document, tag documents, binaries; then the name
+    /// document healed (a concurrent push may have written a removed tag back).
+    async fn removal_plan(
+        &self,
+        state: &State,
+        removal: &[Decision],
+        notes: Vec<Note>,
+    ) -> Result<Plan> {
+        let mut plan = Plan {
+            notes,
+            ..Plan::default()
+        };
+        if removal.is_empty() {
+            return Ok(plan);
+        }
+        let store = &*self.store;
+        let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
+        let list = DerivedList::Names(self.layout.clone());
+        let rewrite = list.clone().step(store, Vec::new(), removed.clone(), false);
+        let mut documents = Vec::new();
+        let mut binaries = Vec::new();
+        for decision in removal {
+            let (doc, files) = self.tag_deletions(state, decision).await?;
+            documents.extend(doc);
+            binaries.extend(files);
+        }
+        plan.phases = vec![
+            Phase::new("name document", vec![rewrite.await?]),
+            Phase::new("tag documents", documents),
+            Phase::new("binaries", binaries),
+        ];
+        Ok(plan)
+    }
+
+    /// After the deletes: drops removed tags a concurrent push wrote back into the name
+    /// document meanwhile (it saw their tag documents still there), and lists again a push's
+    /// tag that the rewrite dropped (it read the list before the push wrote it).
+    async fn heal(&self, removed: BTreeSet<String>) -> Result<Plan> {
+        let list = DerivedList::Names(self.layout.clone());
+        let heal = list.step(&*self.store, Vec::new(), removed, false).await?;
+        Ok(Plan {
+            phases: vec![Phase::new("name document, healed", vec![heal])],
+            ..Plan::default()
+        })
+    }
+
+    /// The tag document and binaries of one removed tag, with their sizes where the tag
+    /// document gives them.
+    async fn tag_deletions(
+        &self,
+        state: &State,
+        decision: &Decision,
+    ) -> Result<(Option<Step>, Vec<Step>)> {
+        let tag = &decision.tag;
+        let mut sizes = BTreeMap::new();
+        let mut doc = None;
+        if state.present.contains(tag) {
+            let key = self.layout.tag_key(tag);
+            let bytes = self.store.get(&key).await?.unwrap_or_default();
+            sizes = file_sizes(&self.layout, tag, &bytes);
+            let reason = format!("tag document of {tag}: {}", decision.reason);
+            let step = Step::delete(Address::Key(key.clone()), &key, reason);
+            doc = Some(step.sized(bytes.len() as u64, Some(oci_digest(&bytes))));
+        }
+        let files = state.files.get(tag).into_iter().flatten().map(|key| {
+            let (size, digest) = sizes.get(key).cloned().unwrap_or_default();
+            let reason = format!("binary of {tag}: {}", decision.reason);
+            Step::delete(Address::Key(key.clone()), key, reason).sized(size, digest)
+        });
+        Ok((doc, files.collect()))
+    }
 }
 
-async fn collect(
-    store: &dyn ObjectStore,
-    name: &str,
-    opts: &GcOptions,
-    sweep: Option<&Sweep>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<Selection> {
-    let protected = Protected::read(store).await?;
-    let state = State::read(store, name, ui).await?;
-    let mut selection = lifecycle::select(&state.tags, opts);
-    keep_leased(&mut selection, &protected, name);
-    selection.print(ui, opts.dry_run);
-    let mut removal = selection.remove.clone();
-    for tag in state.orphans() {
-        if let Some(id) = protected.tag_holder(name, &tag) {
-            let reason = format!("binaries of a push in flight (lease {id})");
-            lifecycle::announce_kept(&format!("{ROOT}/{name}/{tag}/"), &reason, ui);
-        } else if state.has_young_files(&tag, opts.grace) {
-            let reason = "binaries without a tag document, younger than --grace (a push may be uploading them)";
-            lifecycle::announce_kept(&format!("{ROOT}/{name}/{tag}/"), reason, ui);
-        } else {
-            let reason =
-                "left over: binaries without a tag document (an interrupted rm or gc)".to_string();
-            removal.push(Decision { tag, reason });
+#[async_trait]
+impl Planner for Removal {
+    async fn next(&mut self, applied: bool) -> Result<Option<Plan>> {
+        self.planned += 1;
+        match self.planned {
+            1 => {
+                self.store.check().await?;
+                let plan = match &self.what {
+                    Removing::Tag(tag) => self.plan_rm(&tag.clone()).await?,
+                    Removing::Old(opts) => self.plan_gc(&opts.clone()).await?,
+                };
+                Ok(Some(plan))
+            }
+            // Nothing to heal where nothing was removed, or nothing ran (a dry run).
+            2 if applied && !self.selection.remove.is_empty() => {
+                let removed = self.selection.removed().into_iter().collect();
+                Ok(Some(self.heal(removed).await?))
+            }
+            _ => Ok(None),
         }
     }
-    if removal.is_empty() {
-        ui.line(format!(
-            "nothing to remove: {} tags, {} kept",
-            state.tags.len(),
-            selection.keep.len()
-        ));
+
+    fn sweeps(&self) -> Option<String> {
+        Some(self.layout.name().to_string())
     }
-    remove(store, name, &state, &removal, sweep, ui, report).await?;
-    selection.remove = removal;
-    Ok(selection)
 }
 
 /// Moves tags a push is writing right now (a live lease names them) to the kept ones.
-fn keep_leased(selection: &mut Selection, protected: &Protected, name: &str) {
+pub fn keep_leased(selection: &mut Selection, protected: &Protected, name: &str) {
     let (leased, remove): (Vec<Decision>, Vec<Decision>) = std::mem::take(&mut selection.remove)
         .into_iter()
         .partition(|d| protected.tag_holder(name, &d.tag).is_some());
@@ -199,171 +292,42 @@ fn keep_leased(selection: &mut Selection, protected: &Protected, name: &str) {
     }
 }
 
-/// Removes tags in the safe order: name document, tag documents, binaries.
-async fn remove(
-    store: &dyn ObjectStore,
-    name: &str,
-    state: &State,
-    removal: &[Decision],
-    sweep: Option<&Sweep>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    if removal.is_empty() {
-        return Ok(());
-    }
-    let dry_run = sweep.is_none();
-    let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
-    rewrite_name_document(
-        store,
-        name,
-        &state.stored,
-        &state.present,
-        &removed,
-        dry_run,
-        ui,
-        report,
-    )
-    .await?;
-    let mut documents = Vec::new();
-    let mut binaries = Vec::new();
-    for decision in removal {
-        let (doc, files) = tag_deletions(store, name, state, decision).await?;
-        documents.extend(doc);
-        binaries.extend(files);
-    }
-    lifecycle::delete_all(store, &documents, sweep, ui, report).await?;
-    lifecycle::delete_all(store, &binaries, sweep, ui, report).await?;
-    if dry_run {
-        return Ok(());
-    }
-    heal_name_document(store, name, &removed, ui, report).await?;
-    super::nginx::refresh(store).await
-}
-
-/// The tag document and binaries of one removed tag, with their sizes where the tag
-/// document gives them.
-async fn tag_deletions(
-    store: &dyn ObjectStore,
-    name: &str,
-    state: &State,
-    decision: &Decision,
-) -> Result<(Option<Deletion>, Vec<Deletion>)> {
-    let tag = &decision.tag;
-    let mut sizes = BTreeMap::new();
-    let mut doc = None;
-    if state.present.contains(tag) {
-        let key = df_dist::tag_key(name, tag);
-        let bytes = store.get(&key).await?.unwrap_or_default();
-        sizes = file_sizes(name, tag, &bytes);
-        let reason = format!("tag document of {tag}: {}", decision.reason);
-        doc = Some(Deletion {
-            key,
-            size: bytes.len() as u64,
-            digest: Some(oci_digest(&bytes)),
-            reason,
-        });
-    }
-    let files = state.files.get(tag).into_iter().flatten().map(|key| {
-        let (size, digest) = sizes.get(key).cloned().unwrap_or_default();
-        Deletion {
-            key: key.clone(),
-            size,
-            digest,
-            reason: format!("binary of {tag}: {}", decision.reason),
-        }
-    });
-    Ok((doc, files.collect()))
-}
-
 /// Key → size and digest of the binaries a tag document describes (empty when it cannot be read).
 ///
 /// Both shapes alba has written count: `<os>/<arch>/<path>` (the Go tool's, today's) and
 /// `<os>/<arch>/<variant>/<path>` (alba before 2026-12 put every variant there).
-fn file_sizes(name: &str, tag: &str, bytes: &[u8]) -> BTreeMap<String, (u64, Option<String>)> {
+fn file_sizes(
+    layout: &DfDistLayout,
+    tag: &str,
+    bytes: &[u8],
+) -> BTreeMap<String, (u64, Option<String>)> {
     let Ok(doc) = serde_json::from_slice::<TagDocument>(bytes) else {
         return BTreeMap::new();
     };
     let mut sizes = BTreeMap::new();
     for flavor in &doc.flavors {
         let p = &flavor.platform;
-        let dir = format!("{ROOT}/{name}/{tag}/{}/{}", p.os, p.architecture);
+        let dir = format!("{}/{}/", p.os, p.architecture);
         for r in &flavor.resources {
             let digest = r.sha256.as_ref().map(|hex| format!("sha256:{hex}"));
             let entry = (r.size.unwrap_or(0), digest);
             if let Some(v) = &p.variant {
-                sizes.insert(format!("{dir}/{v}/{}", r.path), entry.clone());
+                let key = layout.tag_file(tag, &format!("{dir}{v}/{}", r.path));
+                sizes.insert(key, entry.clone());
             }
-            sizes.insert(format!("{dir}/{}", r.path), entry);
+            sizes.insert(layout.tag_file(tag, &format!("{dir}{}", r.path)), entry);
         }
     }
     sizes
 }
 
-/// Writes the name document without the removed tags (first, so no reader follows them).
-#[allow(clippy::too_many_arguments)]
-async fn rewrite_name_document(
-    store: &dyn ObjectStore,
-    name: &str,
-    stored: &[String],
-    present: &BTreeSet<String>,
-    removed: &BTreeSet<String>,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let remaining: BTreeSet<String> = present.difference(removed).cloned().collect();
-    let tags = lists::merge(stored, &remaining, None, Order::NewestFirst);
-    if tags == stored {
-        return Ok(());
-    }
-    write_name_document(store, name, tags, dry_run, ui, report).await
-}
-
-/// Drops removed tags a concurrent push wrote back into the name document meanwhile (it saw
-/// their tag documents still there; they are gone now), and lists again tags a concurrent push
-/// wrote meanwhile: the list is rebuilt from the tag documents.
-async fn heal_name_document(
-    store: &dyn ObjectStore,
-    name: &str,
-    removed: &BTreeSet<String>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let stored = df_dist::stored_tags(store, name, ui).await?;
-    let present = df_dist::present_tags(store, name).await?;
-    let tags: Vec<String> = lists::merge(&stored, &present, None, Order::NewestFirst)
-        .into_iter()
-        .filter(|t| !removed.contains(t))
-        .collect();
-    // Also a push's tag that this gc's own rewrite dropped (it read the list before the push
-    // wrote it) comes back here.
-    if tags == stored {
-        return Ok(());
-    }
-    write_name_document(store, name, tags, false, ui, report).await
-}
-
-async fn write_name_document(
-    store: &dyn ObjectStore,
-    name: &str,
-    tags: Vec<String>,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let document = NameDocument {
-        name: name.to_string(),
-        tags,
-    };
-    let bytes = Bytes::from(serde_json::to_vec(&document)?);
-    let key = df_dist::name_key(name);
-    lifecycle::rewrite_list(store, key, &document.tags, bytes, dry_run, ui, report).await
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::publish::derived::NameDocument;
+    use crate::report::TargetReport;
     use crate::store::fs::FolderStore;
 
     async fn put(store: &dyn ObjectStore, key: &str, text: &str) {
@@ -387,40 +351,62 @@ mod tests {
         put(store, "df-dist-v1/a", &doc).await;
     }
 
-    fn report() -> TargetReport {
-        TargetReport::new("t", "static", "a", &[], false)
+    /// Runs a removal with a real executor; returns the report.
+    async fn run(store: &Arc<dyn ObjectStore>, mut removal: Removal) -> Result<TargetReport> {
+        let mut report = TargetReport::new("t", "static", "a", &[], false);
+        let ui = crate::ui::Ui::silent();
+        let executor = crate::execute::Executor {
+            ui: &ui,
+            jobs: 2,
+            dry_run: false,
+        };
+        executor.run(store, &mut removal, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn stored(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+        let list = DerivedList::Names(DfDistLayout::new("a"));
+        list.stored(&**store).await.unwrap().0
     }
 
     #[tokio::test]
     async fn rm_then_gc_with_leftovers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FolderStore::new(dir.path()).unwrap();
-        publish(&store, &["0.1", "0.2", "0.3", "0.4"]).await;
-        let ui = Ui::silent();
+        let store: Arc<dyn ObjectStore> = Arc::new(FolderStore::new(dir.path()).unwrap());
+        publish(&*store, &["0.1", "0.2", "0.3", "0.4"]).await;
         assert!(
-            rm(&store, "a", "9.9", false, &ui, &mut report())
-                .await
-                .is_err()
-        );
-        rm(&store, "a", "0.2", false, &ui, &mut report())
+            run(
+                &store,
+                Removal::new(store.clone(), "a", Removing::Tag("9.9".into()))
+            )
             .await
-            .unwrap();
-        assert_eq!(
-            df_dist::stored_tags(&store, "a", &ui).await.unwrap(),
-            ["0.4", "0.3", "0.1"]
+            .is_err()
         );
+        run(
+            &store,
+            Removal::new(store.clone(), "a", Removing::Tag("0.2".into())),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored(&store).await, ["0.4", "0.3", "0.1"]);
         assert!(store.list("df-dist-v1/a/0.2").await.unwrap().is_empty());
         // An interrupted run: the tag document is gone, a binary is left.
         store.delete("df-dist-v1/a/0.1").await.unwrap();
         let opts = GcOptions {
             keep: 1,
             keep_releases: false,
-            dry_run: false,
             grace: std::time::Duration::ZERO,
         };
-        let mut r = report();
-        let selection = gc(&store, "a", &opts, &ui, &mut r).await.unwrap();
-        assert_eq!(selection.removed(), ["0.3", "0.1"]);
+        let mut gc = Removal::new(store.clone(), "a", Removing::Old(opts));
+        let mut r = TargetReport::new("t", "static", "a", &[], false);
+        let ui = crate::ui::Ui::silent();
+        let executor = crate::execute::Executor {
+            ui: &ui,
+            jobs: 2,
+            dry_run: false,
+        };
+        executor.run(&store, &mut gc, &mut r).await.unwrap();
+        assert_eq!(gc.selection.removed(), ["0.3", "0.1"]);
         assert_eq!(
             store.list("df-dist-v1/").await.unwrap(),
             [

@@ -1,20 +1,14 @@
 //! What `rm` and `gc` share, for binaries and images: which tags a `gc --keep N` keeps, and
-//! how a deletion is announced, reported and (outside a dry run) carried out.
-//!
-//! Every deletion carries the reason it is made, so `--dry-run` can say what would go and why,
-//! and `--json` reports each one as a [`crate::report::Status::Deleted`] object with its reason.
+//! why. Deletions are plan steps ([`crate::plan::Step::delete`]) carrying their reason, so
+//! `--dry-run` says what would go and why, and `--json` reports each one as a
+//! [`crate::report::Status::Deleted`] object with its reason.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::Result;
-
-use super::lease::Sweep;
-use super::lists::version_cmp;
-use crate::report::TargetReport;
-use crate::store::ObjectStore;
-use crate::ui::{Ui, human_size};
+use super::derived::version_cmp;
+use crate::plan::Note;
 
 /// What `gc` keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +17,29 @@ pub struct GcOptions {
     pub keep: usize,
     /// Also keep every tag that looks like a release ([`is_release_tag`]).
     pub keep_releases: bool,
-    /// Say what would be deleted, delete nothing.
-    pub dry_run: bool,
     /// Objects no tag references are deleted only once they are older than this (a push
     /// may be uploading them); content of removed tags goes whatever its age.
     pub grace: Duration,
+}
+
+/// What an `rm` or `gc` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removing {
+    /// One tag (`rm`); a tag the target does not hold is an error, nothing deleted.
+    Tag(String),
+    /// What `gc` selects: all but the newest tags (and releases, if asked), and what an
+    /// interrupted run left.
+    Old(GcOptions),
+}
+
+impl Removing {
+    /// How young an object no tag references may be and still be kept.
+    pub fn grace(&self) -> Duration {
+        match self {
+            Removing::Tag(_) => DEFAULT_GRACE,
+            Removing::Old(opts) => opts.grace,
+        }
+    }
 }
 
 /// The default `--grace`.
@@ -63,14 +75,17 @@ impl Selection {
         self.keep.iter().map(|d| d.tag.clone()).collect()
     }
 
-    /// Prints one line per tag: what stays and what goes, with the reasons.
-    pub fn print(&self, ui: &Ui, dry_run: bool) {
-        for d in &self.keep {
-            ui.line(format!("keep tag {}: {}", d.tag, d.reason));
-        }
-        for d in &self.remove {
-            ui.line(format!("{} tag {}: {}", verb(dry_run), d.tag, d.reason));
-        }
+    /// One note per tag: what stays and what goes, with the reasons.
+    pub fn notes(&self) -> Vec<Note> {
+        let keep = self.keep.iter().map(|d| {
+            let line = format!("keep tag {}: {}", d.tag, d.reason);
+            Note::Line(line)
+        });
+        let remove = self.remove.iter().map(|d| Note::Removes {
+            tag: d.tag.clone(),
+            reason: d.reason.clone(),
+        });
+        keep.chain(remove).collect()
     }
 }
 
@@ -184,100 +199,28 @@ pub fn keep_aliases(selection: &mut Selection, digest_of: impl Fn(&str) -> Optio
     }
 }
 
-/// Warns about removed container tags that are not versions: their rank is a guess.
-pub fn warn_unversioned(selection: &Selection, ui: &Ui) {
+/// The warning about removed container tags that are not versions: their rank is a guess.
+pub fn unversioned_warning(selection: &Selection) -> Option<String> {
     let guessed: Vec<String> = selection
         .remove
         .iter()
         .filter(|d| !looks_like_version(&d.tag))
         .map(|d| d.tag.clone())
         .collect();
-    if !guessed.is_empty() {
-        ui.warn(format!(
-            "{} not versions: with no push dates to go by, they rank below every version",
-            if guessed.len() == 1 {
-                format!("tag {} is", guessed[0])
-            } else {
-                format!("tags {} are", guessed.join(", "))
-            }
-        ));
-    }
-}
-
-/// One object to delete, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deletion {
-    /// The object's key (or registry reference).
-    pub key: String,
-    /// Its size in bytes, 0 where not known.
-    pub size: u64,
-    /// `sha256:<hex>` of the content, where known.
-    pub digest: Option<String>,
-    /// Why it goes.
-    pub reason: String,
-}
-
-/// `delete` or, in a dry run, `would delete`.
-pub fn verb(dry_run: bool) -> &'static str {
-    if dry_run { "would delete" } else { "delete" }
-}
-
-/// Announces a deletion and records it in the report (the caller deletes).
-pub fn announce(deletion: &Deletion, dry_run: bool, ui: &Ui, report: &mut TargetReport) {
-    let size = if deletion.size > 0 {
-        format!(" ({})", human_size(deletion.size))
-    } else {
-        String::new()
+    let tags = match guessed.len() {
+        0 => return None,
+        1 => format!("tag {} is", guessed[0]),
+        _ => format!("tags {} are", guessed.join(", ")),
     };
-    ui.line(format!(
-        "{} {}{size}: {}",
-        verb(dry_run),
-        deletion.key,
-        deletion.reason
-    ));
-    report.record_deleted(
-        &deletion.key,
-        deletion.size,
-        deletion.digest.clone(),
-        &deletion.reason,
-    );
+    Some(format!(
+        "{tags} not versions: with no push dates to go by, they rank below every version"
+    ))
 }
 
-/// Announces, records and (outside a dry run) deletes each object, in the given order. Each
-/// deletion first checks that the gc's marker (`sweep`; `None` in a dry run) is still live,
-/// and stops the run if it could not be renewed in time.
-pub async fn delete_all(
-    store: &dyn ObjectStore,
-    deletions: &[Deletion],
-    sweep: Option<&Sweep>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let Some(sweep) = sweep else {
-        for deletion in deletions {
-            announce(deletion, true, ui, report);
-        }
-        return Ok(());
-    };
-    for deletion in deletions {
-        sweep.check()?;
-        announce(deletion, false, ui, report);
-        // A delete retried through an outage must not outlive the gc's marker: a push that
-        // sees no gc running trusts that what it checked stays.
-        let key = &deletion.key;
-        match tokio::time::timeout(sweep.time_left(), store.delete(key)).await {
-            Ok(done) => done?,
-            Err(_) => anyhow::bail!(
-                "gc stopped: deleting {key} took longer than its marker allows; run gc again"
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// Says that an object gc would have deleted stays, and why (a lease, the grace period).
-pub fn announce_kept(key: &str, reason: &str, ui: &Ui) {
-    ui.line(format!("keep {key}: {reason}"));
+/// The note saying that an object gc would have deleted stays, and why (a lease, the grace
+/// period).
+pub fn kept_line(key: &str, reason: &str) -> Note {
+    Note::Line(format!("keep {key}: {reason}"))
 }
 
 /// `0.9, 0.8` or `none`, for messages.
@@ -287,34 +230,6 @@ pub fn tag_list(tags: &[String]) -> String {
     } else {
         tags.join(", ")
     }
-}
-
-/// Rewrites a derived list (a name document or `tags/list`) without the removed tags,
-/// reporting it; in a dry run it only says what it would write.
-pub async fn rewrite_list(
-    store: &dyn ObjectStore,
-    key: String,
-    tags: &[String],
-    bytes: bytes::Bytes,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let what = if dry_run { "would update" } else { "update" };
-    ui.line(format!("{what} {key}: tags {}", tag_list(tags)));
-    let digest = crate::digest::oci_digest(&bytes);
-    report.record(
-        &key,
-        bytes.len() as u64,
-        crate::report::Status::Updated,
-        Some(digest),
-    );
-    if dry_run {
-        return Ok(());
-    }
-    store
-        .put(&crate::store::Put::bytes(key, bytes, "application/json"))
-        .await
 }
 
 /// Which container tags `gc` keeps: releases ranked by version (semver aliases aside), the
@@ -434,7 +349,6 @@ mod tests {
         let opts = GcOptions {
             keep: 2,
             keep_releases: false,
-            dry_run: false,
             grace: DEFAULT_GRACE,
         };
         let sel = select(&tags, &opts);
@@ -474,7 +388,6 @@ mod tests {
             &GcOptions {
                 keep: 1,
                 keep_releases: false,
-                dry_run: true,
                 grace: DEFAULT_GRACE,
             },
         );
@@ -498,7 +411,6 @@ mod tests {
             &GcOptions {
                 keep: 1,
                 keep_releases: false,
-                dry_run: true,
                 grace: DEFAULT_GRACE,
             },
         );
@@ -536,7 +448,6 @@ mod tests {
             &GcOptions {
                 keep: 1,
                 keep_releases: false,
-                dry_run: true,
                 grace: DEFAULT_GRACE,
             },
         );

@@ -1,20 +1,25 @@
-//! The one image push algorithm every sink shares (go-containerregistry's lesson).
+//! The one image push plan every sink shares (go-containerregistry's lesson), and the sink
+//! that carries it out.
 //!
-//! Write order is the integrity rule: blobs, then platform manifests, then their SBOM
-//! artifacts and referrers indexes, then the index by digest, then each tag, then the semver
-//! aliases, then (on static registries) `tags/list`. A reader never sees a tag
-//! whose content is missing, whatever moment a push dies at.
+//! Write order is the integrity rule, and the order of the plan's phases: blobs, then platform
+//! manifests, then their SBOM artifacts and referrers indexes, then the index by digest, then
+//! each tag, then the semver aliases, then (on static registries) `tags/list`. A reader never
+//! sees a tag whose content is missing, whatever moment a push dies at.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
+
 use futures::{StreamExt, TryStreamExt};
 
 use super::aliases;
+use crate::digest::oci_digest;
 use crate::image::{Blob, INDEX_MEDIA_TYPE, ImageSet, MANIFEST_MEDIA_TYPE};
-use crate::report::{Status, TargetReport};
-use crate::store::Body;
-use crate::ui::{Ui, human_size};
+use crate::plan::{self, Address, Content, LeaseSpec, Phase, Plan, Step};
+use crate::report::Status;
+use crate::store::{Body, ObjectStore};
 
 /// Where images go: a static registry on an object store, or an OCI registry.
 #[async_trait]
@@ -44,22 +49,18 @@ pub trait OciSink: Send + Sync {
     }
     /// Uploads a manifest (platform manifest or index) under a digest or tag, exactly these bytes.
     async fn put_manifest(&self, reference: &str, bytes: &Bytes, media_type: &str) -> Result<()>;
-    /// After the tags: rebuild derived lists (static registries); nothing for registries.
-    async fn finish(
-        &self,
-        tags: &[String],
-        dry_run: bool,
-        ui: &Ui,
-        report: &mut TargetReport,
-    ) -> Result<()>;
-    /// Writes a lease naming what the push references, so a concurrent gc keeps it (static
-    /// registries, [`super::lease`]); `None` where alba runs no gc of its own (registries).
-    async fn lease(
-        &self,
-        _images: &ImageSet,
-        _tags: &[String],
-    ) -> Result<Option<super::lease::Lease>> {
-        Ok(None)
+    /// The steps after the tags: derived lists and what pull clients need besides
+    /// (static registries); none for registries.
+    async fn list_steps(&self, _tags: &[String]) -> Result<Vec<Step>> {
+        Ok(Vec::new())
+    }
+    /// The repository name, for leases and messages.
+    fn name(&self) -> String {
+        String::new()
+    }
+    /// The object store under the sink (static registries), for leases and lists.
+    fn store(&self) -> Option<&Arc<dyn ObjectStore>> {
+        None
     }
     /// Requests retried so far after transient faults, for the report.
     fn retries(&self) -> u64 {
@@ -67,164 +68,89 @@ pub trait OciSink: Send + Sync {
     }
 }
 
+/// HEAD requests at once while planning (the executor bounds the writes by `--jobs`).
+pub const READS_AT_ONCE: usize = 8;
+
 /// How to push.
+#[derive(Debug, Clone, Default)]
 pub struct PushOptions {
-    /// Blob uploads at once.
-    pub jobs: usize,
-    /// Print and report, write nothing.
-    pub dry_run: bool,
     /// Also tag `X.Y`, `X` and `latest` where this version is the greatest ([`aliases`]).
     pub aliases: Option<semver::Version>,
     /// Blobs this run uploaded already while compressing the others (`new`, no HEAD again).
     pub uploaded: std::collections::BTreeSet<String>,
 }
 
-/// Pushes an image set under every tag, in the write order above.
-pub async fn push(
+/// Plans pushing an image set under every tag, in the write order above.
+pub async fn plan(
     sink: &dyn OciSink,
     images: &ImageSet,
     tags: &[String],
     opts: &PushOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
+) -> Result<Plan> {
     sink.check().await?;
+    let mut plan = Plan::default();
     let mut tags = tags.to_vec();
     if let Some(version) = &opts.aliases {
         // Decided from what the target holds before this push writes anything.
         let moved = aliases::aliases(version, &sink.tags().await?);
-        ui.line(format!(
-            "aliases: {}",
-            if moved.is_empty() {
-                "none (a newer release holds them)".into()
-            } else {
-                moved.join(", ")
-            }
-        ));
+        let said = match moved.is_empty() {
+            true => "none (a newer release holds them)".into(),
+            false => moved.join(", "),
+        };
+        plan.notes.push(format!("aliases: {said}").into());
         for alias in moved {
             if !tags.contains(&alias) {
                 tags.push(alias);
             }
         }
-        report.tags.clone_from(&tags);
+        plan.tags = Some(tags.clone());
     }
-    let lease = match opts.dry_run {
-        true => None,
-        false => sink.lease(images, &tags).await?,
-    };
-    push_blobs(sink, images, opts, ui, report).await?;
+    let blobs = blob_steps(sink, images, opts).await?;
+    let mut manifests = Vec::new();
     for image in &images.images {
         let label = format!("manifest {} ({})", image.manifest_digest, image.platform);
-        put_manifest(
-            sink,
-            &image.manifest_digest,
-            &image.manifest,
-            MANIFEST_MEDIA_TYPE,
-            &label,
-            opts,
-            ui,
-            report,
-        )
-        .await?;
+        let (digest, bytes) = (&image.manifest_digest, &image.manifest);
+        manifests.push(manifest_step(sink, digest, bytes, MANIFEST_MEDIA_TYPE, label).await?);
     }
-    push_referrers(sink, images, opts, ui, report).await?;
-    if let Some(lease) = &lease {
-        ensure_complete(sink, images, lease, ui).await?;
-    }
+    let (sboms, referrers) = referrer_steps(sink, images).await?;
     let label = format!("index {}", images.index_digest);
-    put_manifest(
-        sink,
-        &images.index_digest,
-        &images.index,
-        INDEX_MEDIA_TYPE,
-        &label,
-        opts,
-        ui,
-        report,
-    )
-    .await?;
+    let index = &images.index;
+    let index_step = manifest_step(sink, &images.index_digest, index, INDEX_MEDIA_TYPE, label);
+    let mut tag_steps = Vec::new();
     // The version tags first, then the aliases (their order in `tags`).
     for tag in &tags {
-        put_manifest(
-            sink,
-            tag,
-            &images.index,
-            INDEX_MEDIA_TYPE,
-            &format!("tag {tag}"),
-            opts,
-            ui,
-            report,
-        )
-        .await?;
+        let label = format!("tag {tag}");
+        tag_steps.push(manifest_step(sink, tag, index, INDEX_MEDIA_TYPE, label).await?);
     }
-    report.index_digest = Some(images.index_digest.clone());
-    sink.finish(&tags, opts.dry_run, ui, report).await?;
-    if let Some(lease) = lease {
-        lease.release().await?;
-    }
-    Ok(())
+    plan.phases = vec![
+        Phase::new("blobs", blobs).parallel(),
+        Phase::new("manifests", manifests),
+        Phase::new("sboms", sboms),
+        Phase::new("referrers", referrers),
+        Phase::new("index", vec![index_step.await?]).committing(),
+        Phase::new("tags", tag_steps),
+        Phase::new("lists", sink.list_steps(&tags).await?),
+    ];
+    plan.lease = Some(lease_spec(images, &tags, sink.name()));
+    plan.index_digest = Some(images.index_digest.clone());
+    Ok(plan)
 }
 
-/// Right before the index and tags: waits for a running gc, then uploads again any blob or
-/// platform manifest that vanished meanwhile (see [`super::lease`]).
-async fn ensure_complete(
-    sink: &dyn OciSink,
-    images: &ImageSet,
-    lease: &super::lease::Lease,
-    ui: &Ui,
-) -> Result<()> {
-    lease.settle(ui).await?;
-    for blob in distinct_blobs(images) {
-        if !sink.has_blob(blob).await? {
-            ui.warn(format!(
-                "blob {} vanished during the push (a gc?): uploading it again",
-                blob.digest
-            ));
-            sink.put_blob(blob, blob.materialize().await?).await?;
-        }
+/// What the push references, for a concurrent gc.
+fn lease_spec(images: &ImageSet, tags: &[String], name: String) -> LeaseSpec {
+    let manifests = images.images.iter().map(|i| i.manifest_digest.clone());
+    let manifests = manifests.chain(images.referrers.iter().map(|r| r.digest.clone()));
+    let blobs = distinct_blobs(images).into_iter().map(|b| b.digest.clone());
+    let mut digests: Vec<String> = blobs.chain(manifests).collect();
+    digests.push(images.index_digest.clone());
+    digests.sort();
+    digests.dedup();
+    LeaseSpec {
+        name,
+        tags: tags.to_vec(),
+        digests,
+        keys: Vec::new(),
     }
-    for image in &images.images {
-        let digest = &image.manifest_digest;
-        if sink.manifest_digest(digest).await?.is_none() {
-            ui.warn(format!(
-                "manifest {digest} vanished during the push (a gc?): uploading it again"
-            ));
-            sink.put_manifest(digest, &image.manifest, MANIFEST_MEDIA_TYPE)
-                .await?;
-        }
-    }
-    ensure_referrers(sink, images, ui).await
-}
-
-/// The SBOM artifacts and their referrers indexes, put back if a gc took them meanwhile (it
-/// may have read the leases just before this push wrote its own).
-async fn ensure_referrers(sink: &dyn OciSink, images: &ImageSet, ui: &Ui) -> Result<()> {
-    for r in &images.referrers {
-        if sink.manifest_digest(&r.digest).await?.is_none() {
-            ui.warn(format!(
-                "sbom {} vanished during the push (a gc?): uploading it again",
-                r.digest
-            ));
-            sink.put_manifest(&r.digest, &r.manifest, MANIFEST_MEDIA_TYPE)
-                .await?;
-        }
-        let existing = sink.manifest(&r.tag()).await?;
-        let listed = existing.as_deref().is_some_and(|index| {
-            serde_json::from_slice::<serde_json::Value>(index)
-                .ok()
-                .and_then(|v| v["manifests"].as_array().cloned())
-                .is_some_and(|entries| entries.iter().any(|e| e["digest"] == r.digest.as_str()))
-        });
-        if !listed {
-            ui.warn(format!(
-                "the referrers of {} vanished during the push: writing them again",
-                r.subject
-            ));
-            let index = crate::image::referrers_index(existing.as_deref(), &[r])?;
-            sink.put_referrers(&r.subject, &index).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Every distinct blob of the set, configs first, the SBOM artifacts' last.
@@ -240,43 +166,81 @@ fn distinct_blobs(images: &ImageSet) -> Vec<&Blob> {
         .collect()
 }
 
-/// The SBOM artifact manifests (after their subjects), then each subject's referrers index,
-/// merged with what the target lists there already.
-async fn push_referrers(
+/// Each distinct blob: `exists` where the sink has it, `new` (and done) where this run
+/// uploaded it while compressing.
+async fn blob_steps(
     sink: &dyn OciSink,
     images: &ImageSet,
     opts: &PushOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
+) -> Result<Vec<Step>> {
+    let blobs = distinct_blobs(images);
+    let present: Vec<Option<bool>> = futures::stream::iter(&blobs)
+        .map(|blob| async {
+            match opts.uploaded.contains(&blob.digest) {
+                true => Ok(None),
+                false => sink.has_blob(blob).await.map(Some),
+            }
+        })
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    let steps = blobs.into_iter().zip(present).map(|(blob, present)| {
+        let step = blob_step(blob);
+        match present {
+            Some(true) => step.with_status(Status::Exists),
+            Some(false) => step,
+            None => Step { done: true, ..step },
+        }
+    });
+    Ok(steps.collect())
+}
+
+/// A blob's upload.
+pub fn blob_step(blob: &Blob) -> Step {
+    let what = match blob.media_type.as_str() {
+        t if t.contains("cyclonedx") => "sbom",
+        t if t.contains("config") => "config",
+        t if t.contains("empty") => "artifact config",
+        _ => "layer",
+    };
+    let key = format!("blobs/{}", blob.digest);
+    let address = Address::Blob(blob.digest.clone());
+    let mut step = Step::write(address, key, Content::Blob(blob.clone()))
+        .labelled(format!("{what} {}", blob.digest))
+        .sized(blob.size, Some(blob.digest.clone()));
+    if let plan::Action::Write {
+        media_type, sha256, ..
+    } = &mut step.action
+    {
+        media_type.clone_from(&blob.media_type);
+        *sha256 = blob.hex().to_string();
+    }
+    step
+}
+
+/// The SBOM artifact manifests (after their subjects), then each subject's referrers index,
+/// merged with what the target lists there already.
+async fn referrer_steps(sink: &dyn OciSink, images: &ImageSet) -> Result<(Vec<Step>, Vec<Step>)> {
+    let (mut sboms, mut referrers) = (Vec::new(), Vec::new());
     for r in &images.referrers {
         let label = format!("sbom {} (of {})", r.digest, r.subject);
-        let media = MANIFEST_MEDIA_TYPE;
-        put_manifest(
-            sink,
-            &r.digest,
-            &r.manifest,
-            media,
-            &label,
-            opts,
-            ui,
-            report,
-        )
-        .await?;
+        sboms.push(manifest_step(sink, &r.digest, &r.manifest, MANIFEST_MEDIA_TYPE, label).await?);
     }
     for r in &images.referrers {
         let tag = r.tag();
         let existing = sink.manifest(&tag).await?;
         let index = crate::image::referrers_index(existing.as_deref(), &[r])?;
-        let digest = crate::digest::oci_digest(&index);
-        let status = status_against(existing.map(|old| crate::digest::oci_digest(&old)), &digest);
-        if status != Status::Exists && !opts.dry_run {
-            sink.put_referrers(&r.subject, &index).await?;
-        }
-        let label = format!("referrers {tag}");
-        record(&label, &tag, index.len(), status, digest, ui, report);
+        let digest = oci_digest(&index);
+        let status = status_against(existing.map(|old| oci_digest(&old)), &digest);
+        let key = format!("manifests/{tag}");
+        let address = Address::Referrers(r.subject.clone());
+        let step = Step::bytes(address, key, index, INDEX_MEDIA_TYPE);
+        referrers.push(
+            step.labelled(format!("referrers {tag}"))
+                .with_status(status),
+        );
     }
-    Ok(())
+    Ok((sboms, referrers))
 }
 
 /// What writing `digest` over a reference that resolves to `current` is.
@@ -288,104 +252,106 @@ fn status_against(current: Option<String>, digest: &str) -> Status {
     }
 }
 
-/// One progress line and one report entry for a manifest reference.
-fn record(
-    label: &str,
-    reference: &str,
-    size: usize,
-    status: Status,
-    digest: String,
-    ui: &Ui,
-    report: &mut TargetReport,
-) {
-    ui.line(format!("{label} ({})", status.word()));
-    let key = format!("manifests/{reference}");
-    report.record(&key, size as u64, status, Some(digest));
-}
-
-async fn push_blobs(
-    sink: &dyn OciSink,
-    images: &ImageSet,
-    opts: &PushOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let blobs = distinct_blobs(images);
-    let total = blobs.iter().map(|b| b.size).sum();
-    let bar = ui.bytes_bar(total, "blobs");
-    let finished: Vec<(usize, Status)> = futures::stream::iter(blobs.iter().enumerate())
-        .map(|(position, blob)| {
-            let bar = bar.clone();
-            async move {
-                let status = match opts.uploaded.contains(&blob.digest) {
-                    true => Status::New,
-                    false => push_blob(sink, blob, opts.dry_run).await?,
-                };
-                bar.inc(blob.size);
-                let what = match blob.media_type.as_str() {
-                    t if t.contains("cyclonedx") => "sbom",
-                    t if t.contains("config") => "config",
-                    t if t.contains("empty") => "artifact config",
-                    _ => "layer",
-                };
-                bar.suspend(|| {
-                    ui.line(format!(
-                        "{what} {} ({}, {})",
-                        blob.digest,
-                        human_size(blob.size),
-                        status.word()
-                    ))
-                });
-                anyhow::Ok((position, status))
-            }
-        })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_collect()
-        .await?;
-    bar.finish_and_clear();
-    // Uploads finish in any order: report in the set's order, each blob with its own status.
-    let mut statuses = vec![Status::Exists; blobs.len()];
-    for (position, status) in finished {
-        statuses[position] = status;
-    }
-    for (blob, status) in blobs.iter().zip(statuses) {
-        report.record(
-            &format!("blobs/{}", blob.digest),
-            blob.size,
-            status,
-            Some(blob.digest.clone()),
-        );
-    }
-    Ok(())
-}
-
-async fn push_blob(sink: &dyn OciSink, blob: &Blob, dry_run: bool) -> Result<Status> {
-    if sink.has_blob(blob).await? {
-        return Ok(Status::Exists);
-    }
-    if !dry_run {
-        let body = blob.materialize().await?;
-        sink.put_blob(blob, body).await?;
-    }
-    Ok(Status::New)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn put_manifest(
+/// A manifest's write under a digest or tag, `exists` where it resolves to these bytes.
+async fn manifest_step(
     sink: &dyn OciSink,
     reference: &str,
     bytes: &Bytes,
     media_type: &str,
-    label: &str,
-    opts: &PushOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let digest = crate::digest::oci_digest(bytes);
-    let status = status_against(sink.manifest_digest(reference).await?, &digest);
-    if status != Status::Exists && !opts.dry_run {
-        sink.put_manifest(reference, bytes, media_type).await?;
+    label: String,
+) -> Result<Step> {
+    let status = status_against(sink.manifest_digest(reference).await?, &oci_digest(bytes));
+    let key = format!("manifests/{reference}");
+    let step = Step::bytes(
+        Address::Manifest(reference.to_string()),
+        key,
+        bytes.clone(),
+        media_type,
+    );
+    Ok(step.labelled(label).with_status(status))
+}
+
+/// Plans run on an image sink: image addresses go to the sink, keys to its store.
+pub struct ImageSink(pub Arc<dyn OciSink>);
+
+#[async_trait]
+impl plan::Sink for ImageSink {
+    async fn write(&self, step: &Step) -> Result<()> {
+        let plan::Action::Write {
+            content,
+            media_type,
+            ..
+        } = &step.action
+        else {
+            anyhow::bail!("{} is not a write (alba bug)", step.key);
+        };
+        match (&step.address, content) {
+            (Address::Blob(_), Content::Blob(blob)) => {
+                self.0.put_blob(blob, blob.materialize().await?).await
+            }
+            (Address::Manifest(reference), Content::Bytes(bytes)) => {
+                self.0.put_manifest(reference, bytes, media_type).await
+            }
+            (Address::Referrers(subject), Content::Bytes(bytes)) => {
+                self.0.put_referrers(subject, bytes).await
+            }
+            (Address::Key(_), _) => match self.0.store() {
+                Some(store) => store.put(&plan::put_of(step).await?).await,
+                None => anyhow::bail!("{} has no key {} (alba bug)", self.0.name(), step.key),
+            },
+            _ => anyhow::bail!("cannot write {} here (alba bug)", step.key),
+        }
     }
-    record(label, reference, bytes.len(), status, digest, ui, report);
-    Ok(())
+
+    async fn delete(&self, step: &Step) -> Result<()> {
+        match self.0.store() {
+            Some(store) => ObjectStore::delete(&**store, plan::key_of(&step.address)?).await,
+            None => anyhow::bail!("cannot delete {} here (alba bug)", step.key),
+        }
+    }
+
+    async fn exists(&self, step: &Step) -> Result<bool> {
+        let plan::Action::Write { content, .. } = &step.action else {
+            return Ok(true);
+        };
+        match (&step.address, content) {
+            (Address::Blob(_), Content::Blob(blob)) => self.0.has_blob(blob).await,
+            (Address::Manifest(reference), _) => {
+                Ok(self.0.manifest_digest(reference).await?.is_some())
+            }
+            (Address::Referrers(subject), _) => {
+                let tag = subject.replacen(':', "-", 1);
+                Ok(self.0.manifest_digest(&tag).await?.is_some())
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn store(&self) -> Option<&Arc<dyn ObjectStore>> {
+        self.0.store()
+    }
+
+    fn retries(&self) -> u64 {
+        self.0.retries()
+    }
+}
+
+/// Pushes an image set with a fresh executor: planning and running in one (tests).
+#[cfg(test)]
+pub async fn push_now(
+    sink: Arc<dyn OciSink>,
+    images: &ImageSet,
+    tags: &[String],
+    report: &mut crate::report::TargetReport,
+) -> Result<()> {
+    let plan = plan(&*sink, images, tags, &PushOptions::default()).await?;
+    let ui = crate::ui::Ui::silent();
+    let executor = crate::execute::Executor {
+        ui: &ui,
+        jobs: 4,
+        dry_run: false,
+    };
+    executor
+        .run(&ImageSink(sink), &mut plan::Once(Some(plan)), report)
+        .await
 }

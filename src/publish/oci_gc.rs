@@ -11,7 +11,7 @@
 //! Object stores keep no reliable push order for tags, so `gc` ranks tags by version
 //! ([`lifecycle::newest_first_by_version`]), and keeps every tag that points at the same index
 //! as a kept one (`latest`). A push uploads blobs before its tag exists: gc keeps whatever a
-//! live push lease names ([`super::lease`]), never removes a tag a push is writing, and keeps
+//! live push lease names ([`crate::execute::lease`]), never removes a tag a push is writing, and keeps
 //! manifests and blobs that no tag references while they are younger than `--grace`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,17 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
-use bytes::Bytes;
+use async_trait::async_trait;
 use serde_json::Value;
 
-use super::lease::{self, Protected, Sweep};
-use super::lifecycle::{self, Decision, Deletion, GcOptions, Selection};
-use super::lists::{self, Order};
-use super::oci_static::{StaticRegistry, TagList, is_referrers_tag};
+use super::derived::{DerivedList, is_referrers_tag};
+use super::df_dist_gc::keep_leased;
+use super::layout::{V2Key, V2Layout};
+use super::lifecycle::{self, Decision, Removing, Selection};
 use crate::digest::oci_digest;
-use crate::report::TargetReport;
+use crate::execute::lease::{self, Protected};
+use crate::plan::{Address, Note, Phase, Plan, Planner, Step};
 use crate::store::ObjectStore;
-use crate::ui::Ui;
 
 /// How deep indexes may nest before a walk stops (alba writes depth 1).
 const MAX_DEPTH: usize = 8;
@@ -69,38 +69,25 @@ struct Snapshot {
     modified: BTreeMap<String, SystemTime>,
 }
 
-/// A repository on a static registry.
-struct Repo {
-    store: Arc<dyn ObjectStore>,
-    registry: StaticRegistry,
-    name: String,
-}
-
-impl Repo {
-    fn new(store: Arc<dyn ObjectStore>, name: &str) -> Repo {
-        Repo {
-            registry: StaticRegistry::new(store.clone(), name),
-            store,
-            name: name.to_string(),
-        }
-    }
-
+impl Snapshot {
     /// Reads tags, manifests and blob keys; manifests already in `previous` are not read again
     /// (content-addressed: they cannot have changed).
-    async fn snapshot(&self, previous: Option<&Snapshot>) -> Result<Snapshot> {
+    async fn read(
+        store: &dyn ObjectStore,
+        layout: &V2Layout,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot> {
+        let list = DerivedList::Tags(layout.clone());
         let mut snap = Snapshot {
-            listed: self.registry.stored_tags().await?,
+            listed: list.stored(store).await?.0,
             ..Snapshot::default()
         };
-        let prefix = self.registry.manifest_key("");
-        for listed in self.store.list_detailed(&prefix).await? {
+        for listed in store.list_detailed(&layout.manifest_key("")).await? {
             let key = listed.key;
-            let Some(reference) = key.strip_prefix(&prefix) else {
-                continue;
+            let reference = match layout.parse(&key) {
+                Some(V2Key::ManifestDigest(r) | V2Key::Tag(r)) => r,
+                _ => continue,
             };
-            if reference.contains('/') {
-                continue;
-            }
             if reference.starts_with("sha256:") {
                 snap.manifest_keys.insert(reference.to_string());
                 if let Some(time) = listed.modified {
@@ -112,7 +99,7 @@ impl Repo {
                 }
             }
             // A manifest deleted since it was listed is simply not there any more.
-            let Some(bytes) = self.store.get(&key).await? else {
+            let Some(bytes) = store.get(&key).await? else {
                 continue;
             };
             let digest = oci_digest(&bytes);
@@ -128,14 +115,10 @@ impl Repo {
                 snap.blob_info.entry(digest.clone()).or_insert(*info);
             }
         }
-        let blob_prefix = self.registry.blob_key("");
-        for listed in self.store.list_detailed(&blob_prefix).await? {
-            let Some(digest) = listed.key.strip_prefix(&blob_prefix) else {
+        for listed in store.list_detailed(&layout.blob_key("")).await? {
+            let Some(V2Key::Blob(digest)) = layout.parse(&listed.key) else {
                 continue;
             };
-            if digest.contains('/') {
-                continue;
-            }
             snap.blob_keys.insert(digest.to_string());
             if let Some(time) = listed.modified {
                 snap.modified.insert(digest.to_string(), time);
@@ -217,164 +200,194 @@ fn walk(snap: &Snapshot, digest: &str, depth: usize, reach: &mut Reach) {
     }
 }
 
-/// `alba container rm` on a static registry; a tag it does not hold is an error (nothing deleted).
-pub async fn rm(
-    store: Arc<dyn ObjectStore>,
-    name: &str,
-    tag: &str,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    store.check().await?;
-    let repo = Repo::new(store, name);
-    let snap = repo.snapshot(None).await?;
-    if !snap.tags.contains_key(tag) && !snap.listed.iter().any(|t| t == tag) {
-        let tags = user_tags(&snap);
-        bail!(
-            "{name}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
-            repo.store.describe(),
-            lifecycle::tag_list(&tags)
-        );
-    }
-    let removal = [Decision {
-        tag: tag.to_string(),
-        reason: "removed by rm".to_string(),
-    }];
-    let grace = lifecycle::DEFAULT_GRACE;
-    Sweep::run(&*repo.store, &repo.name, dry_run, ui, async |sweep| {
-        let ctx = Context::read(&repo, grace, sweep).await?;
-        remove(&repo, &snap, &removal, ctx, ui, report).await
-    })
-    .await
+/// Where a removal is: untagging planned next, then the sweep, then the heal, then done.
+enum Stage {
+    Untag,
+    Sweep(Box<Untagged>),
+    Heal,
+    Done,
 }
 
-/// What a sweep must respect, and the gc's marker (`None` in a dry run).
-struct Context<'a> {
+/// What the untagging plan decided, for the sweep after it.
+struct Untagged {
+    snap: Snapshot,
+    removed: BTreeSet<String>,
+    owners: BTreeMap<String, Vec<String>>,
     protected: Protected,
     grace: Duration,
-    sweep: Option<&'a Sweep>,
 }
 
-impl<'a> Context<'a> {
-    async fn read(repo: &Repo, grace: Duration, sweep: Option<&'a Sweep>) -> Result<Self> {
-        Ok(Context {
-            protected: Protected::read(&*repo.store).await?,
+/// `alba container rm` and `gc` on a static registry, as a planner: untag (the list, then the
+/// tag objects), then — planned from what the store holds once that ran — sweep manifests and
+/// blobs nothing kept refers to, then heal the list.
+pub struct Removal {
+    store: Arc<dyn ObjectStore>,
+    layout: V2Layout,
+    what: Removing,
+    stage: Stage,
+    /// What gc selected (rm: the one tag), once planned.
+    pub selection: Selection,
+}
+
+impl Removal {
+    /// `alba container rm` or `gc` of repository `name` on a static registry on `store`:
+    /// gc keeps the newest tags (by version), their aliases and, if asked, releases.
+    pub fn new(store: Arc<dyn ObjectStore>, name: &str, what: Removing) -> Removal {
+        Removal {
+            store,
+            layout: V2Layout::new(name),
+            what,
+            stage: Stage::Untag,
+            selection: Selection::default(),
+        }
+    }
+
+    /// The tags to remove, with the lines that explain the choice.
+    async fn select(
+        &mut self,
+        snap: &Snapshot,
+        protected: &Protected,
+    ) -> Result<(Vec<Decision>, Plan)> {
+        let mut plan = Plan::default();
+        let name = self.layout.name().to_string();
+        match &self.what {
+            Removing::Tag(tag) => {
+                if !snap.tags.contains_key(tag) && !snap.listed.iter().any(|t| t == tag) {
+                    bail!(
+                        "{name}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
+                        self.store.describe(),
+                        lifecycle::tag_list(&user_tags(snap))
+                    );
+                }
+                self.selection.remove = vec![Decision {
+                    tag: tag.clone(),
+                    reason: "removed by rm".to_string(),
+                }];
+            }
+            Removing::Old(opts) => {
+                let tags = user_tags(snap);
+                let digest_of = |t: &str| snap.tags.get(t).cloned();
+                let mut selection = lifecycle::select_container_tags(&tags, opts, digest_of);
+                keep_leased(&mut selection, protected, &name);
+                plan.warnings
+                    .extend(lifecycle::unversioned_warning(&selection));
+                plan.notes = selection.notes();
+                self.selection = selection;
+            }
+        }
+        Ok((self.selection.remove.clone(), plan))
+    }
+
+    /// Untags: `tags/list` without the removed tags, then their tag objects.
+    async fn untag(&mut self) -> Result<Plan> {
+        let grace = self.what.grace();
+        let protected = Protected::read(&*self.store).await?;
+        let snap = Snapshot::read(&*self.store, &self.layout, None).await?;
+        let (removal, mut plan) = self.select(&snap, &protected).await?;
+        let removal = with_orphan_referrers(&snap, &removal, &protected);
+        let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
+        let owners = owners(&snap, &removal);
+        let list = DerivedList::Tags(self.layout.clone());
+        let rewrite = list.step(&*self.store, Vec::new(), removed.clone(), false);
+        plan.phases = vec![
+            Phase::new("tags/list", vec![rewrite.await?]),
+            Phase::new("tags", self.tag_deletions(&snap, &removal)),
+        ];
+        self.stage = Stage::Sweep(Box::new(Untagged {
+            snap,
+            removed,
+            owners,
+            protected,
             grace,
-            sweep,
+        }));
+        Ok(plan)
+    }
+
+    /// The tag objects of the removed tags (a referrers tag's `referrers/` file first).
+    fn tag_deletions(&self, snap: &Snapshot, removal: &[Decision]) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for d in removal {
+            let Some(digest) = snap.tags.get(&d.tag) else {
+                continue;
+            };
+            let size = snap.graph.get(digest).map_or(0, |n| n.size);
+            let reason = format!("tag {}: {}", d.tag, d.reason);
+            let mut keys = Vec::new();
+            if is_referrers_tag(&d.tag) {
+                // The referrers API's file of the same index goes first, like a list.
+                keys.push(self.layout.referrers_key(&d.tag.replacen('-', ":", 1)));
+            }
+            keys.push(self.layout.manifest_key(&d.tag));
+            for key in keys {
+                let step = Step::delete(Address::Key(key.clone()), key, reason.clone());
+                steps.push(step.sized(size, Some(digest.clone())));
+            }
+        }
+        steps
+    }
+
+    /// The sweep, from what the store holds now (`applied` false, a dry run: as it would hold).
+    async fn sweep(&mut self, untagged: Untagged, applied: bool) -> Result<Plan> {
+        let Untagged {
+            snap,
+            removed,
+            owners,
+            mut protected,
+            grace,
+        } = untagged;
+        let fresh;
+        let (after, kept) = if !applied {
+            let kept = snap.tags.keys().filter(|t| !removed.contains(*t));
+            (&snap, kept.cloned().collect::<Vec<_>>())
+        } else {
+            fresh = Snapshot::read(&*self.store, &self.layout, Some(&snap)).await?;
+            (&fresh, fresh.tags.keys().cloned().collect())
+        };
+        // Leases written since the first read count too.
+        protected.extend(Protected::read(&*self.store).await?);
+        let sweep = Sweep {
+            layout: &self.layout,
+            snap: after,
+            owners: &owners,
+            protected: &protected,
+            grace,
+        };
+        let plan = sweep.plan(&kept);
+        if applied && !removed.is_empty() {
+            self.stage = Stage::Heal;
+        }
+        Ok(plan)
+    }
+
+    /// A concurrent push may have written a removed tag back into the list meanwhile, or lost
+    /// its tag to this run's rewrite: the list is rebuilt from the tag objects.
+    async fn heal(&self) -> Result<Plan> {
+        let list = DerivedList::Tags(self.layout.clone());
+        let heal = list.step(&*self.store, Vec::new(), BTreeSet::new(), false);
+        Ok(Plan {
+            phases: vec![Phase::new("tags/list, healed", vec![heal.await?])],
+            ..Plan::default()
         })
     }
-
-    fn dry_run(&self) -> bool {
-        self.sweep.is_none()
-    }
 }
 
-/// `alba container gc` on a static registry: keeps the newest tags (by version), their aliases
-/// and, if asked, releases; removes the others, then sweeps. Returns the selection made.
-pub async fn gc(
-    store: Arc<dyn ObjectStore>,
-    name: &str,
-    opts: &GcOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<Selection> {
-    store.check().await?;
-    let repo = Repo::new(store, name);
-    Sweep::run(&*repo.store, &repo.name, opts.dry_run, ui, async |sweep| {
-        let sweep_is_real = sweep.is_some();
-        let ctx = Context::read(&repo, opts.grace, sweep).await?;
-        let snap = repo.snapshot(None).await?;
-        let tags = user_tags(&snap);
-        let mut selection =
-            lifecycle::select_container_tags(&tags, opts, |t| snap.tags.get(t).cloned());
-        keep_leased(&mut selection, &ctx.protected, name);
-        lifecycle::warn_unversioned(&selection, ui);
-        selection.print(ui, opts.dry_run);
-        remove(&repo, &snap, &selection.remove, ctx, ui, report).await?;
-        if sweep_is_real {
-            lease::remove_expired(&*repo.store, ui).await;
+#[async_trait]
+impl Planner for Removal {
+    async fn next(&mut self, applied: bool) -> Result<Option<Plan>> {
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Untag => {
+                self.store.check().await?;
+                Ok(Some(self.untag().await?))
+            }
+            Stage::Sweep(untagged) => Ok(Some(self.sweep(*untagged, applied).await?)),
+            Stage::Heal => Ok(Some(self.heal().await?)),
+            Stage::Done => Ok(None),
         }
-        Ok(selection)
-    })
-    .await
-}
+    }
 
-/// Moves tags a push is writing right now (a live lease names them) to the kept ones.
-fn keep_leased(selection: &mut Selection, protected: &Protected, name: &str) {
-    let (leased, remove): (Vec<Decision>, Vec<Decision>) = std::mem::take(&mut selection.remove)
-        .into_iter()
-        .partition(|d| protected.tag_holder(name, &d.tag).is_some());
-    selection.remove = remove;
-    for d in leased {
-        let id = protected.tag_holder(name, &d.tag).unwrap_or_default();
-        let reason = format!("a push of it is in flight (lease {id})");
-        selection.keep.push(Decision { tag: d.tag, reason });
+    fn sweeps(&self) -> Option<String> {
+        Some(self.layout.name().to_string())
     }
-}
-
-/// Untags (list, then tag objects), then sweeps manifests and blobs nothing kept refers to.
-async fn remove(
-    repo: &Repo,
-    snap: &Snapshot,
-    removal: &[Decision],
-    mut ctx: Context<'_>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let dry_run = ctx.dry_run();
-    let removal = &with_orphan_referrers(snap, removal, &ctx.protected);
-    let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
-    let owners = owners(snap, removal);
-    rewrite_tag_list(repo, snap, &removed, dry_run, ui, report).await?;
-    let mut tag_objects: Vec<Deletion> = Vec::new();
-    for d in removal {
-        let Some(digest) = snap.tags.get(&d.tag) else {
-            continue;
-        };
-        let size = snap.graph.get(digest).map_or(0, |n| n.size);
-        let reason = format!("tag {}: {}", d.tag, d.reason);
-        if is_referrers_tag(&d.tag) {
-            // The referrers API's file of the same index goes first, like a list.
-            let subject = d.tag.replacen('-', ":", 1);
-            tag_objects.push(Deletion {
-                key: repo.registry.referrers_key(&subject),
-                size,
-                digest: Some(digest.clone()),
-                reason: reason.clone(),
-            });
-        }
-        tag_objects.push(Deletion {
-            key: repo.registry.manifest_key(&d.tag),
-            size,
-            digest: Some(digest.clone()),
-            reason,
-        });
-    }
-    lifecycle::delete_all(&*repo.store, &tag_objects, ctx.sweep, ui, report).await?;
-    // The sweep works from what the store holds now (a dry run: as it would hold).
-    let fresh;
-    let (after, kept) = if dry_run {
-        (
-            snap,
-            snap.tags
-                .keys()
-                .filter(|t| !removed.contains(*t))
-                .cloned()
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        fresh = repo.snapshot(Some(snap)).await?;
-        (&fresh, fresh.tags.keys().cloned().collect())
-    };
-    // Leases written since the first read count too.
-    ctx.protected.extend(Protected::read(&*repo.store).await?);
-    sweep(repo, after, &kept, &owners, ctx, ui, report).await?;
-    if !dry_run {
-        heal_tag_list(repo, &removed, report).await?;
-        super::nginx::refresh(&*repo.store).await?;
-    }
-    Ok(())
 }
 
 /// The tags users push: every tag object but the referrers tags (`sha256-<hex>`), which live
@@ -428,128 +441,98 @@ fn owners(snap: &Snapshot, removal: &[Decision]) -> BTreeMap<String, Vec<String>
     owners
 }
 
-/// Writes `tags/list` without the removed tags (before any object goes).
-async fn rewrite_tag_list(
-    repo: &Repo,
-    snap: &Snapshot,
-    removed: &BTreeSet<String>,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let remaining: BTreeSet<String> = user_tags(snap)
-        .into_iter()
-        .filter(|t| !removed.contains(t))
-        .collect();
-    let tags = lists::merge(&snap.listed, &remaining, None, Order::Lexical);
-    if tags == snap.listed {
-        return Ok(());
-    }
-    let list = TagList {
-        name: repo.name.clone(),
-        tags,
-    };
-    let bytes = Bytes::from(serde_json::to_vec(&list)?);
-    let key = repo.registry.tags_key();
-    lifecycle::rewrite_list(&*repo.store, key, &list.tags, bytes, dry_run, ui, report).await
+/// What a sweep must respect.
+struct Sweep<'a> {
+    layout: &'a V2Layout,
+    snap: &'a Snapshot,
+    owners: &'a BTreeMap<String, Vec<String>>,
+    protected: &'a Protected,
+    grace: Duration,
 }
 
-/// Deletes unreferenced manifests, then unreferenced blobs.
-async fn sweep(
-    repo: &Repo,
-    snap: &Snapshot,
-    kept: &[String],
-    owners: &BTreeMap<String, Vec<String>>,
-    ctx: Context<'_>,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let mut reach = mark(snap, kept);
-    for digest in &reach.missing {
-        ui.warn(format!(
-            "a kept tag of {} refers to manifest {digest}, which is missing: push that tag again",
-            repo.name
-        ));
+impl Sweep<'_> {
+    /// Why an unreferenced object goes.
+    fn why(&self, digest: &str, what: &str) -> String {
+        match self.owners.get(digest) {
+            Some(tags) => format!("{what} only used by removed tag {}", tags.join(", ")),
+            None => format!("{what} referenced by no tag (left over)"),
+        }
     }
-    let why = |digest: &str, what: &str| match owners.get(digest) {
-        Some(tags) => format!("{what} only used by removed tag {}", tags.join(", ")),
-        None => format!("{what} referenced by no tag (left over)"),
-    };
-    // Indexes before the manifests they list: a half-swept store never holds an index whose
-    // entries are gone, even for a pull by digest.
-    // What a live lease names, and what no tag references but is young, stays.
-    let spared = |digest: &str, key: String| {
-        let reason = match ctx.protected.holder(digest) {
+
+    /// What a live lease names, and what no tag references but is young, stays: the line
+    /// that says so.
+    fn spared(&self, digest: &str, key: String) -> Option<Note> {
+        let reason = match self.protected.holder(digest) {
             Some(id) => format!("named by the lease of a push in flight ({id})"),
-            None if !owners.contains_key(digest)
-                && lease::within_grace(snap.modified.get(digest).copied(), ctx.grace) =>
+            None if !self.owners.contains_key(digest)
+                && lease::within_grace(self.snap.modified.get(digest).copied(), self.grace) =>
             {
                 "referenced by no tag, but younger than --grace (a push may be uploading it)".into()
             }
-            None => return false,
+            None => return None,
         };
-        lifecycle::announce_kept(&key, &reason, ui);
-        true
-    };
-    let (kept_young, mut unreferenced): (Vec<&String>, Vec<&String>) = snap
-        .manifest_keys
-        .iter()
-        .filter(|d| !reach.manifests.contains(*d))
-        .partition(|d| spared(d, repo.registry.manifest_key(d)));
-    // A manifest that stays keeps what it references: a push's manifest must not lose its
-    // blobs to the sweep that spared it.
-    for digest in kept_young {
-        walk(snap, digest, 0, &mut reach);
+        Some(lifecycle::kept_line(&key, &reason))
     }
-    unreferenced.sort_by_key(|d| snap.graph.get(*d).is_none_or(|n| n.kind != "index"));
-    let manifests: Vec<Deletion> = unreferenced
-        .into_iter()
-        .map(|d| {
-            let node = snap.graph.get(d);
-            let reason = why(d, node.map_or("manifest", |n| n.kind));
-            Deletion {
-                key: repo.registry.manifest_key(d),
-                size: node.map_or(0, |n| n.size),
-                digest: Some(d.clone()),
-                reason,
-            }
-        })
-        .collect();
-    let blobs: Vec<Deletion> = snap
-        .blob_keys
-        .iter()
-        .filter(|d| !reach.blobs.contains(*d))
-        .filter(|d| !spared(d, repo.registry.blob_key(d)))
-        .map(|d| {
-            let (size, kind) = snap.blob_info.get(d).copied().unwrap_or((0, "blob"));
-            Deletion {
-                key: repo.registry.blob_key(d),
-                size,
-                digest: Some(d.clone()),
-                reason: why(d, kind),
-            }
-        })
-        .collect();
-    let store = &*repo.store;
-    lifecycle::delete_all(store, &manifests, ctx.sweep, ui, report).await?;
-    lifecycle::delete_all(store, &blobs, ctx.sweep, ui, report).await
-}
 
-/// Rebuilds `tags/list` if a concurrent push wrote a removed tag back into it meanwhile.
-async fn heal_tag_list(
-    repo: &Repo,
-    removed: &BTreeSet<String>,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let stored = repo.registry.stored_tags().await?;
-    let present = repo.registry.present_tags().await?;
-    // Also a push's tag that this gc's own rewrite dropped (it read the list before the push
-    // wrote it) comes back here.
-    let unlisted = present.iter().any(|t| !stored.contains(t));
-    if unlisted || stored.iter().any(|t| removed.contains(t)) {
-        repo.registry.update_tag_list(&[], false, report).await?;
+    /// Unreferenced manifests (indexes before the manifests they list: a half-swept store
+    /// never holds an index whose entries are gone, even for a pull by digest), then
+    /// unreferenced blobs.
+    fn plan(&self, kept: &[String]) -> Plan {
+        let (snap, layout) = (self.snap, self.layout);
+        let mut plan = Plan::default();
+        let mut reach = mark(snap, kept);
+        for digest in &reach.missing {
+            plan.warnings.push(format!(
+                "a kept tag of {} refers to manifest {digest}, which is missing: push that tag again",
+                layout.name()
+            ));
+        }
+        let mut unreferenced = Vec::new();
+        for digest in snap
+            .manifest_keys
+            .iter()
+            .filter(|d| !reach.manifests.contains(*d))
+        {
+            match self.spared(digest, layout.manifest_key(digest)) {
+                Some(line) => plan.notes.push(line),
+                None => unreferenced.push(digest),
+            }
+        }
+        // A manifest that stays keeps what it references: a push's manifest must not lose its
+        // blobs to the sweep that spared it.
+        let spared: Vec<&String> = snap
+            .manifest_keys
+            .iter()
+            .filter(|d| !reach.manifests.contains(*d) && !unreferenced.contains(d))
+            .collect();
+        for digest in spared {
+            walk(snap, digest, 0, &mut reach);
+        }
+        unreferenced.sort_by_key(|d| snap.graph.get(*d).is_none_or(|n| n.kind != "index"));
+        let manifests = unreferenced.into_iter().map(|d| {
+            let node = snap.graph.get(d);
+            let reason = self.why(d, node.map_or("manifest", |n| n.kind));
+            let key = layout.manifest_key(d);
+            let step = Step::delete(Address::Key(key.clone()), key, reason);
+            step.sized(node.map_or(0, |n| n.size), Some(d.clone()))
+        });
+        let mut blobs = Vec::new();
+        for d in snap.blob_keys.iter().filter(|d| !reach.blobs.contains(*d)) {
+            if let Some(line) = self.spared(d, layout.blob_key(d)) {
+                plan.notes.push(line);
+                continue;
+            }
+            let (size, kind) = snap.blob_info.get(d).copied().unwrap_or((0, "blob"));
+            let key = layout.blob_key(d);
+            let step = Step::delete(Address::Key(key.clone()), key, self.why(d, kind));
+            blobs.push(step.sized(size, Some(d.clone())));
+        }
+        plan.phases = vec![
+            Phase::new("manifests", manifests.collect()),
+            Phase::new("blobs", blobs),
+        ];
+        plan
     }
-    Ok(())
 }
 
 #[cfg(test)]

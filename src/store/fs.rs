@@ -167,10 +167,6 @@ impl ObjectStore for FolderStore {
         format!("folder {}", self.root.display())
     }
 
-    fn folder(&self) -> Option<&Path> {
-        Some(&self.root)
-    }
-
     async fn check(&self) -> Result<()> {
         if self.root.exists() && !self.root.is_dir() {
             bail_input!(
@@ -263,6 +259,22 @@ impl ObjectStore for FolderStore {
             }
         }
         Ok(())
+    }
+
+    /// What nginx serves a manifest (or referrers index) as, per the fragment: its media type
+    /// where the fragment names it, `default_type` (application/octet-stream) where it does
+    /// not; `None` for other keys or without a fragment (nothing to check).
+    async fn content_type(&self, key: &str) -> Result<Option<String>> {
+        if !key.contains("/manifests/") && !key.contains("/referrers/") {
+            return Ok(None);
+        }
+        let Ok(text) = std::fs::read_to_string(self.root.join(super::nginx::FRAGMENT)) else {
+            return Ok(None);
+        };
+        let served = super::nginx::served_type(&text, key);
+        Ok(Some(
+            served.unwrap_or_else(|| "application/octet-stream".to_string()),
+        ))
     }
 
     async fn finish(&self) -> Result<()> {

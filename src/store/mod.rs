@@ -8,7 +8,7 @@ pub mod fs;
 pub mod nginx;
 pub mod s3;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Result;
@@ -89,12 +89,6 @@ pub trait ObjectStore: Send + Sync {
     /// A human description of the store, for messages (never contains secrets).
     fn describe(&self) -> String;
 
-    /// The local folder behind this store, if it is one (`alba verify` reads the media types
-    /// its nginx fragment serves).
-    fn folder(&self) -> Option<&Path> {
-        None
-    }
-
     /// Checks the store is reachable and the credentials work, before anything is written.
     async fn check(&self) -> Result<()>;
 
@@ -110,8 +104,8 @@ pub trait ObjectStore: Send + Sync {
     /// The whole content of a small object, `None` when it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
-    /// The `Content-Type` a reader of the object gets, where the store keeps one (buckets);
-    /// `None` when it does not exist or the store keeps no such metadata (folders).
+    /// The `Content-Type` a reader of the object gets, where the store says: a bucket's
+    /// metadata, a folder's nginx fragment (manifests only); `None` where it does not know.
     async fn content_type(&self, _key: &str) -> Result<Option<String>> {
         Ok(None)
     }
@@ -164,8 +158,6 @@ pub async fn open(target: &crate::target::Target) -> Result<std::sync::Arc<dyn O
     match target {
         Target::S3(s3) => Ok(std::sync::Arc::new(s3::S3Store::new(s3).await?)),
         Target::Folder(path) => Ok(std::sync::Arc::new(fs::FolderStore::new(path)?)),
-        Target::Registry(_) => Err(crate::error::input(format!(
-            "{target} is a registry, not an object store; use s3://… or file:… here"
-        ))),
+        Target::Registry(_) => Err(crate::target::not_a_store(target)),
     }
 }

@@ -17,12 +17,16 @@ use crate::store::ObjectStore;
 /// Where the fragment goes, relative to the folder.
 pub const FRAGMENT: &str = ".alba/nginx.conf";
 
-/// Rewrites the fragment if the store is a folder; does nothing for buckets.
-///
-/// The same as [`ObjectStore::finish`], which it calls: kept for the publishers that still
-/// refresh the fragment themselves instead of leaving it to the executor.
-pub async fn refresh(store: &dyn ObjectStore) -> Result<()> {
-    store.finish().await
+/// The media type the fragment `text` serves `key` as, where it names the key: the
+/// `default_type` of its `location = "/KEY" { types { } default_type TYPE; … }` line.
+pub fn served_type(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix("location = \"/")?;
+        let (named, rest) = rest.split_once('"')?;
+        let (_, rest) = rest.split_once("default_type ")?;
+        let (media_type, _) = rest.split_once(';')?;
+        (named == key).then(|| media_type.trim().to_string())
+    })
 }
 
 /// Writes the fragment for the folder `root`, read through `store` (the folder's own store):
@@ -112,8 +116,8 @@ mod tests {
         assert!(text.contains(r#"root "/srv/d";"#));
     }
 
-    /// The folder store writes the fragment in `finish`, reading the manifests it holds;
-    /// `refresh` does the same through the trait.
+    /// The folder store writes the fragment in `finish`, reading the manifests it holds, and
+    /// answers `content_type` from it.
     #[tokio::test]
     async fn the_folder_store_writes_it_in_finish() {
         let dir = tempfile::tempdir().unwrap();
@@ -138,9 +142,20 @@ mod tests {
                 )]
             )
         );
-        std::fs::remove_file(&path).unwrap();
-        refresh(&store).await.unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let served = store.content_type("v2/a/manifests/0.9").await.unwrap();
+        assert_eq!(
+            served.as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        let unnamed = store
+            .content_type("v2/a/manifests/sha256:00")
+            .await
+            .unwrap();
+        assert_eq!(unnamed.as_deref(), Some("application/octet-stream"));
+        assert_eq!(
+            store.content_type("v2/a/blobs/sha256:00").await.unwrap(),
+            None
+        );
         // The fragment lives in `.alba/`, which layouts never list.
         assert!(
             store

@@ -133,7 +133,7 @@ pub async fn check_store(
     opts: &Options,
     findings: &mut Findings,
 ) -> Result<()> {
-    let name_key = crate::publish::df_dist::name_key(name);
+    let name_key = crate::publish::layout::DfDistLayout::new(name).name_key();
     let repository = name.to_ascii_lowercase();
     let images = oci_source::StaticImages::new(source, &repository);
     let has_static = exists(source, &name_key, findings).await;

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::{Findings, Options, Source};
-use crate::publish::df_dist::{NameDocument, TagDocument, name_key, tag_key};
+use crate::publish::df_dist::{NameDocument, TagDocument};
+use crate::publish::layout::DfDistLayout;
 
 /// One tag being checked.
 struct TagCheck<'a> {
@@ -36,7 +37,7 @@ pub async fn check(
         Some(t) => {
             if !listed.iter().any(|l| l == t) {
                 findings.problem(
-                    name_key(name),
+                    DfDistLayout::new(name).name_key(),
                     format!("does not list the tag {t}, so download pages do not offer it"),
                     opts.republish("static", name, t),
                 );
@@ -67,7 +68,7 @@ async fn name_document(
     opts: &Options,
     findings: &mut Findings,
 ) -> Option<Vec<String>> {
-    let key = name_key(name);
+    let key = DfDistLayout::new(name).name_key();
     let fix = opts.republish("static", name, tag.unwrap_or("TAG"));
     let object = match source.get(&key).await {
         Ok(Some(object)) => object,
@@ -133,7 +134,10 @@ fn parse_sums(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
 
 impl TagCheck<'_> {
     fn key(&self, relative: &str) -> String {
-        format!("{}/{relative}", tag_key(self.name, self.tag))
+        format!(
+            "{}/{relative}",
+            DfDistLayout::new(self.name).tag_key(self.tag)
+        )
     }
 
     fn republish(&self) -> String {
@@ -171,7 +175,7 @@ impl TagCheck<'_> {
     }
 
     async fn tag_document(&mut self) -> Option<TagDocument> {
-        let key = tag_key(self.name, self.tag);
+        let key = DfDistLayout::new(self.name).tag_key(self.tag);
         let fix = self.republish();
         let object = match self.source.get(&key).await {
             Ok(Some(object)) => object,
@@ -345,7 +349,7 @@ impl TagCheck<'_> {
             self.tag
         );
         let (Some(signature), Some(sums)) = (&doc.signature, sums) else {
-            let key = tag_key(self.name, self.tag);
+            let key = DfDistLayout::new(self.name).tag_key(self.tag);
             let what = if doc.checksums.is_none() {
                 "SHA256SUMS"
             } else {

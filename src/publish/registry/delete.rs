@@ -13,9 +13,9 @@
 //! manifest with other tags deletes by tag instead (OCI distribution 1.1), and stops with a
 //! clear message where the registry cannot; `gc` keeps such aliases of kept tags.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use oci_client::RegistryOperation;
 use reqwest::Response;
 
@@ -23,12 +23,9 @@ use super::RegistrySink;
 use super::failure::Failed;
 use crate::error::one_line;
 use crate::publish::credentials::Credentials;
-use crate::publish::lifecycle::{self, Deletion, GcOptions, Selection};
 use crate::publish::oci::OciSink;
-use crate::report::TargetReport;
 use crate::target::RegistryTarget;
 use crate::transport::{Kind, by_status};
-use crate::ui::Ui;
 
 /// A repository on a registry, for deleting.
 pub struct RegistryRepo {
@@ -37,7 +34,7 @@ pub struct RegistryRepo {
 
 /// What the registry answered to a DELETE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     /// 2xx.
     Deleted,
     /// 404: gone already.
@@ -52,8 +49,18 @@ impl RegistryRepo {
         })
     }
 
+    /// The registry host, for messages.
+    pub fn host(&self) -> &str {
+        &self.sink.host
+    }
+
+    /// The repository, for messages.
+    pub fn repository(&self) -> &str {
+        &self.sink.repository
+    }
+
     /// Every tag of the repository and the digest it points at.
-    async fn tag_digests(&self) -> Result<BTreeMap<String, String>> {
+    pub async fn tag_digests(&self) -> Result<BTreeMap<String, String>> {
         self.sink.sign_in(RegistryOperation::Pull).await?;
         let mut digests = BTreeMap::new();
         for tag in self.sink.list_tags().await? {
@@ -68,7 +75,7 @@ impl RegistryRepo {
     /// `DELETE /v2/<repo>/manifests/<reference>`, retrying transient failures (connection
     /// trouble, 5xx, 429) under the run's transport policy; any other answer is judged by
     /// [`RegistryRepo::outcome`].
-    async fn delete(&self, reference: &str) -> Result<Outcome> {
+    pub async fn delete(&self, reference: &str) -> Result<Outcome> {
         let url = self.sink.url(&format!("manifests/{reference}"));
         let what = format!("DELETE of manifest {reference}");
         let response = self
@@ -116,156 +123,6 @@ impl RegistryRepo {
             ),
         })
     }
-}
-
-/// `alba container rm` on a registry: deletes the tag's manifest by digest (or, when other
-/// tags share it, the tag alone where the registry allows it). Unknown tag: error, nothing deleted.
-pub async fn rm(
-    repo: &RegistryRepo,
-    tag: &str,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let digests = repo.tag_digests().await?;
-    let Some(digest) = digests.get(tag).cloned() else {
-        let tags: Vec<String> = digests.keys().cloned().collect();
-        bail!(
-            "tag {tag} does not exist in {} on registry {} (tags there: {}); nothing was deleted",
-            repo.sink.repository,
-            repo.sink.host,
-            lifecycle::tag_list(&tags)
-        );
-    };
-    let sharing: Vec<String> = digests
-        .iter()
-        .filter(|(t, d)| *d == &digest && t.as_str() != tag)
-        .map(|(t, _)| t.clone())
-        .collect();
-    if sharing.is_empty() {
-        let reason = format!(
-            "tag {tag}: removed by rm (its manifest, by digest; the registry's garbage collector frees the blobs)"
-        );
-        return delete_one(repo, &digest, reason, dry_run, ui, report).await;
-    }
-    let shared = sharing.join(", ");
-    let reason =
-        format!("tag {tag}: removed by rm (by tag: {shared} point at the same image and stay)");
-    delete_one(repo, tag, reason, dry_run, ui, report).await.map_err(|e| {
-        anyhow!(
-            "tag {tag} points at the same image as {shared}, and deleting that image's manifest would remove {shared} too; alba tried to delete the tag alone, which registry {} refused ({e:#}); nothing was deleted",
-            repo.sink.host
-        )
-    })
-}
-
-/// `alba container gc` on a registry: keeps the newest tags (by version), their aliases and,
-/// if asked, releases; deletes the manifests of the others by digest.
-pub async fn gc(
-    repo: &RegistryRepo,
-    opts: &GcOptions,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<Selection> {
-    let digests = repo.tag_digests().await?;
-    // Referrers tags (`sha256-<hex>`) are no release's: they stay with their subjects.
-    let tags: Vec<String> = digests
-        .keys()
-        .filter(|t| !crate::publish::oci_static::is_referrers_tag(t))
-        .cloned()
-        .collect();
-    let mut selection = lifecycle::select_container_tags(&tags, opts, |t| digests.get(t).cloned());
-    lifecycle::warn_unversioned(&selection, ui);
-    selection.print(ui, opts.dry_run);
-    // One DELETE per manifest: it removes every (removed) tag pointing at it. A manifest a
-    // kept tag shares (1.1 and 1.2 from one commit) loses only the removed tag's name.
-    let kept: BTreeSet<&String> = selection
-        .keep
-        .iter()
-        .filter_map(|d| digests.get(&d.tag))
-        .collect();
-    let mut by_digest: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in &selection.remove {
-        if let Some(digest) = digests.get(&d.tag) {
-            by_digest
-                .entry(digest.clone())
-                .or_default()
-                .push(d.tag.clone());
-        }
-    }
-    let mut refused = Vec::new();
-    for (digest, tags) in by_digest {
-        if kept.contains(&digest) {
-            for tag in tags {
-                if !delete_shared_tag(repo, &tag, opts.dry_run, ui, report).await {
-                    refused.push(tag);
-                }
-            }
-            continue;
-        }
-        let reason = format!("manifest of removed tag {}", tags.join(", "));
-        delete_one(repo, &digest, reason, opts.dry_run, ui, report).await?;
-    }
-    // What the registry refused to delete stays, and the report says so.
-    let (stays, removed) = std::mem::take(&mut selection.remove)
-        .into_iter()
-        .partition(|d| refused.contains(&d.tag));
-    selection.remove = removed;
-    selection.keep.extend(stays);
-    if !selection.remove.is_empty() {
-        ui.line("blobs: the registry's own garbage collector frees them (distribution: `registry garbage-collect`)");
-    }
-    Ok(selection)
-}
-
-/// Deletes a removed tag whose manifest a kept tag shares, by tag alone. A registry that
-/// deletes only by digest refuses; the tag then stays (with a warning): deleting the manifest
-/// would take the kept tag with it.
-async fn delete_shared_tag(
-    repo: &RegistryRepo,
-    tag: &str,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> bool {
-    let reason = format!("tag {tag}: removed by gc (by tag: a kept tag shares its image)");
-    let Err(e) = delete_one(repo, tag, reason, dry_run, ui, report).await else {
-        return true;
-    };
-    // `delete_one` recorded the deletion before the registry refused it.
-    if report.objects.last().is_some_and(|o| o.key.ends_with(tag)) {
-        report.objects.pop();
-    }
-    ui.warn(format!(
-        "tag {tag} stays: it shares its image with a kept tag, and registry {} refused to delete the tag alone ({e:#})",
-        repo.sink.host
-    ));
-    false
-}
-
-/// Announces, records and (outside a dry run) deletes one manifest reference.
-async fn delete_one(
-    repo: &RegistryRepo,
-    reference: &str,
-    reason: String,
-    dry_run: bool,
-    ui: &Ui,
-    report: &mut TargetReport,
-) -> Result<()> {
-    let digest = reference
-        .starts_with("sha256:")
-        .then(|| reference.to_string());
-    let deletion = Deletion {
-        key: format!("manifests/{reference}"),
-        size: 0,
-        digest,
-        reason,
-    };
-    lifecycle::announce(&deletion, dry_run, ui, report);
-    if !dry_run && repo.delete(reference).await? == Outcome::Gone {
-        ui.line(format!("{reference} was already gone"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

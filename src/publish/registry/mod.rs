@@ -55,6 +55,7 @@ use failure::{Failed, is_not_found};
 mod client;
 pub mod delete;
 mod failure;
+pub mod removal;
 mod sink;
 
 /// Tags asked for per `tags/list` page.

@@ -14,9 +14,8 @@ use super::failure::Failed;
 use super::{PULL_TYPES, RegistrySink, object};
 use crate::image::Blob;
 use crate::publish::oci::OciSink;
-use crate::report::TargetReport;
 use crate::store::Body;
-use crate::ui::{Ui, human_size};
+use crate::ui::human_size;
 
 /// Bytes read from a spooled layer per chunk of the upload stream.
 const CHUNK: usize = 256 * 1024;
@@ -173,17 +172,6 @@ impl OciSink for RegistrySink {
             }
         })
         .await
-    }
-
-    async fn finish(
-        &self,
-        _tags: &[String],
-        _dry_run: bool,
-        _ui: &Ui,
-        _report: &mut TargetReport,
-    ) -> Result<()> {
-        // A registry keeps its own tag list.
-        Ok(())
     }
 }
 

@@ -1,0 +1,449 @@
+//! The one executor: runs any [`Plan`] on any [`Sink`].
+//!
+//! Phases run strictly in order; steps inside a parallel phase run up to `--jobs` at once
+//! under one bytes bar. Every step gives one progress line and one report entry, in plan order.
+//! A push's lease is written before its first phase and released after its last; before the
+//! phase that commits the earlier ones (an index, a tag document) the executor waits for
+//! running gcs and puts back whatever vanished ([`lease`]). Deletes of a gc run
+//! under its marker. `--dry-run` prints the plan and runs nothing. Publishers never print, and
+//! never write: this module does both. Layers compressed while the load still runs are
+//! uploaded ahead of their plan by [`early`].
+
+pub mod early;
+pub mod lease;
+
+use anyhow::Result;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::plan::{Action, Note, OnFailure, Phase, Plan, Planner, Sink, Step};
+use crate::report::{Status, TargetReport};
+use crate::ui::{Ui, human_size};
+use lease::{Lease, Sweep};
+
+/// How plans run.
+pub struct Executor<'a> {
+    /// Where progress goes.
+    pub ui: &'a Ui,
+    /// Steps at once inside a parallel phase.
+    pub jobs: usize,
+    /// Print the plan, run nothing.
+    pub dry_run: bool,
+}
+
+impl Executor<'_> {
+    /// Runs every plan `planner` makes on `sink`, recording each step in `report`.
+    pub async fn run(
+        &self,
+        sink: &dyn Sink,
+        planner: &mut dyn Planner,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        let result = match (planner.sweeps(), sink.store()) {
+            (Some(name), Some(store)) => {
+                let store = store.clone();
+                Sweep::run(&*store, &name, self.dry_run, self.ui, async |sweep| {
+                    self.plans(sink, planner, sweep, report).await?;
+                    if sweep.is_some() {
+                        lease::remove_expired(&*store, self.ui).await;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            _ => self.plans(sink, planner, None, report).await,
+        };
+        report.retries = sink.retries();
+        result
+    }
+
+    async fn plans(
+        &self,
+        sink: &dyn Sink,
+        planner: &mut dyn Planner,
+        sweep: Option<&Sweep>,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        loop {
+            // Planning reads the target (a HEAD per blob, listings): show that it is busy.
+            let spinner = self.ui.spinner("reading what the target holds");
+            let plan = planner.next(!self.dry_run).await;
+            spinner.finish_and_clear();
+            let Some(plan) = plan? else {
+                break;
+            };
+            for refused in self.run_plan(sink, &plan, sweep, report).await? {
+                planner.refused(refused);
+            }
+        }
+        if let (false, Some(store)) = (self.dry_run, sink.store()) {
+            store.finish().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one plan: notes, the lease, the phases in order. Returns the steps whose
+    /// tolerated failure the planner must hear of.
+    async fn run_plan<'p>(
+        &self,
+        sink: &dyn Sink,
+        plan: &'p Plan,
+        sweep: Option<&Sweep>,
+        report: &mut TargetReport,
+    ) -> Result<Vec<&'p Step>> {
+        self.say_notes(plan);
+        if let Some(tags) = &plan.tags {
+            report.tags.clone_from(tags);
+        }
+        let lease = match (&plan.lease, sink.store(), self.dry_run) {
+            (Some(spec), Some(store), false) => {
+                let (tags, digests, keys) = (&spec.tags, spec.digests.clone(), spec.keys.clone());
+                Some(Lease::take(store.clone(), &spec.name, tags, digests, keys).await?)
+            }
+            _ => None,
+        };
+        let mut refused = Vec::new();
+        for (n, phase) in plan.phases.iter().enumerate() {
+            if let (true, Some(lease)) = (phase.commit, &lease) {
+                lease.settle(self.ui).await?;
+                self.restore(sink, &plan.phases[..n]).await?;
+            }
+            match phase.parallel {
+                true => self.run_parallel(sink, phase, report).await?,
+                false => {
+                    let sequential = self.run_sequential(sink, phase, sweep, report);
+                    refused.extend(sequential.await?);
+                }
+            }
+        }
+        if plan.index_digest.is_some() {
+            report.index_digest.clone_from(&plan.index_digest);
+        }
+        if let Some(lease) = lease {
+            lease.release().await?;
+        }
+        Ok(refused)
+    }
+
+    /// The plan's notes and warnings: what the planner decided, before any step runs.
+    fn say_notes(&self, plan: &Plan) {
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "delete"
+        };
+        for note in &plan.notes {
+            match note {
+                Note::Line(line) => self.ui.line(line),
+                Note::Removes { tag, reason } => {
+                    self.ui.line(format!("{verb} tag {tag}: {reason}"))
+                }
+            }
+        }
+        for warning in &plan.warnings {
+            self.ui.warn(warning);
+        }
+    }
+
+    /// A phase whose steps run one by one, in order; returns the steps whose failure was
+    /// tolerated.
+    async fn run_sequential<'p>(
+        &self,
+        sink: &dyn Sink,
+        phase: &'p Phase,
+        sweep: Option<&Sweep>,
+        report: &mut TargetReport,
+    ) -> Result<Vec<&'p Step>> {
+        let mut refused = Vec::new();
+        for step in &phase.steps {
+            let Err(e) = self.run_step(sink, step, sweep, report).await else {
+                continue;
+            };
+            match &step.on_failure {
+                OnFailure::Stop => return Err(e),
+                OnFailure::Explain(why) => anyhow::bail!("{why} ({e:#}); nothing was deleted"),
+                OnFailure::Tolerate(warning) => {
+                    self.ui.warn(format!("{warning} ({e:#})"));
+                    refused.push(step);
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Right before a committing phase: writes again whatever of the earlier phases vanished
+    /// meanwhile (a gc that read the leases just before this push wrote its own).
+    async fn restore(&self, sink: &dyn Sink, earlier: &[Phase]) -> Result<()> {
+        for step in earlier.iter().flat_map(|p| &p.steps) {
+            if !matches!(step.action, Action::Write { .. }) || sink.exists(step).await? {
+                continue;
+            }
+            self.ui.warn(format!(
+                "{} vanished during the push (a gc?): uploading it again",
+                step.key
+            ));
+            sink.write(step).await?;
+        }
+        Ok(())
+    }
+
+    /// A phase whose steps run at once (blobs, binaries), reported in plan order.
+    async fn run_parallel(
+        &self,
+        sink: &dyn Sink,
+        phase: &Phase,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        let total = phase.steps.iter().map(|s| s.size).sum();
+        let bar = self.ui.bytes_bar(total, &phase.name);
+        let done: Vec<(usize, Status)> = futures::stream::iter(phase.steps.iter().enumerate())
+            .map(|(n, step)| {
+                let bar = bar.clone();
+                async move {
+                    let status = self.write(sink, step).await?;
+                    bar.inc(step.size);
+                    bar.suspend(|| self.ui.line(line(step, status, true)));
+                    anyhow::Ok((n, status))
+                }
+            })
+            .buffer_unordered(self.jobs.max(1))
+            .try_collect()
+            .await?;
+        bar.finish_and_clear();
+        let mut statuses = vec![Status::Exists; phase.steps.len()];
+        for (n, status) in done {
+            statuses[n] = status;
+        }
+        for (step, status) in phase.steps.iter().zip(statuses) {
+            report.record(&step.key, step.size, status, step.digest.clone());
+        }
+        Ok(())
+    }
+
+    /// Writes one step's content where it changes the target (not in a dry run).
+    async fn write(&self, sink: &dyn Sink, step: &Step) -> Result<Status> {
+        if let (Action::Write { content, .. }, true, false) =
+            (&step.action, step.changes(), self.dry_run)
+        {
+            sink.write(step).await?;
+            if let crate::plan::Content::Bytes(bytes) = content {
+                let text = String::from_utf8_lossy(bytes);
+                let size = human_size(step.size);
+                self.ui.detail(format!("{}: {text} ({size})", step.key));
+            }
+        }
+        Ok(step.status)
+    }
+
+    /// Runs one step of a sequential phase.
+    async fn run_step(
+        &self,
+        sink: &dyn Sink,
+        step: &Step,
+        sweep: Option<&Sweep>,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        match &step.action {
+            Action::Write { .. } => {
+                let status = self.write(sink, step).await?;
+                self.say(step, status, report);
+            }
+            Action::Delete => self.delete(sink, step, sweep, report).await?,
+            Action::List(update) => {
+                let Some(store) = sink.store().filter(|_| !self.dry_run) else {
+                    if step.status != Status::Exists || update.report_unchanged {
+                        self.say(step, step.status, report);
+                    }
+                    return Ok(());
+                };
+                self.settle_list(&**store, step, update, report).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One progress line and one report entry for a step of a sequential phase.
+    fn say(&self, step: &Step, status: Status, report: &mut TargetReport) {
+        self.ui.line(line(step, status, false));
+        report.record(&step.key, step.size, status, step.digest.clone());
+    }
+
+    /// Deletes one object under the gc's marker: a delete retried through an outage must not
+    /// outlive the marker, since a push that sees no gc running trusts what it checked stays.
+    async fn delete(
+        &self,
+        sink: &dyn Sink,
+        step: &Step,
+        sweep: Option<&Sweep>,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        if let Some(sweep) = sweep {
+            sweep.check()?;
+        }
+        let size = match step.size {
+            0 => String::new(),
+            size => format!(" ({})", human_size(size)),
+        };
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "delete"
+        };
+        let reason = step.reason.as_deref().unwrap_or_default();
+        self.ui.line(format!("{verb} {}{size}: {reason}", step.key));
+        if !self.dry_run {
+            match sweep {
+                None => sink.delete(step).await?,
+                Some(sweep) => {
+                    let deleted = tokio::time::timeout(sweep.time_left(), sink.delete(step));
+                    match deleted.await {
+                        Ok(done) => done?,
+                        Err(_) => anyhow::bail!(
+                            "gc stopped: deleting {} took longer than its marker allows; run gc again",
+                            step.key
+                        ),
+                    }
+                }
+            }
+        }
+        report.record_deleted(&step.key, step.size, step.digest.clone(), reason);
+        Ok(())
+    }
+
+    /// Rebuilds a derived list from the store, writes it where it differs, and reads it back
+    /// (with the tag objects listed again) until it holds: a concurrent writer may have written
+    /// its list from a listing made before our tag object existed.
+    async fn settle_list(
+        &self,
+        store: &dyn crate::store::ObjectStore,
+        step: &Step,
+        update: &crate::plan::ListUpdate,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        let key = update.list.key();
+        for round_number in 0..4 {
+            let round = update.list.read(store, &update.add, &update.remove).await?;
+            if let Some(why) = &round.unreadable {
+                self.ui.warn(format!(
+                    "{key} is not a valid list ({why}); rebuilding it from the store"
+                ));
+            }
+            let bytes = update.list.encode(&round.tags)?;
+            let digest = Some(crate::digest::oci_digest(&bytes));
+            let size = bytes.len() as u64;
+            if round.settled() {
+                if round_number == 0 && update.report_unchanged {
+                    self.ui.line(line(step, Status::Exists, false));
+                    report.record(&key, size, Status::Exists, digest);
+                }
+                return Ok(());
+            }
+            let status = if round.existed {
+                Status::Updated
+            } else {
+                Status::New
+            };
+            let put = crate::store::Put::bytes(key.clone(), bytes, "application/json");
+            store.put(&put).await?;
+            let tags = crate::publish::lifecycle::tag_list(&round.tags);
+            self.ui
+                .line(format!("{} ({}): tags {tags}", step.label, status.word()));
+            report.record(&key, size, status, digest);
+        }
+        Ok(())
+    }
+}
+
+/// The progress line of a written (or skipped) step.
+fn line(step: &Step, status: Status, sized: bool) -> String {
+    match sized && step.size > 0 {
+        true => format!(
+            "{} ({}, {})",
+            step.label,
+            human_size(step.size),
+            status.word()
+        ),
+        false => format!("{} ({})", step.label, status.word()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::plan::{Address, LeaseSpec, Once};
+    use crate::store::ObjectStore;
+    use crate::store::fs::FolderStore;
+
+    fn write(key: &str, text: &'static str) -> Step {
+        let bytes = Bytes::from_static(text.as_bytes());
+        Step::bytes(Address::Key(key.into()), key, bytes, "text/plain").labelled(key)
+    }
+
+    /// A push that planned `a` as present (a gc took it since) and `b` as new.
+    fn plan() -> Plan {
+        let a = write("a", "A").with_status(Status::Exists);
+        Plan {
+            phases: vec![
+                Phase::new("first", vec![a]).parallel(),
+                Phase::new("commit", vec![write("b", "B")]).committing(),
+            ],
+            lease: Some(LeaseSpec {
+                name: "x".into(),
+                ..LeaseSpec::default()
+            }),
+            ..Plan::default()
+        }
+    }
+
+    async fn run(store: &Arc<dyn ObjectStore>, dry_run: bool) -> TargetReport {
+        let ui = Ui::silent();
+        let executor = Executor {
+            ui: &ui,
+            jobs: 2,
+            dry_run,
+        };
+        let mut report = TargetReport::new("t", "static", "x", &[], dry_run);
+        let mut planner = Once(Some(plan()));
+        executor
+            .run(store, &mut planner, &mut report)
+            .await
+            .unwrap();
+        report
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_reports_the_plan_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FolderStore::new(dir.path()).unwrap());
+        let report = run(&store, true).await;
+        let statuses: Vec<_> = report
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.status))
+            .collect();
+        assert_eq!(statuses, [("a", Status::Exists), ("b", Status::New)]);
+        assert_eq!(report.bytes_sent, 0);
+        assert!(store.list("").await.unwrap().is_empty(), "nothing written");
+    }
+
+    #[tokio::test]
+    async fn the_committing_phase_puts_back_what_vanished_and_the_lease_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FolderStore::new(dir.path()).unwrap());
+        let report = run(&store, false).await;
+        assert_eq!(
+            store.get("a").await.unwrap().unwrap(),
+            "A",
+            "restored before b"
+        );
+        assert_eq!(store.get("b").await.unwrap().unwrap(), "B");
+        assert_eq!(report.bytes_sent, 1, "b is new; a was planned as present");
+        assert!(
+            store.list(lease::LEASES).await.unwrap().is_empty(),
+            "lease released"
+        );
+    }
+}
