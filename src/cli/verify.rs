@@ -9,6 +9,7 @@ use clap::Args;
 use super::Global;
 use crate::bail_input;
 use crate::publish::credentials;
+use crate::publish::layout::{DfDistLayout, V2_INDEX, V2Layout};
 use crate::publish::registry::RegistrySink;
 use crate::target::{self, Target};
 use crate::verify::oci_source::RegistryImages;
@@ -114,9 +115,9 @@ async fn verify_store(
         return Ok(source.describe());
     };
     let probes = [
-        crate::publish::layout::DfDistLayout::new(name).name_key(),
-        format!("v2/{}/tags/list", name.to_ascii_lowercase()),
-        "v2/index.html".to_string(),
+        DfDistLayout::new(name).name_key(),
+        V2Layout::new(&name.to_ascii_lowercase()).tags_key(),
+        V2_INDEX.to_string(),
     ];
     let serves = verify::web::website_serves(
         &web,

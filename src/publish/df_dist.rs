@@ -22,8 +22,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::derived::DerivedList;
-pub use super::derived::NameDocument;
-pub use super::layout::DF_DIST_ROOT as ROOT;
 use super::layout::DfDistLayout;
 use crate::artifact::StaticFile;
 use crate::digest::sha256_store_file;

@@ -6,6 +6,7 @@
 //! df-dist-v1/<name>/<tag>                      tag document
 //! df-dist-v1/<name>/<tag>/<os>/<arch>/<path>   a binary (or SHA256SUMS, an SBOM) of the tag
 //!
+//! v2/index.html                                {} — makes GET /v2/ answer 200
 //! v2/<name>/blobs/sha256:<hex>                 configs and layers
 //! v2/<name>/manifests/<digest or tag>          manifests, indexes, tag objects
 //! v2/<name>/referrers/sha256:<hex>             the referrers answer of a subject
@@ -95,6 +96,9 @@ impl DfDistLayout {
         })
     }
 }
+
+/// What makes `GET /v2/` answer 200 on a bucket's website (its index document) or a folder.
+pub const V2_INDEX: &str = "v2/index.html";
 
 /// The v2 (static registry) layout of one repository.
 #[derive(Debug, Clone, PartialEq, Eq)]

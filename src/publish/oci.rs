@@ -21,7 +21,9 @@ use crate::plan::{self, Address, Content, LeaseSpec, Phase, Plan, Step};
 use crate::report::Status;
 use crate::store::{Body, ObjectStore};
 
-/// Where images go: a static registry on an object store, or an OCI registry.
+/// Where images go: a static registry on an object store, or an OCI registry. Planners use
+/// its reads (`has_blob`, `manifest_digest`, `tags`, …); its writes (`put_*`) are called only by
+/// the executor, through [`ImageSink`].
 #[async_trait]
 pub trait OciSink: Send + Sync {
     /// Checks the sink is reachable and writable before anything is written.

@@ -18,8 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::derived::DerivedList;
-pub use super::derived::{TagList, is_referrers_tag};
-use super::layout::V2Layout;
+use super::layout::{V2_INDEX, V2Layout};
 use super::oci::OciSink;
 use crate::digest::oci_digest;
 use crate::image::{Blob, INDEX_MEDIA_TYPE};
@@ -27,8 +26,6 @@ use crate::plan::{Address, Step};
 use crate::store::{Body, ObjectStore, Put};
 
 const JSON: &str = "application/json";
-/// What makes `GET /v2/` answer 200 on a bucket's website (its index document).
-const V2_INDEX: &str = "v2/index.html";
 
 /// An [`OciSink`] writing the v2 layout to an object store.
 pub struct StaticRegistry {

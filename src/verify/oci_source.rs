@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Findings, Object, Source};
 use crate::image::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::publish::layout::{V2_INDEX, V2Layout};
 use crate::publish::registry::RegistrySink;
 
 /// Media types asked for when reading a manifest from a registry.
@@ -47,7 +48,7 @@ pub trait Images: Send + Sync {
 /// A static registry (the v2 layout) read through a [`Source`].
 pub struct StaticImages<'a> {
     source: &'a dyn Source,
-    name: String,
+    layout: V2Layout,
 }
 
 impl<'a> StaticImages<'a> {
@@ -55,13 +56,13 @@ impl<'a> StaticImages<'a> {
     pub fn new(source: &'a dyn Source, name: &str) -> StaticImages<'a> {
         StaticImages {
             source,
-            name: name.to_string(),
+            layout: V2Layout::new(name),
         }
     }
 
     /// Key of the `tags/list` document.
     pub fn tags_key(&self) -> String {
-        format!("v2/{}/tags/list", self.name)
+        self.layout.tags_key()
     }
 }
 
@@ -72,11 +73,11 @@ impl Images for StaticImages<'_> {
     }
 
     fn manifest_name(&self, reference: &str) -> String {
-        format!("v2/{}/manifests/{reference}", self.name)
+        self.layout.manifest_key(reference)
     }
 
     fn blob_name(&self, digest: &str) -> String {
-        format!("v2/{}/blobs/{digest}", self.name)
+        self.layout.blob_key(digest)
     }
 
     fn tags_name(&self) -> String {
@@ -84,7 +85,7 @@ impl Images for StaticImages<'_> {
     }
 
     async fn ping(&self, findings: &mut Findings, fix_index: &str) -> Result<()> {
-        const INDEX: &str = "v2/index.html";
+        const INDEX: &str = V2_INDEX;
         if self.source.is_web() {
             if self.source.get("v2/").await?.is_some() {
                 findings.checked("v2/");
@@ -107,7 +108,7 @@ impl Images for StaticImages<'_> {
             "is missing, so GET /v2/ does not answer 200 and pull clients refuse the registry",
             format!(
                 "push any image again (`alba container push -t {}:TAG DIR TARGET`): it writes v2/index.html",
-                self.name
+                self.layout.name()
             ),
         );
         Ok(())
@@ -136,7 +137,7 @@ impl Images for StaticImages<'_> {
     }
 
     async fn referrers(&self, digest: &str) -> Result<Option<Object>> {
-        let key = format!("v2/{}/referrers/{digest}", self.name);
+        let key = self.layout.referrers_key(digest);
         self.source.get(&key).await
     }
 }

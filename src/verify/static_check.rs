@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::{Findings, Options, Source};
-use crate::publish::df_dist::{NameDocument, TagDocument};
+use crate::publish::derived::NameDocument;
+use crate::publish::df_dist::TagDocument;
 use crate::publish::layout::DfDistLayout;
 
 /// One tag being checked.
