@@ -4,6 +4,8 @@
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; everything
 //! else lives here, one module per job.
 
+#![warn(missing_docs)]
+
 pub mod artifact;
 pub mod cache;
 pub mod cli;

@@ -112,7 +112,7 @@ pub enum Command {
     Man,
 }
 
-/// The clap command of alba, with every command's examples in its help (see [`examples`]).
+/// The clap command of alba, with every command's examples in its help (`cli/examples.rs`).
 pub fn command() -> clap::Command {
     examples::add_to(Cli::command())
 }

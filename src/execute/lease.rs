@@ -268,7 +268,7 @@ async fn renew(store: Arc<dyn ObjectStore>, key: String, mut doc: LeaseDoc) {
 }
 
 /// A running gc's marker: written before the gc reads any lease, renewed alongside the gc's
-/// work every [`SWEEP_RENEW`], removed when it ends.
+/// work every `SWEEP_RENEW` (15 s), removed when it ends.
 pub struct Sweep {
     key: String,
     doc: LeaseDoc,

@@ -20,6 +20,14 @@ use crate::report::{Status, TargetReport};
 use crate::ui::{Ui, human_size};
 use lease::{Lease, Sweep};
 
+/// Where one job's plans run: the sink, and the gc's marker its deletes run under (`None`
+/// for pushes and in a dry run).
+#[derive(Clone, Copy)]
+struct On<'a> {
+    sink: &'a dyn Sink,
+    sweep: Option<&'a Sweep>,
+}
+
 /// How plans run.
 pub struct Executor<'a> {
     /// Where progress goes.
@@ -42,7 +50,7 @@ impl Executor<'_> {
             (Some(name), Some(store)) => {
                 let store = store.clone();
                 Sweep::run(&*store, &name, self.dry_run, self.ui, async |sweep| {
-                    self.plans(sink, planner, sweep, report).await?;
+                    self.plans(On { sink, sweep }, planner, report).await?;
                     if sweep.is_some() {
                         lease::remove_expired(&*store, self.ui).await;
                     }
@@ -50,7 +58,7 @@ impl Executor<'_> {
                 })
                 .await
             }
-            _ => self.plans(sink, planner, None, report).await,
+            _ => self.plans(On { sink, sweep: None }, planner, report).await,
         };
         report.retries = sink.retries();
         result
@@ -58,9 +66,8 @@ impl Executor<'_> {
 
     async fn plans(
         &self,
-        sink: &dyn Sink,
+        on: On<'_>,
         planner: &mut dyn Planner,
-        sweep: Option<&Sweep>,
         report: &mut TargetReport,
     ) -> Result<()> {
         loop {
@@ -71,11 +78,11 @@ impl Executor<'_> {
             let Some(plan) = plan? else {
                 break;
             };
-            for refused in self.run_plan(sink, &plan, sweep, report).await? {
+            for refused in self.run_plan(on, &plan, report).await? {
                 planner.refused(refused);
             }
         }
-        if let (false, Some(store)) = (self.dry_run, sink.store()) {
+        if let (false, Some(store)) = (self.dry_run, on.sink.store()) {
             store.finish().await?;
         }
         Ok(())
@@ -85,11 +92,11 @@ impl Executor<'_> {
     /// tolerated failure the planner must hear of.
     async fn run_plan<'p>(
         &self,
-        sink: &dyn Sink,
+        on: On<'_>,
         plan: &'p Plan,
-        sweep: Option<&Sweep>,
         report: &mut TargetReport,
     ) -> Result<Vec<&'p Step>> {
+        let sink = on.sink;
         self.say_notes(plan);
         if let Some(tags) = &plan.tags {
             report.tags.clone_from(tags);
@@ -110,7 +117,7 @@ impl Executor<'_> {
             match phase.parallel {
                 true => self.run_parallel(sink, phase, report).await?,
                 false => {
-                    let sequential = self.run_sequential(sink, phase, sweep, report);
+                    let sequential = self.run_sequential(on, phase, report);
                     refused.extend(sequential.await?);
                 }
             }
@@ -148,14 +155,13 @@ impl Executor<'_> {
     /// tolerated.
     async fn run_sequential<'p>(
         &self,
-        sink: &dyn Sink,
+        on: On<'_>,
         phase: &'p Phase,
-        sweep: Option<&Sweep>,
         report: &mut TargetReport,
     ) -> Result<Vec<&'p Step>> {
         let mut refused = Vec::new();
         for step in &phase.steps {
-            let Err(e) = self.run_step(sink, step, sweep, report).await else {
+            let Err(e) = self.run_step(on, step, report).await else {
                 continue;
             };
             match &step.on_failure {
@@ -235,19 +241,14 @@ impl Executor<'_> {
     }
 
     /// Runs one step of a sequential phase.
-    async fn run_step(
-        &self,
-        sink: &dyn Sink,
-        step: &Step,
-        sweep: Option<&Sweep>,
-        report: &mut TargetReport,
-    ) -> Result<()> {
+    async fn run_step(&self, on: On<'_>, step: &Step, report: &mut TargetReport) -> Result<()> {
+        let sink = on.sink;
         match &step.action {
             Action::Write { .. } => {
                 let status = self.write(sink, step).await?;
                 self.say(step, status, report);
             }
-            Action::Delete => self.delete(sink, step, sweep, report).await?,
+            Action::Delete => self.delete(on, step, report).await?,
             Action::List(update) => {
                 let Some(store) = sink.store().filter(|_| !self.dry_run) else {
                     if step.status != Status::Exists || update.report_unchanged {
@@ -269,13 +270,8 @@ impl Executor<'_> {
 
     /// Deletes one object under the gc's marker: a delete retried through an outage must not
     /// outlive the marker, since a push that sees no gc running trusts what it checked stays.
-    async fn delete(
-        &self,
-        sink: &dyn Sink,
-        step: &Step,
-        sweep: Option<&Sweep>,
-        report: &mut TargetReport,
-    ) -> Result<()> {
+    async fn delete(&self, on: On<'_>, step: &Step, report: &mut TargetReport) -> Result<()> {
+        let (sink, sweep) = (on.sink, on.sweep);
         if let Some(sweep) = sweep {
             sweep.check()?;
         }

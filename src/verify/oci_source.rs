@@ -178,12 +178,7 @@ impl RegistryImages {
 
 /// The object of a successful answer: body and `Content-Type`.
 async fn object_of(response: reqwest::Response) -> Result<Object> {
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let content_type = super::web::content_type(&response);
     Ok(Object {
         bytes: response.bytes().await?,
         content_type: Some(content_type),

@@ -164,12 +164,7 @@ impl Source for WebSource {
             s if !s.is_success() => return Err(self.refused(key, response).await),
             _ => {}
         }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let content_type = content_type(&response);
         let bytes = response.bytes().await.map_err(|e| {
             anyhow!(
                 "GET {}: {}",
@@ -319,6 +314,15 @@ pub fn content_length(response: &reqwest::Response) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The `Content-Type` of an answer (empty when it has none).
+pub fn content_type(response: &reqwest::Response) -> String {
+    let value = response.headers().get(reqwest::header::CONTENT_TYPE);
+    value
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ impl RegistryRepo {
 
     /// `DELETE /v2/<repo>/manifests/<reference>`, retrying transient failures (connection
     /// trouble, 5xx, 429) under the run's transport policy; any other answer is judged by
-    /// [`RegistryRepo::outcome`].
+    /// `RegistryRepo::outcome`.
     pub async fn delete(&self, reference: &str) -> Result<Outcome> {
         let url = self.sink.url(&format!("manifests/{reference}"));
         let what = format!("DELETE of manifest {reference}");

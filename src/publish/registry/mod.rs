@@ -1,8 +1,8 @@
 //! An OCI registry (`docker://HOST/REPO`): pushing to it ([`OciSink`]), reading it (`ls`,
-//! `alba verify`) and deleting from it ([`delete`]: `container rm|gc`).
+//! `alba verify`) and deleting from it ([`delete`], planned by [`removal`]: `container rm|gc`).
 //!
-//! The shared push algorithm ([`super::oci::push`]) decides what to write and in which order;
-//! the sink (`sink.rs`) only speaks the distribution API:
+//! The shared push plan ([`super::oci::plan`]) decides what to write and in which order, and
+//! the executor writes it; the sink (`sink.rs`) only speaks the distribution API:
 //! - blobs: `HEAD` to skip what is there, then one upload session per blob — `POST` then a
 //!   monolithic `PUT` of the spooled file with its known size, streamed in chunks so memory
 //!   stays bounded whatever the layer size;
