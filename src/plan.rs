@@ -69,6 +69,8 @@ pub struct ListUpdate {
     pub remove: BTreeSet<String>,
     /// Report the list even when it needs no write (pushes do; rm and gc report changes).
     pub report_unchanged: bool,
+    /// The tags it would hold as planned (what a dry run shows).
+    pub planned: Vec<String>,
 }
 
 /// What a step does.

@@ -252,7 +252,8 @@ impl Executor<'_> {
             Action::List(update) => {
                 let Some(store) = sink.store().filter(|_| !self.dry_run) else {
                     if step.status != Status::Exists || update.report_unchanged {
-                        self.say(step, step.status, report);
+                        self.ui.line(list_line(step, step.status, &update.planned));
+                        report.record(&step.key, step.size, step.status, step.digest.clone());
                     }
                     return Ok(());
                 };
@@ -328,7 +329,7 @@ impl Executor<'_> {
             let size = bytes.len() as u64;
             if round.settled() {
                 if round_number == 0 && update.report_unchanged {
-                    self.ui.line(line(step, Status::Exists, false));
+                    self.ui.line(list_line(step, Status::Exists, &round.tags));
                     report.record(&key, size, Status::Exists, digest);
                 }
                 return Ok(());
@@ -340,13 +341,17 @@ impl Executor<'_> {
             };
             let put = crate::store::Put::bytes(key.clone(), bytes, "application/json");
             store.put(&put).await?;
-            let tags = crate::publish::lifecycle::tag_list(&round.tags);
-            self.ui
-                .line(format!("{} ({}): tags {tags}", step.label, status.word()));
+            self.ui.line(list_line(step, status, &round.tags));
             report.record(&key, size, status, digest);
         }
         Ok(())
     }
+}
+
+/// The progress line of a derived list: its status and tags.
+fn list_line(step: &Step, status: Status, tags: &[String]) -> String {
+    let tags = crate::publish::lifecycle::tag_list(tags);
+    format!("{} ({}): tags {tags}", step.label, status.word())
 }
 
 /// The progress line of a written (or skipped) step.

@@ -200,6 +200,7 @@ impl DerivedList {
             add,
             remove,
             report_unchanged,
+            planned: round.tags,
         };
         Ok(Step {
             action: Action::List(update),

@@ -245,7 +245,7 @@ impl Removal {
         }
         let files = state.files.get(tag).into_iter().flatten().map(|key| {
             let (size, digest) = sizes.get(key).cloned().unwrap_or_default();
-            let reason = format!("binary of {tag}: {}", decision.reason);
+            let reason = format!("file of {tag}: {}", decision.reason);
             Step::delete(Address::Key(key.clone()), key, reason).sized(size, digest)
         });
         Ok((doc, files.collect()))
@@ -307,7 +307,7 @@ fn file_sizes(
     let mut sizes = BTreeMap::new();
     for flavor in &doc.flavors {
         let p = &flavor.platform;
-        let dir = format!("{}/{}/", p.os, p.architecture);
+        let dir = DfDistLayout::flavor_dir_of(&p.os, &p.architecture);
         for r in &flavor.resources {
             let digest = r.sha256.as_ref().map(|hex| format!("sha256:{hex}"));
             let entry = (r.size.unwrap_or(0), digest);

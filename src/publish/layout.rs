@@ -75,7 +75,12 @@ impl DfDistLayout {
 
     /// A platform's folder below the tag folder: `<os>/<arch>/`.
     pub fn flavor_dir(platform: &Platform) -> String {
-        format!("{}/{}/", platform.os, platform.architecture)
+        DfDistLayout::flavor_dir_of(&platform.os, &platform.architecture)
+    }
+
+    /// The folder of a flavor a tag document names by `os` and `architecture`.
+    pub fn flavor_dir_of(os: &str, architecture: &str) -> String {
+        format!("{os}/{architecture}/")
     }
 
     /// Key of a binary whose resource path (below `<os>/<arch>/`) is `path`.

@@ -156,9 +156,10 @@ impl TagCheck<'_> {
         // Path below the tag folder → sha256 as read (or as documented, with --quick).
         let mut files = BTreeMap::new();
         for flavor in &doc.flavors {
-            let dir = format!("{}/{}", flavor.platform.os, flavor.platform.architecture);
+            let p = &flavor.platform;
+            let dir = DfDistLayout::flavor_dir_of(&p.os, &p.architecture);
             for resource in &flavor.resources {
-                let path = format!("{dir}/{}", resource.path);
+                let path = format!("{dir}{}", resource.path);
                 let hex = self
                     .check_file(&path, resource.size, resource.sha256.as_deref())
                     .await;
