@@ -280,8 +280,6 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The phases, in order.
     pub phases: Vec<Phase>,
-    /// A push's lease: written before the first phase, released after the last.
-    pub lease: Option<LeaseSpec>,
     /// The tags the target gets, when the planner decided more than it was given (aliases).
     pub tags: Option<Vec<String>>,
     /// The image index digest, for the report.
@@ -300,6 +298,18 @@ impl Plan {
 /// write.
 #[async_trait]
 pub trait Planner: Send {
+    /// Checks made before the job's lease or gc marker is written (reachability,
+    /// credentials, that the tag an rm removes exists): a failure leaves nothing behind.
+    async fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// What the push references, for its lease: written before the first plan is made (so
+    /// a gc that starts meanwhile keeps it), released after the last plan ran.
+    fn lease(&self) -> Option<LeaseSpec> {
+        None
+    }
+
     /// The next plan, or `None` when the job is done. `applied`: the plans made before were
     /// carried out (false in a dry run: make the next one as if they had been).
     async fn next(&mut self, applied: bool) -> Result<Option<Plan>>;
@@ -313,11 +323,15 @@ pub trait Planner: Send {
     fn refused(&mut self, _step: &Step) {}
 }
 
-/// A planner of one plan made up front (pushes).
-pub struct Once(pub Option<Plan>);
+/// A planner of one plan made up front (tests).
+pub struct Once(pub Option<Plan>, pub Option<LeaseSpec>);
 
 #[async_trait]
 impl Planner for Once {
+    fn lease(&self) -> Option<LeaseSpec> {
+        self.1.clone()
+    }
+
     async fn next(&mut self, _applied: bool) -> Result<Option<Plan>> {
         Ok(self.0.take())
     }
@@ -328,8 +342,9 @@ impl Planner for Once {
 pub trait Sink: Send + Sync {
     /// Writes a step's object (a [`Action::Write`]); readers never see it partial.
     async fn write(&self, step: &Step) -> Result<()>;
-    /// Deletes a step's object (a missing one is not an error).
-    async fn delete(&self, step: &Step) -> Result<()>;
+    /// Deletes a step's object; a missing one is not an error: `false` says it was gone
+    /// already (where the sink can tell).
+    async fn delete(&self, step: &Step) -> Result<bool>;
     /// True when a step's object is there (blobs and binaries: with the step's size).
     async fn exists(&self, step: &Step) -> Result<bool>;
     /// The object store under the sink (leases, gc markers, derived lists); `None` for
@@ -346,8 +361,9 @@ impl Sink for Arc<dyn ObjectStore> {
         self.put(&put_of(step).await?).await
     }
 
-    async fn delete(&self, step: &Step) -> Result<()> {
-        ObjectStore::delete(&**self, key_of(&step.address)?).await
+    async fn delete(&self, step: &Step) -> Result<bool> {
+        ObjectStore::delete(&**self, key_of(&step.address)?).await?;
+        Ok(true)
     }
 
     async fn exists(&self, step: &Step) -> Result<bool> {

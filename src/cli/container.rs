@@ -15,7 +15,7 @@ use crate::config::Kind;
 use crate::execute::{self, Executor};
 use crate::image::{self, LoadOptions};
 use crate::names;
-use crate::plan::{Once, Planner, Sink};
+use crate::plan::{Planner, Sink};
 use crate::platform::Platform;
 use crate::publish::credentials;
 use crate::publish::oci::{self, ImageSink, OciSink, PushOptions};
@@ -147,11 +147,13 @@ pub async fn publish_all(
             };
             // A target whose check failed before loading fails the same way now, without
             // waiting for its retries a second time.
-            let planned = match unreachable[n].take() {
+            let planner = match unreachable[n].take() {
                 Some(e) => Err(e),
-                None => oci::plan(&*sink, set, &target_tags, &opts).await,
+                None => {
+                    let push = oci::Push::new(sink.clone(), set, &target_tags, opts);
+                    Ok(Box::new(push) as Box<dyn Planner>)
+                }
             };
-            let planner = planned.map(|p| Box::new(Once(Some(p))) as Box<dyn Planner>);
             let image_sink = ImageSink(sink);
             let result = targets::run_on(&executor, &image_sink, &mut target_report, planner).await;
             (target_report, result)
@@ -332,7 +334,7 @@ async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
     store.check().await?;
     let registry = StaticRegistry::new(store.clone(), &name.to_ascii_lowercase());
     let mut listing = Vec::new();
-    let (tags, _, _) = registry.tag_list().stored(&*store).await?;
+    let tags = registry.tag_list().stored(&*store).await?.tags;
     for tag in tags {
         let index = store.get(&registry.layout().manifest_key(&tag)).await?;
         let (digest, platforms) = match index {

@@ -11,7 +11,7 @@ use crate::artifact::{self, StaticFile};
 use crate::config::Kind;
 use crate::execute::Executor;
 use crate::names;
-use crate::plan::{Once, Planner};
+use crate::plan::Planner;
 use crate::publish::derived::DerivedList;
 use crate::publish::df_dist::{self, StaticRelease};
 use crate::publish::layout::DfDistLayout;
@@ -108,9 +108,9 @@ pub async fn publish_all(
             };
             let result = async {
                 let store = store::open(t).await?;
-                let plan = df_dist::plan(&*store, &release).await;
-                let planner = plan.map(|p| Box::new(Once(Some(p))) as Box<dyn Planner>);
-                targets::run_on(&executor, &store, &mut target_report, planner).await
+                let planner: Box<dyn Planner> =
+                    Box::new(df_dist::Push::new(store.clone(), release));
+                targets::run_on(&executor, &store, &mut target_report, Ok(planner)).await
             };
             let result = result.await;
             (target_report, result)
@@ -125,7 +125,14 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
     let store = store::open(&t).await?;
     store.check().await?;
     let layout = DfDistLayout::new(&args.name);
-    let (tags, _, _) = DerivedList::Names(layout.clone()).stored(&*store).await?;
+    let stored = DerivedList::Names(layout.clone()).stored(&*store).await?;
+    if let Some(why) = &stored.unreadable {
+        let key = layout.name_key();
+        global.ui().warn(format!(
+            "{key} is not a valid name document ({why}); it lists no tags"
+        ));
+    }
+    let tags = stored.tags;
     let mut listing = Vec::new();
     for tag in &tags {
         let doc = match store.get(&layout.tag_key(tag)).await? {

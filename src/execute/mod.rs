@@ -2,10 +2,11 @@
 //!
 //! Phases run strictly in order; steps inside a parallel phase run up to `--jobs` at once
 //! under one bytes bar. Every step gives one progress line and one report entry, in plan order.
-//! A push's lease is written before its first phase and released after its last; before the
-//! phase that commits the earlier ones (an index, a tag document) the executor waits for
-//! running gcs and puts back whatever vanished ([`lease`]). Deletes of a gc run
-//! under its marker. `--dry-run` prints the plan and runs nothing. Publishers never print, and
+//! A job's checks ([`Planner::prepare`]) run before anything is written. A push's lease is
+//! written before its plan is made and released after it ran; before the phase that commits
+//! the earlier ones (an index, a tag document) the executor waits for running gcs, puts back
+//! whatever of the earlier phases vanished and writes after all what it had planned as
+//! present but a gc took since ([`lease`]). Deletes of a gc run under its marker. `--dry-run` prints the plan and runs nothing. Publishers never print, and
 //! never write: this module does both. Layers compressed while the load still runs are
 //! uploaded ahead of their plan by [`early`].
 
@@ -20,12 +21,14 @@ use crate::report::{Status, TargetReport};
 use crate::ui::{Ui, human_size};
 use lease::{Lease, Sweep};
 
-/// Where one job's plans run: the sink, and the gc's marker its deletes run under (`None`
-/// for pushes and in a dry run).
+/// Where one job's plans run: the sink, the gc's marker its deletes run under and the push's
+/// lease (each `None` where the job has none, and in a dry run).
 #[derive(Clone, Copy)]
 struct On<'a> {
     sink: &'a dyn Sink,
     sweep: Option<&'a Sweep>,
+    /// The push's lease, settled before a committing phase.
+    lease: Option<&'a Lease>,
 }
 
 /// How plans run.
@@ -46,22 +49,51 @@ impl Executor<'_> {
         planner: &mut dyn Planner,
         report: &mut TargetReport,
     ) -> Result<()> {
-        let result = match (planner.sweeps(), sink.store()) {
+        let result = self.run_job(sink, planner, report).await;
+        report.retries = sink.retries();
+        result
+    }
+
+    /// The job's checks, then its lease (pushes) or gc marker (rm, gc), then its plans.
+    async fn run_job(
+        &self,
+        sink: &dyn Sink,
+        planner: &mut dyn Planner,
+        report: &mut TargetReport,
+    ) -> Result<()> {
+        // Reachability and what an rm needs, before anything is written: a wrong target
+        // fails fast and leaves nothing behind (no lease, no marker).
+        planner.prepare().await?;
+        let lease = match (planner.lease(), sink.store(), self.dry_run) {
+            (Some(spec), Some(store), false) => {
+                let (tags, digests, keys) = (&spec.tags, spec.digests, spec.keys);
+                Some(Lease::take(store.clone(), &spec.name, tags, digests, keys).await?)
+            }
+            _ => None,
+        };
+        let on = On {
+            sink,
+            sweep: None,
+            lease: lease.as_ref(),
+        };
+        match (planner.sweeps(), sink.store()) {
             (Some(name), Some(store)) => {
                 let store = store.clone();
                 Sweep::run(&*store, &name, self.dry_run, self.ui, async |sweep| {
-                    self.plans(On { sink, sweep }, planner, report).await?;
+                    self.plans(On { sweep, ..on }, planner, report).await?;
                     if sweep.is_some() {
                         lease::remove_expired(&*store, self.ui).await;
                     }
                     Ok(())
                 })
-                .await
+                .await?
             }
-            _ => self.plans(On { sink, sweep: None }, planner, report).await,
-        };
-        report.retries = sink.retries();
-        result
+            _ => self.plans(on, planner, report).await?,
+        }
+        if let Some(lease) = lease {
+            lease.release().await?;
+        }
+        Ok(())
     }
 
     async fn plans(
@@ -79,7 +111,7 @@ impl Executor<'_> {
                 break;
             };
             for refused in self.run_plan(on, &plan, report).await? {
-                planner.refused(refused);
+                planner.refused(&refused);
             }
         }
         if let (false, Some(store)) = (self.dry_run, on.sink.store()) {
@@ -88,45 +120,41 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Runs one plan: notes, the lease, the phases in order. Returns the steps whose
-    /// tolerated failure the planner must hear of.
-    async fn run_plan<'p>(
+    /// Runs one plan: notes, then the phases in order. Returns the steps whose tolerated
+    /// failure the planner must hear of.
+    async fn run_plan(
         &self,
         on: On<'_>,
-        plan: &'p Plan,
+        plan: &Plan,
         report: &mut TargetReport,
-    ) -> Result<Vec<&'p Step>> {
+    ) -> Result<Vec<Step>> {
         let sink = on.sink;
         self.say_notes(plan);
         if let Some(tags) = &plan.tags {
             report.tags.clone_from(tags);
         }
-        let lease = match (&plan.lease, sink.store(), self.dry_run) {
-            (Some(spec), Some(store), false) => {
-                let (tags, digests, keys) = (&spec.tags, spec.digests.clone(), spec.keys.clone());
-                Some(Lease::take(store.clone(), &spec.name, tags, digests, keys).await?)
-            }
-            _ => None,
-        };
+        // Statuses may change at the committing phase: what a gc took since planning.
+        let mut phases = plan.phases.clone();
         let mut refused = Vec::new();
-        for (n, phase) in plan.phases.iter().enumerate() {
-            if let (true, Some(lease)) = (phase.commit, &lease) {
+        for n in 0..phases.len() {
+            if let (true, Some(lease)) = (phases[n].commit, on.lease) {
                 lease.settle(self.ui).await?;
-                self.restore(sink, &plan.phases[..n]).await?;
+                let (earlier, later) = phases.split_at_mut(n);
+                self.restore(sink, earlier).await?;
+                self.recheck(sink, later).await?;
             }
-            match phase.parallel {
+            let phase = &phases[n];
+            let writes_only = phase
+                .steps
+                .iter()
+                .all(|s| matches!(s.action, Action::Write { .. }));
+            match phase.parallel && writes_only {
                 true => self.run_parallel(sink, phase, report).await?,
-                false => {
-                    let sequential = self.run_sequential(on, phase, report);
-                    refused.extend(sequential.await?);
-                }
+                false => refused.extend(self.run_sequential(on, phase, report).await?),
             }
-        }
-        if plan.index_digest.is_some() {
-            report.index_digest.clone_from(&plan.index_digest);
-        }
-        if let Some(lease) = lease {
-            lease.release().await?;
+            if phase.commit && plan.index_digest.is_some() {
+                report.index_digest.clone_from(&plan.index_digest);
+            }
         }
         Ok(refused)
     }
@@ -153,12 +181,12 @@ impl Executor<'_> {
 
     /// A phase whose steps run one by one, in order; returns the steps whose failure was
     /// tolerated.
-    async fn run_sequential<'p>(
+    async fn run_sequential(
         &self,
         on: On<'_>,
-        phase: &'p Phase,
+        phase: &Phase,
         report: &mut TargetReport,
-    ) -> Result<Vec<&'p Step>> {
+    ) -> Result<Vec<Step>> {
         let mut refused = Vec::new();
         for step in &phase.steps {
             let Err(e) = self.run_step(on, step, report).await else {
@@ -169,7 +197,7 @@ impl Executor<'_> {
                 OnFailure::Explain(why) => anyhow::bail!("{why} ({e:#}); nothing was deleted"),
                 OnFailure::Tolerate(warning) => {
                     self.ui.warn(format!("{warning} ({e:#})"));
-                    refused.push(step);
+                    refused.push(step.clone());
                 }
             }
         }
@@ -188,6 +216,27 @@ impl Executor<'_> {
                 step.key
             ));
             sink.write(step).await?;
+        }
+        Ok(())
+    }
+
+    /// Right before a committing phase, for the phases from it on: a step planned as `exists`
+    /// whose object a gc took since (the push re-publishes a tag the gc was removing) is
+    /// written after all.
+    async fn recheck(&self, sink: &dyn Sink, later: &mut [Phase]) -> Result<()> {
+        for step in later.iter_mut().flat_map(|p| &mut p.steps) {
+            let planned_present = step.status == Status::Exists || step.done;
+            if !matches!(step.action, Action::Write { .. }) || !planned_present {
+                continue;
+            }
+            if !sink.exists(step).await? {
+                self.ui.warn(format!(
+                    "{} vanished during the push (a gc?): writing it again",
+                    step.key
+                ));
+                step.status = Status::New;
+                step.done = false;
+            }
         }
         Ok(())
     }
@@ -231,7 +280,10 @@ impl Executor<'_> {
             (&step.action, step.changes(), self.dry_run)
         {
             sink.write(step).await?;
-            if let crate::plan::Content::Bytes(bytes) = content {
+            // Documents only (`-v`): manifests and SBOMs would bury the log.
+            if let (crate::plan::Content::Bytes(bytes), crate::plan::Address::Key(_)) =
+                (content, &step.address)
+            {
                 let text = String::from_utf8_lossy(bytes);
                 let size = human_size(step.size);
                 self.ui.detail(format!("{}: {text} ({size})", step.key));
@@ -288,7 +340,7 @@ impl Executor<'_> {
         let reason = step.reason.as_deref().unwrap_or_default();
         self.ui.line(format!("{verb} {}{size}: {reason}", step.key));
         if !self.dry_run {
-            match sweep {
+            let existed = match sweep {
                 None => sink.delete(step).await?,
                 Some(sweep) => {
                     let deleted = tokio::time::timeout(sweep.time_left(), sink.delete(step));
@@ -300,6 +352,9 @@ impl Executor<'_> {
                         ),
                     }
                 }
+            };
+            if !existed {
+                self.ui.line(format!("{} was already gone", step.key));
             }
         }
         report.record_deleted(&step.key, step.size, step.digest.clone(), reason);
@@ -319,12 +374,12 @@ impl Executor<'_> {
         let key = update.list.key();
         for round_number in 0..4 {
             let round = update.list.read(store, &update.add, &update.remove).await?;
-            if let Some(why) = &round.unreadable {
+            if let Some(why) = &round.stored.unreadable {
                 self.ui.warn(format!(
                     "{key} is not a valid list ({why}); rebuilding it from the store"
                 ));
             }
-            let bytes = update.list.encode(&round.tags)?;
+            let bytes = round.bytes.clone();
             let digest = Some(crate::digest::oci_digest(&bytes));
             let size = bytes.len() as u64;
             if round.settled() {
@@ -334,7 +389,7 @@ impl Executor<'_> {
                 }
                 return Ok(());
             }
-            let status = if round.existed {
+            let status = if round.existed() {
                 Status::Updated
             } else {
                 Status::New
@@ -383,20 +438,25 @@ mod tests {
         Step::bytes(Address::Key(key.into()), key, bytes, "text/plain").labelled(key)
     }
 
-    /// A push that planned `a` as present (a gc took it since) and `b` as new.
+    /// A push that planned `a` and `c` as present (a gc took both since) and `b` as new.
     fn plan() -> Plan {
         let a = write("a", "A").with_status(Status::Exists);
+        let c = write("c", "C").with_status(Status::Exists);
         Plan {
             phases: vec![
                 Phase::new("first", vec![a]).parallel(),
                 Phase::new("commit", vec![write("b", "B")]).committing(),
+                Phase::new("last", vec![c]),
             ],
-            lease: Some(LeaseSpec {
-                name: "x".into(),
-                ..LeaseSpec::default()
-            }),
             ..Plan::default()
         }
+    }
+
+    fn lease() -> Option<LeaseSpec> {
+        Some(LeaseSpec {
+            name: "x".into(),
+            ..LeaseSpec::default()
+        })
     }
 
     async fn run(store: &Arc<dyn ObjectStore>, dry_run: bool) -> TargetReport {
@@ -407,7 +467,7 @@ mod tests {
             dry_run,
         };
         let mut report = TargetReport::new("t", "static", "x", &[], dry_run);
-        let mut planner = Once(Some(plan()));
+        let mut planner = Once(Some(plan()), lease());
         executor
             .run(store, &mut planner, &mut report)
             .await
@@ -425,7 +485,12 @@ mod tests {
             .iter()
             .map(|o| (o.key.as_str(), o.status))
             .collect();
-        assert_eq!(statuses, [("a", Status::Exists), ("b", Status::New)]);
+        let expected = [
+            ("a", Status::Exists),
+            ("b", Status::New),
+            ("c", Status::Exists),
+        ];
+        assert_eq!(statuses, expected);
         assert_eq!(report.bytes_sent, 0);
         assert!(store.list("").await.unwrap().is_empty(), "nothing written");
     }
@@ -441,7 +506,7 @@ mod tests {
             "restored before b"
         );
         assert_eq!(store.get("b").await.unwrap().unwrap(), "B");
-        assert_eq!(report.bytes_sent, 1, "b is new; a was planned as present");
+        assert_eq!(report.bytes_sent, 2, "b and c, each 1 byte");
         assert!(
             store.list(lease::LEASES).await.unwrap().is_empty(),
             "lease released"

@@ -48,21 +48,39 @@ pub enum DerivedList {
 /// One reading of a list: what is stored, and what it should be.
 #[derive(Debug, Clone)]
 pub struct Round {
-    /// The stored list's tags (empty when missing or unreadable).
-    pub stored: Vec<String>,
-    /// The stored object exists.
-    pub existed: bool,
-    /// The stored object could not be read as a list (it is rebuilt), and why.
-    pub unreadable: Option<String>,
+    /// What is stored.
+    pub stored: Stored,
     /// The tags it should hold now.
     pub tags: Vec<String>,
+    /// The document for them.
+    pub bytes: Bytes,
 }
 
 impl Round {
-    /// True when the stored list is what it should be.
+    /// True when the stored list is what it should be, to the byte; a missing list that
+    /// should be empty needs no write either.
     pub fn settled(&self) -> bool {
-        self.existed && self.unreadable.is_none() && self.stored == self.tags
+        match &self.stored.bytes {
+            Some(stored) => *stored == self.bytes,
+            None => self.tags.is_empty(),
+        }
     }
+
+    /// The stored object exists.
+    pub fn existed(&self) -> bool {
+        self.stored.bytes.is_some()
+    }
+}
+
+/// A stored list, as read.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// Its tags (empty when missing or unreadable).
+    pub tags: Vec<String>,
+    /// Its bytes, `None` when missing.
+    pub bytes: Option<Bytes>,
+    /// Why it could not be read as a list, when it could not (it is rebuilt).
+    pub unreadable: Option<String>,
 }
 
 impl DerivedList {
@@ -90,20 +108,22 @@ impl DerivedList {
     }
 
     /// The stored list's tags, and whether it exists and could be read.
-    pub async fn stored(
-        &self,
-        store: &dyn ObjectStore,
-    ) -> Result<(Vec<String>, bool, Option<String>)> {
+    pub async fn stored(&self, store: &dyn ObjectStore) -> Result<Stored> {
         let Some(bytes) = store.get(&self.key()).await? else {
-            return Ok((Vec::new(), false, None));
+            return Ok(Stored::default());
         };
         let tags = match self {
             DerivedList::Names(_) => serde_json::from_slice::<NameDocument>(&bytes).map(|d| d.tags),
             DerivedList::Tags(_) => serde_json::from_slice::<TagList>(&bytes).map(|d| d.tags),
         };
-        Ok(match tags {
-            Ok(tags) => (tags, true, None),
-            Err(e) => (Vec::new(), true, Some(e.to_string())),
+        let (tags, unreadable) = match tags {
+            Ok(tags) => (tags, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        Ok(Stored {
+            tags,
+            bytes: Some(bytes),
+            unreadable,
         })
     }
 
@@ -140,34 +160,32 @@ impl DerivedList {
         add: &[String],
         remove: &BTreeSet<String>,
     ) -> Result<Round> {
-        let (stored, existed, unreadable) = self.stored(store).await?;
+        let stored = self.stored(store).await?;
         let present = self.present(store).await?;
-        Ok(self.round(stored, existed, unreadable, &present, add, remove))
+        self.round(stored, &present, add, remove)
     }
 
     /// What the list should be, from a reading made already.
     pub fn round(
         &self,
-        stored: Vec<String>,
-        existed: bool,
-        unreadable: Option<String>,
+        stored: Stored,
         present: &BTreeSet<String>,
         add: &[String],
         remove: &BTreeSet<String>,
-    ) -> Round {
+    ) -> Result<Round> {
         let mut present: BTreeSet<String> = present.difference(remove).cloned().collect();
         present.extend(add.iter().cloned());
         let (order, new) = match self {
             DerivedList::Names(_) => (Order::NewestFirst, add.first().map(String::as_str)),
             DerivedList::Tags(_) => (Order::Lexical, None),
         };
-        let tags = merge(&stored, &present, new, order);
-        Round {
+        let tags = merge(&stored.tags, &present, new, order);
+        let bytes = self.encode(&tags)?;
+        Ok(Round {
             stored,
-            existed,
-            unreadable,
             tags,
-        }
+            bytes,
+        })
     }
 }
 
@@ -184,12 +202,12 @@ impl DerivedList {
         report_unchanged: bool,
     ) -> Result<Step> {
         let round = self.read(store, &add, &remove).await?;
-        let status = match (round.settled(), round.existed) {
+        let status = match (round.settled(), round.existed()) {
             (true, _) => Status::Exists,
             (false, true) => Status::Updated,
             (false, false) => Status::New,
         };
-        let bytes = self.encode(&round.tags)?;
+        let bytes = round.bytes.clone();
         let key = self.key();
         let label = format!("document {key}");
         let digest = Some(crate::digest::oci_digest(&bytes));
@@ -305,5 +323,34 @@ mod tests {
             merge(&s(&["b"]), &present, Some("c"), Order::Lexical),
             s(&["a", "b", "c"])
         );
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::*;
+    use crate::store::fs::FolderStore;
+
+    fn tags(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// rm and gc never create a list that would be empty; a push creates its list; a stored
+    /// list with the right tags but other bytes is rewritten.
+    #[tokio::test]
+    async fn settled_means_the_stored_bytes_are_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FolderStore::new(dir.path()).unwrap();
+        let list = DerivedList::Tags(V2Layout::new("a"));
+        let none = BTreeSet::new();
+        assert!(list.read(&store, &[], &none).await.unwrap().settled());
+        let push = list.read(&store, &tags(&["1.0"]), &none).await.unwrap();
+        assert!(!push.settled() && !push.existed());
+        let loose = Bytes::from_static(br#"{ "name": "a", "tags": ["1.0"] }"#);
+        let put = crate::store::Put::bytes(list.key(), loose, "application/json");
+        store.put(&put).await.unwrap();
+        let round = list.read(&store, &tags(&["1.0"]), &none).await.unwrap();
+        assert_eq!(round.stored.tags, tags(&["1.0"]));
+        assert!(!round.settled(), "rewritten in alba's own form");
     }
 }

@@ -15,8 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -25,7 +27,7 @@ use super::derived::DerivedList;
 use super::layout::DfDistLayout;
 use crate::artifact::StaticFile;
 use crate::digest::sha256_store_file;
-use crate::plan::{Action, Address, Content, LeaseSpec, Phase, Plan, Step};
+use crate::plan::{Action, Address, Content, LeaseSpec, Phase, Plan, Planner, Step};
 use crate::platform::Platform;
 use crate::report::Status;
 use crate::sign::Signer;
@@ -139,15 +141,62 @@ struct Prepared<'a> {
     sha256: &'a str,
 }
 
-/// Plans a static release on one store: reads what it holds and returns the phases —
-/// binaries, then SBOMs, checksums and signature (committing: a gc that ran meanwhile is
-/// waited for and what it took is put back), then the tag document, then the name document.
+/// A static release's push to one store, as a planner: its lease names the tag and every
+/// key it writes; its one plan has the phases — binaries, then SBOMs, checksums and signature
+/// (committing: a gc that ran meanwhile is waited for and what it took is put back), then the
+/// tag document, then the name document.
+pub struct Push<'a> {
+    store: Arc<dyn ObjectStore>,
+    release: StaticRelease<'a>,
+    planned: bool,
+}
+
+impl<'a> Push<'a> {
+    /// The push of `release` to `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, release: StaticRelease<'a>) -> Push<'a> {
+        Push {
+            store,
+            release,
+            planned: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Planner for Push<'_> {
+    async fn prepare(&mut self) -> Result<()> {
+        self.store.check().await
+    }
+
+    fn lease(&self) -> Option<LeaseSpec> {
+        let layout = DfDistLayout::new(self.release.name);
+        let tag = self.release.tag;
+        let files = prepare(&layout, &self.release).into_iter().map(|p| p.key);
+        let keys = files.chain([layout.tag_key(tag)]).collect();
+        Some(LeaseSpec {
+            name: self.release.name.to_string(),
+            tags: vec![tag.to_string()],
+            keys,
+            ..LeaseSpec::default()
+        })
+    }
+
+    async fn next(&mut self, _applied: bool) -> Result<Option<Plan>> {
+        if std::mem::replace(&mut self.planned, true) {
+            return Ok(None);
+        }
+        plan(&*self.store, &self.release).await.map(Some)
+    }
+}
+
+/// Plans a static release on one store: reads what it holds and returns the phases.
 pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Result<Plan> {
-    store.check().await?;
     let layout = DfDistLayout::new(release.name);
     let prepared = prepare(&layout, release);
-    let binaries: Vec<Step> = futures::stream::iter(&prepared)
-        .map(|p| binary_step(store, p))
+    // Collected first: a lazy `map` over borrows trips the compiler's Send check of the
+    // planner's boxed future.
+    let reads: Vec<_> = prepared.iter().map(|p| binary_step(store, p)).collect();
+    let binaries: Vec<Step> = futures::stream::iter(reads)
         .buffered(super::oci::READS_AT_ONCE)
         .try_collect()
         .await?;
@@ -159,8 +208,6 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
     let tag_doc = tag_document(&prepared, &sboms, signed)?;
     let tag_doc = document_step(store, &tag_key, tag_doc, JSON).await?;
     let name_doc = name_document_step(store, &layout, release.tag).await?;
-    let mut keys: Vec<String> = prepared.iter().map(|p| p.key.clone()).collect();
-    keys.push(tag_key);
     Ok(Plan {
         phases: vec![
             Phase::new("binaries", binaries).parallel(),
@@ -168,12 +215,6 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
             Phase::new("tag document", vec![tag_doc]),
             Phase::new("name document", vec![name_doc]),
         ],
-        lease: Some(LeaseSpec {
-            name: release.name.to_string(),
-            tags: vec![release.tag.to_string()],
-            keys,
-            ..LeaseSpec::default()
-        }),
         ..Plan::default()
     })
 }
@@ -396,8 +437,6 @@ async fn name_document_step(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::report::TargetReport;
     use crate::store::fs::FolderStore;
@@ -416,14 +455,13 @@ mod tests {
             sboms: &BTreeMap::new(),
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
-        let plan = plan(&**store, &release).await.unwrap();
         let ui = crate::ui::Ui::silent();
         let executor = crate::execute::Executor {
             ui: &ui,
             jobs: 2,
             dry_run: false,
         };
-        let mut planner = crate::plan::Once(Some(plan));
+        let mut planner = Push::new(store.clone(), release);
         executor
             .run(store, &mut planner, &mut report)
             .await

@@ -31,6 +31,8 @@ use crate::store::ObjectStore;
 struct State {
     /// The name document's tags, as stored.
     stored: Vec<String>,
+    /// Why the name document could not be read, when it could not (it is rebuilt).
+    unreadable: Option<String>,
     /// Tags whose tag document exists.
     present: BTreeSet<String>,
     /// The effective list, newest first: stored order, unlisted present tags in front.
@@ -44,7 +46,7 @@ struct State {
 impl State {
     async fn read(store: &dyn ObjectStore, layout: &DfDistLayout) -> Result<State> {
         let list = DerivedList::Names(layout.clone());
-        let (stored, _, _) = list.stored(store).await?;
+        let read = list.stored(store).await?;
         let mut present = BTreeSet::new();
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut modified = BTreeMap::new();
@@ -63,11 +65,11 @@ impl State {
                 _ => {}
             }
         }
-        let tags = list
-            .round(stored.clone(), true, None, &present, &[], &BTreeSet::new())
-            .tags;
+        let (stored, unreadable) = (read.tags.clone(), read.unreadable.clone());
+        let tags = list.round(read, &present, &[], &BTreeSet::new())?.tags;
         Ok(State {
             stored,
+            unreadable,
             present,
             tags,
             files,
@@ -110,6 +112,8 @@ pub struct Removal {
     pub selection: Selection,
     /// Plans made so far: the removal, then the heal.
     planned: usize,
+    /// What the store held when rm checked its tag, before the gc marker.
+    read: Option<State>,
 }
 
 impl Removal {
@@ -122,10 +126,12 @@ impl Removal {
             what,
             selection: Selection::default(),
             planned: 0,
+            read: None,
         }
     }
 
-    async fn plan_rm(&mut self, tag: &str) -> Result<Plan> {
+    /// rm's check, before the gc marker: the tag must be there.
+    async fn check_tag(&mut self, tag: &str) -> Result<()> {
         let store = &*self.store;
         let state = State::read(store, &self.layout).await?;
         if !state.has(tag) {
@@ -136,6 +142,15 @@ impl Removal {
                 lifecycle::tag_list(&state.tags)
             );
         }
+        self.read = Some(state);
+        Ok(())
+    }
+
+    async fn plan_rm(&mut self, tag: &str) -> Result<Plan> {
+        let state = match self.read.take() {
+            Some(state) => state,
+            None => State::read(&*self.store, &self.layout).await?,
+        };
         let removal = vec![Decision {
             tag: tag.to_string(),
             reason: "removed by rm".to_string(),
@@ -176,7 +191,14 @@ impl Removal {
         }
         selection.remove.clone_from(&removal);
         self.selection = selection;
-        self.removal_plan(&state, &removal, notes).await
+        let mut plan = self.removal_plan(&state, &removal, notes).await?;
+        if let Some(why) = &state.unreadable {
+            let key = self.layout.name_key();
+            let warning =
+                format!("{key} is not a valid name document ({why}); rebuilding it from the store");
+            plan.warnings.push(warning);
+        }
+        Ok(plan)
     }
 
     /// Removes tags in the safe order: name document, tag documents, binaries; then the name
@@ -254,11 +276,18 @@ impl Removal {
 
 #[async_trait]
 impl Planner for Removal {
+    async fn prepare(&mut self) -> Result<()> {
+        self.store.check().await?;
+        match &self.what {
+            Removing::Tag(tag) => self.check_tag(&tag.clone()).await,
+            Removing::Old(_) => Ok(()),
+        }
+    }
+
     async fn next(&mut self, applied: bool) -> Result<Option<Plan>> {
         self.planned += 1;
         match self.planned {
             1 => {
-                self.store.check().await?;
                 let plan = match &self.what {
                     Removing::Tag(tag) => self.plan_rm(&tag.clone()).await?,
                     Removing::Old(opts) => self.plan_gc(&opts.clone()).await?,
@@ -366,7 +395,7 @@ mod tests {
 
     async fn stored(store: &Arc<dyn ObjectStore>) -> Vec<String> {
         let list = DerivedList::Names(DfDistLayout::new("a"));
-        list.stored(&**store).await.unwrap().0
+        list.stored(&**store).await.unwrap().tags
     }
 
     #[tokio::test]

@@ -82,6 +82,55 @@ pub struct PushOptions {
     pub uploaded: std::collections::BTreeSet<String>,
 }
 
+/// An image set's push to one sink under its tags, as a planner: its lease names every
+/// digest it references; its one plan has the phases in the write order above.
+pub struct Push<'a> {
+    sink: Arc<dyn OciSink>,
+    images: &'a ImageSet,
+    tags: Vec<String>,
+    opts: PushOptions,
+    planned: bool,
+}
+
+impl<'a> Push<'a> {
+    /// The push of `images` to `sink` under `tags`.
+    pub fn new(
+        sink: Arc<dyn OciSink>,
+        images: &'a ImageSet,
+        tags: &[String],
+        opts: PushOptions,
+    ) -> Push<'a> {
+        Push {
+            sink,
+            images,
+            tags: tags.to_vec(),
+            opts,
+            planned: false,
+        }
+    }
+}
+
+#[async_trait]
+impl plan::Planner for Push<'_> {
+    async fn prepare(&mut self) -> Result<()> {
+        self.sink.check().await
+    }
+
+    /// The version tags (aliases are decided when planning: a gc keeps an alias's release
+    /// anyway, and the tags are written after any running gc is done).
+    fn lease(&self) -> Option<LeaseSpec> {
+        Some(lease_spec(self.images, &self.tags, self.sink.name()))
+    }
+
+    async fn next(&mut self, _applied: bool) -> Result<Option<Plan>> {
+        if std::mem::replace(&mut self.planned, true) {
+            return Ok(None);
+        }
+        let plan = plan(&*self.sink, self.images, &self.tags, &self.opts);
+        plan.await.map(Some)
+    }
+}
+
 /// Plans pushing an image set under every tag, in the write order above.
 pub async fn plan(
     sink: &dyn OciSink,
@@ -89,7 +138,6 @@ pub async fn plan(
     tags: &[String],
     opts: &PushOptions,
 ) -> Result<Plan> {
-    sink.check().await?;
     let mut plan = Plan::default();
     let mut tags = tags.to_vec();
     if let Some(version) = &opts.aliases {
@@ -133,7 +181,6 @@ pub async fn plan(
         Phase::new("tags", tag_steps),
         Phase::new("lists", sink.list_steps(&tags).await?),
     ];
-    plan.lease = Some(lease_spec(images, &tags, sink.name()));
     plan.index_digest = Some(images.index_digest.clone());
     Ok(plan)
 }
@@ -176,13 +223,13 @@ async fn blob_steps(
     opts: &PushOptions,
 ) -> Result<Vec<Step>> {
     let blobs = distinct_blobs(images);
-    let present: Vec<Option<bool>> = futures::stream::iter(&blobs)
-        .map(|blob| async {
-            match opts.uploaded.contains(&blob.digest) {
-                true => Ok(None),
-                false => sink.has_blob(blob).await.map(Some),
-            }
-        })
+    // Collected first: a lazy `map` over borrows trips the compiler's Send check of the
+    // planner's boxed future.
+    let reads: Vec<_> = blobs
+        .iter()
+        .map(|blob| has_blob(sink, opts, blob))
+        .collect();
+    let present: Vec<Option<bool>> = futures::stream::iter(reads)
         .buffered(READS_AT_ONCE)
         .try_collect()
         .await?;
@@ -195,6 +242,14 @@ async fn blob_steps(
         }
     });
     Ok(steps.collect())
+}
+
+/// Whether the sink has `blob`; `None` when this run uploaded it already while compressing.
+async fn has_blob(sink: &dyn OciSink, opts: &PushOptions, blob: &Blob) -> Result<Option<bool>> {
+    match opts.uploaded.contains(&blob.digest) {
+        true => Ok(None),
+        false => sink.has_blob(blob).await.map(Some),
+    }
 }
 
 /// A blob's upload.
@@ -273,6 +328,18 @@ async fn manifest_step(
     Ok(step.labelled(label).with_status(status))
 }
 
+/// True when the index `stored` lists every manifest the index `planned` lists (the
+/// referrers this push merged in are still there).
+fn lists_all(stored: &[u8], planned: &[u8]) -> bool {
+    let digests = |bytes: &[u8]| -> std::collections::BTreeSet<String> {
+        let index = serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let digests = entries.iter().filter_map(|e| e["digest"].as_str());
+        digests.map(str::to_string).collect()
+    };
+    digests(planned).is_subset(&digests(stored))
+}
+
 /// Plans run on an image sink: image addresses go to the sink, keys to its store.
 pub struct ImageSink(pub Arc<dyn OciSink>);
 
@@ -305,9 +372,9 @@ impl plan::Sink for ImageSink {
         }
     }
 
-    async fn delete(&self, step: &Step) -> Result<()> {
+    async fn delete(&self, step: &Step) -> Result<bool> {
         match self.0.store() {
-            Some(store) => ObjectStore::delete(&**store, plan::key_of(&step.address)?).await,
+            Some(store) => plan::Sink::delete(store, step).await,
             None => anyhow::bail!("cannot delete {} here (alba bug)", step.key),
         }
     }
@@ -318,13 +385,20 @@ impl plan::Sink for ImageSink {
         };
         match (&step.address, content) {
             (Address::Blob(_), Content::Blob(blob)) => self.0.has_blob(blob).await,
+            // A tag must still point at this index, not merely exist.
             (Address::Manifest(reference), _) => {
-                Ok(self.0.manifest_digest(reference).await?.is_some())
+                let current = self.0.manifest_digest(reference).await?;
+                Ok(current.is_some() && current == step.digest)
             }
-            (Address::Referrers(subject), _) => {
+            (Address::Referrers(subject), Content::Bytes(planned)) => {
                 let tag = subject.replacen(':', "-", 1);
-                Ok(self.0.manifest_digest(&tag).await?.is_some())
+                let stored = self.0.manifest(&tag).await?;
+                Ok(stored.is_some_and(|stored| lists_all(&stored, planned)))
             }
+            (Address::Key(_), _) => match self.0.store() {
+                Some(store) => plan::Sink::exists(store, step).await,
+                None => Ok(true),
+            },
             _ => Ok(true),
         }
     }
@@ -336,24 +410,4 @@ impl plan::Sink for ImageSink {
     fn retries(&self) -> u64 {
         self.0.retries()
     }
-}
-
-/// Pushes an image set with a fresh executor: planning and running in one (tests).
-#[cfg(test)]
-pub async fn push_now(
-    sink: Arc<dyn OciSink>,
-    images: &ImageSet,
-    tags: &[String],
-    report: &mut crate::report::TargetReport,
-) -> Result<()> {
-    let plan = plan(&*sink, images, tags, &PushOptions::default()).await?;
-    let ui = crate::ui::Ui::silent();
-    let executor = crate::execute::Executor {
-        ui: &ui,
-        jobs: 4,
-        dry_run: false,
-    };
-    executor
-        .run(&ImageSink(sink), &mut plan::Once(Some(plan)), report)
-        .await
 }

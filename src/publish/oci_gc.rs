@@ -79,7 +79,7 @@ impl Snapshot {
     ) -> Result<Snapshot> {
         let list = DerivedList::Tags(layout.clone());
         let mut snap = Snapshot {
-            listed: list.stored(store).await?.0,
+            listed: list.stored(store).await?.tags,
             ..Snapshot::default()
         };
         for listed in store.list_detailed(&layout.manifest_key("")).await? {
@@ -227,6 +227,8 @@ pub struct Removal {
     stage: Stage,
     /// What gc selected (rm: the one tag), once planned.
     pub selection: Selection,
+    /// What the store held when rm checked its tag, before the gc marker.
+    read: Option<Snapshot>,
 }
 
 impl Removal {
@@ -239,6 +241,7 @@ impl Removal {
             what,
             stage: Stage::Untag,
             selection: Selection::default(),
+            read: None,
         }
     }
 
@@ -252,13 +255,6 @@ impl Removal {
         let name = self.layout.name().to_string();
         match &self.what {
             Removing::Tag(tag) => {
-                if !snap.tags.contains_key(tag) && !snap.listed.iter().any(|t| t == tag) {
-                    bail!(
-                        "{name}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
-                        self.store.describe(),
-                        lifecycle::tag_list(&user_tags(snap))
-                    );
-                }
                 self.selection.remove = vec![Decision {
                     tag: tag.clone(),
                     reason: "removed by rm".to_string(),
@@ -278,11 +274,29 @@ impl Removal {
         Ok((self.selection.remove.clone(), plan))
     }
 
+    /// rm's check, before the gc marker: the tag must be there.
+    async fn check_tag(&mut self, tag: &str) -> Result<()> {
+        let snap = Snapshot::read(&*self.store, &self.layout, None).await?;
+        if !snap.tags.contains_key(tag) && !snap.listed.iter().any(|t| t == tag) {
+            bail!(
+                "{}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
+                self.layout.name(),
+                self.store.describe(),
+                lifecycle::tag_list(&user_tags(&snap))
+            );
+        }
+        self.read = Some(snap);
+        Ok(())
+    }
+
     /// Untags: `tags/list` without the removed tags, then their tag objects.
     async fn untag(&mut self) -> Result<Plan> {
         let grace = self.what.grace();
         let protected = Protected::read(&*self.store).await?;
-        let snap = Snapshot::read(&*self.store, &self.layout, None).await?;
+        let snap = match self.read.take() {
+            Some(snap) => snap,
+            None => Snapshot::read(&*self.store, &self.layout, None).await?,
+        };
         let (removal, mut plan) = self.select(&snap, &protected).await?;
         let removal = with_orphan_referrers(&snap, &removal, &protected);
         let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
@@ -373,12 +387,17 @@ impl Removal {
 
 #[async_trait]
 impl Planner for Removal {
+    async fn prepare(&mut self) -> Result<()> {
+        self.store.check().await?;
+        match &self.what {
+            Removing::Tag(tag) => self.check_tag(&tag.clone()).await,
+            Removing::Old(_) => Ok(()),
+        }
+    }
+
     async fn next(&mut self, applied: bool) -> Result<Option<Plan>> {
         match std::mem::replace(&mut self.stage, Stage::Done) {
-            Stage::Untag => {
-                self.store.check().await?;
-                Ok(Some(self.untag().await?))
-            }
+            Stage::Untag => Ok(Some(self.untag().await?)),
             Stage::Sweep(untagged) => Ok(Some(self.sweep(*untagged, applied).await?)),
             Stage::Heal => Ok(Some(self.heal().await?)),
             Stage::Done => Ok(None),

@@ -54,6 +54,11 @@ impl RegistryRepo {
         &self.sink.host
     }
 
+    /// Requests retried so far after transient faults, for the report.
+    pub fn retry_count(&self) -> u64 {
+        self.sink.retry_count()
+    }
+
     /// The repository, for messages.
     pub fn repository(&self) -> &str {
         &self.sink.repository

@@ -188,17 +188,14 @@ impl Sink for RegistryRepo {
         bail!("{}: rm and gc write nothing here (alba bug)", step.key)
     }
 
-    async fn delete(&self, step: &Step) -> Result<()> {
+    async fn delete(&self, step: &Step) -> Result<bool> {
         let Address::Manifest(reference) = &step.address else {
             bail!(
                 "{}: only manifests are deleted on a registry (alba bug)",
                 step.key
             );
         };
-        if RegistryRepo::delete(self, reference).await? == Outcome::Gone {
-            tracing::info!("{reference} was already gone");
-        }
-        Ok(())
+        Ok(RegistryRepo::delete(self, reference).await? != Outcome::Gone)
     }
 
     async fn exists(&self, _step: &Step) -> Result<bool> {
@@ -210,6 +207,6 @@ impl Sink for RegistryRepo {
     }
 
     fn retries(&self) -> u64 {
-        0
+        self.retry_count()
     }
 }

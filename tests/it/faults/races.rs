@@ -170,6 +170,136 @@ fn gc_beside_static_pushes_on_df_dist() {
     push_beside_gc(Layout::DfDist, 0x6c_0002, 20);
 }
 
+/// A re-push of a tag that a running gc removes: the push plans with everything present,
+/// finds the gc's marker before its committing phase and waits; meanwhile the gc (played by
+/// the test, deleting what `gc` deletes, in gc's order, through the real S3 API) removes the
+/// tag. Once the marker goes, the push must write back the tag's documents, objects and list
+/// entry it had planned as present, not report success over a missing tag.
+#[test]
+fn a_re_push_of_a_tag_a_running_gc_removes_ends_complete() {
+    let Some(garage) = Garage::try_start() else {
+        return;
+    };
+    let bucket = "repush";
+    garage.create_bucket(bucket);
+    let target = garage.s3_url(bucket);
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut rng = Lcg(seed(0x7e_0001));
+    for layout in [Layout::DfDist, Layout::StaticRegistry] {
+        let dir = layout.input(work.path(), 1, &mut rng);
+        let push = |cmd: &mut common::Alba| {
+            cmd.args([layout.kind(), "push", "-t", &format!("{NAME}:1.0")])
+                .arg(&dir)
+                .arg(&target);
+        };
+        let mut first = alba_on(&garage);
+        push(&mut first);
+        first.run_expect(0);
+        let before: BTreeSet<String> = garage.list_keys(bucket).into_iter().collect();
+        let marker = ".alba/gc/gc-test.json";
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let doc = serde_json::json!({
+            "id": "gc-test", "kind": "gc", "name": NAME, "created": now, "expires": now + 60,
+            "holder": "the test",
+        });
+        garage.s3_put(
+            bucket,
+            marker,
+            doc.to_string().as_bytes(),
+            "application/json",
+        );
+        let mut again = alba_or_other(&garage);
+        push(&mut again);
+        let running = spawn(again);
+        // The push is waiting once its lease is there and it had time to plan (a few HEADs).
+        let waiting = Instant::now();
+        while !garage
+            .list_keys(bucket)
+            .iter()
+            .any(|k| k.starts_with(".alba/leases/"))
+        {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(60),
+                "no lease appeared"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(2000));
+        remove_tag_as_gc_would(&garage, bucket, layout);
+        let s3 = garage.s3();
+        s3.delete(bucket, marker);
+        let output = running.wait();
+        let context = format!("{} re-push of 1.0 beside a gc removing it", layout.kind());
+        assert!(output.status.success(), "{context}: {}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("a gc is running"),
+            "{context}: the push did not wait for the gc\n{}",
+            text(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("vanished during the push"),
+            "{context}: the push did not see what the gc took\n{}",
+            text(&output)
+        );
+        assert!(
+            layout.has_tag(&garage, bucket, "1.0"),
+            "{context}: 1.0 is gone"
+        );
+        let problems = layout.problems(&garage, bucket);
+        assert!(
+            problems.is_empty(),
+            "{context}: {problems:#?}\n{}",
+            text(&output)
+        );
+        let after: BTreeSet<String> = garage.list_keys(bucket).into_iter().collect();
+        assert_eq!(
+            after, before,
+            "{context}: every object is back, nothing else"
+        );
+    }
+}
+
+/// Deletes tag 1.0 of `layout` the way gc does: the list first (rewritten without it), then
+/// the tag's own objects, then what only it referenced.
+fn remove_tag_as_gc_would(garage: &Garage, bucket: &str, layout: Layout) {
+    let s3 = garage.s3();
+    let keys = garage.list_keys(bucket);
+    let (list, list_body, tag_prefix) = match layout {
+        Layout::DfDist => (
+            format!("df-dist-v1/{NAME}"),
+            serde_json::json!({"name": NAME, "tags": []}),
+            format!("df-dist-v1/{NAME}/1.0"),
+        ),
+        Layout::StaticRegistry => (
+            format!("v2/{NAME}/tags/list"),
+            serde_json::json!({"name": NAME, "tags": []}),
+            format!("v2/{NAME}/manifests/"),
+        ),
+    };
+    garage.s3_put(
+        bucket,
+        &list,
+        list_body.to_string().as_bytes(),
+        "application/json",
+    );
+    let doomed = keys.iter().filter(|k| match layout {
+        Layout::DfDist => k.starts_with(&tag_prefix),
+        // The tag, then the manifests by digest, then the blobs: everything of the image.
+        Layout::StaticRegistry => {
+            k.starts_with(&tag_prefix) || k.starts_with(&format!("v2/{NAME}/blobs/"))
+        }
+    });
+    let mut doomed: Vec<&String> = doomed.collect();
+    // Tag objects and documents first, content after (gc's order).
+    doomed.sort_by_key(|k| (k.contains("sha256:"), k.len()));
+    for key in doomed {
+        s3.delete(bucket, key);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // SIGKILL
 // ---------------------------------------------------------------------------------------
