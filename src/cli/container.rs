@@ -12,7 +12,7 @@ use super::push_args::{self, LsArgs, Publication, PushArgs};
 use super::targets;
 use crate::artifact::ArtifactSet;
 use crate::config::Kind;
-use crate::execute::{self, Executor};
+use crate::execute;
 use crate::image::{self, LoadOptions};
 use crate::names;
 use crate::plan::{Planner, Sink};
@@ -110,11 +110,7 @@ pub async fn publish_all(
         "index {} ({} of {layers} layers compressed, the rest known from the cache, a target or another platform)",
         set.index_digest, set.layers_compressed
     ));
-    let executor = Executor {
-        ui,
-        jobs: global.jobs(),
-        dry_run,
-    };
+    let executor = global.executor(ui, dry_run);
     let items = targets
         .iter()
         .zip(sinks)

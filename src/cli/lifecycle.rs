@@ -124,11 +124,7 @@ impl Job {
         removal: impl AsyncFnOnce(&Target) -> Result<Removal>,
     ) -> Result<()> {
         let ui = global.ui();
-        let executor = Executor {
-            ui: &ui,
-            jobs: global.jobs(),
-            dry_run: self.dry_run,
-        };
+        let executor = global.executor(&ui, self.dry_run);
         let heading = Heading {
             section: self.section,
             failed: "❌ failed".into(),

@@ -157,6 +157,15 @@ impl Global {
         crate::cache::root()
     }
 
+    /// The executor of this run's plans: `--jobs`, and `dry_run` for this command.
+    pub fn executor<'a>(&self, ui: &'a Ui, dry_run: bool) -> crate::execute::Executor<'a> {
+        crate::execute::Executor {
+            ui,
+            jobs: self.jobs(),
+            dry_run,
+        }
+    }
+
     /// Uploads at once.
     pub fn jobs(&self) -> usize {
         self.jobs.map(usize::from).unwrap_or(8)

@@ -9,7 +9,6 @@ use super::targets;
 use crate::artifact::ArtifactSet;
 use crate::artifact::{self, StaticFile};
 use crate::config::Kind;
-use crate::execute::Executor;
 use crate::names;
 use crate::plan::Planner;
 use crate::publish::derived::DerivedList;
@@ -79,11 +78,7 @@ pub async fn publish_all(
         target::holds_binaries(t)?;
     }
     let files = df_dist::hash_files(files, global.cache_dir().as_deref()).await?;
-    let executor = Executor {
-        ui,
-        jobs: global.jobs(),
-        dry_run,
-    };
+    let executor = global.executor(ui, dry_run);
     let items = tags
         .iter()
         .flat_map(|tag| targets.iter().map(move |t| (tag, t)))
