@@ -131,16 +131,12 @@ pub enum OnFailure {
 }
 
 impl Step {
-    /// A write of `content` at `address`, `status` as the planner found the target.
-    pub fn write(address: Address, key: impl Into<String>, content: Content) -> Step {
+    /// A step doing `action` on `address`, planned as `new` until told otherwise.
+    fn new(address: Address, key: impl Into<String>, action: Action) -> Step {
         Step {
             address,
             key: key.into(),
-            action: Action::Write {
-                content,
-                media_type: String::new(),
-                sha256: String::new(),
-            },
+            action,
             label: String::new(),
             status: Status::New,
             size: 0,
@@ -151,29 +147,43 @@ impl Step {
         }
     }
 
-    /// Small bytes to write under a store key with a media type; size and digest from them.
+    /// A write of `content` (hex `sha256`, served as `media_type`) at `address`.
+    pub fn write(
+        address: Address,
+        key: impl Into<String>,
+        content: Content,
+        media_type: &str,
+        sha256: &str,
+    ) -> Step {
+        let action = Action::Write {
+            content,
+            media_type: media_type.to_string(),
+            sha256: sha256.to_string(),
+        };
+        Step::new(address, key, action)
+    }
+
+    /// Small bytes to write with a media type; size and digest from them.
     pub fn bytes(address: Address, key: impl Into<String>, bytes: Bytes, media_type: &str) -> Step {
         let sha256 = crate::digest::sha256_hex(&bytes);
-        Step {
-            size: bytes.len() as u64,
-            digest: Some(format!("sha256:{sha256}")),
-            action: Action::Write {
-                content: Content::Bytes(bytes),
-                media_type: media_type.to_string(),
-                sha256,
-            },
-            ..Step::write(address, key, Content::Bytes(Bytes::new()))
-        }
+        let size = bytes.len() as u64;
+        let step = Step::write(address, key, Content::Bytes(bytes), media_type, &sha256);
+        step.sized(size, Some(format!("sha256:{sha256}")))
     }
 
     /// A deletion, with its reason.
     pub fn delete(address: Address, key: impl Into<String>, reason: impl Into<String>) -> Step {
         Step {
-            action: Action::Delete,
             status: Status::Deleted,
             reason: Some(reason.into()),
-            ..Step::write(address, key, Content::Bytes(Bytes::new()))
+            ..Step::new(address, key, Action::Delete)
         }
+    }
+
+    /// A derived list's update at its key.
+    pub fn list(update: ListUpdate) -> Step {
+        let key = update.list.key();
+        Step::new(Address::Key(key.clone()), key, Action::List(update))
     }
 
     /// Sets the progress label.
@@ -284,13 +294,6 @@ pub struct Plan {
     pub tags: Option<Vec<String>>,
     /// The image index digest, for the report.
     pub index_digest: Option<String>,
-}
-
-impl Plan {
-    /// Every step, in order.
-    pub fn steps(&self) -> impl Iterator<Item = &Step> {
-        self.phases.iter().flat_map(|p| &p.steps)
-    }
 }
 
 /// A publisher's job on a target, plan by plan: each plan is made from what the target holds

@@ -139,9 +139,7 @@ impl Executor<'_> {
         for n in 0..phases.len() {
             if let (true, Some(lease)) = (phases[n].commit, on.lease) {
                 lease.settle(self.ui).await?;
-                let (earlier, later) = phases.split_at_mut(n);
-                self.restore(sink, earlier).await?;
-                self.recheck(sink, later).await?;
+                self.recheck(sink, &mut phases, n).await?;
             }
             let phase = &phases[n];
             let writes_only = phase
@@ -204,38 +202,27 @@ impl Executor<'_> {
         Ok(refused)
     }
 
-    /// Right before a committing phase: writes again whatever of the earlier phases vanished
-    /// meanwhile (a gc that read the leases just before this push wrote its own).
-    async fn restore(&self, sink: &dyn Sink, earlier: &[Phase]) -> Result<()> {
-        for step in earlier.iter().flat_map(|p| &p.steps) {
-            if !matches!(step.action, Action::Write { .. }) || sink.exists(step).await? {
-                continue;
-            }
-            self.ui.warn(format!(
-                "{} vanished during the push (a gc?): uploading it again",
-                step.key
-            ));
-            sink.write(step).await?;
-        }
-        Ok(())
-    }
-
-    /// Right before a committing phase, for the phases from it on: a step planned as `exists`
-    /// whose object a gc took since (the push re-publishes a tag the gc was removing) is
-    /// written after all.
-    async fn recheck(&self, sink: &dyn Sink, later: &mut [Phase]) -> Result<()> {
-        for step in later.iter_mut().flat_map(|p| &mut p.steps) {
-            let planned_present = step.status == Status::Exists || step.done;
-            if !matches!(step.action, Action::Write { .. }) || !planned_present {
-                continue;
-            }
-            if !sink.exists(step).await? {
+    /// Right before the committing phase `commit` (once running gcs are done), what a gc
+    /// took since it was checked: written again now where its phase ran already, and written
+    /// after all where a later phase planned it as present (the push re-publishes a tag the gc
+    /// was removing).
+    async fn recheck(&self, sink: &dyn Sink, phases: &mut [Phase], commit: usize) -> Result<()> {
+        for (n, phase) in phases.iter_mut().enumerate() {
+            let ran = n < commit;
+            for step in &mut phase.steps {
+                let planned_present = step.status == Status::Exists || step.done;
+                let is_write = matches!(step.action, Action::Write { .. });
+                if !is_write || !(ran || planned_present) || sink.exists(step).await? {
+                    continue;
+                }
+                let key = &step.key;
                 self.ui.warn(format!(
-                    "{} vanished during the push (a gc?): writing it again",
-                    step.key
+                    "{key} vanished during the push (a gc?): writing it again"
                 ));
-                step.status = Status::New;
-                step.done = false;
+                match ran {
+                    true => sink.write(step).await?,
+                    false => (step.status, step.done) = (Status::New, false),
+                }
             }
         }
         Ok(())
@@ -389,11 +376,7 @@ impl Executor<'_> {
                 }
                 return Ok(());
             }
-            let status = if round.existed() {
-                Status::Updated
-            } else {
-                Status::New
-            };
+            let status = round.status();
             let put = crate::store::Put::bytes(key.clone(), bytes, "application/json");
             store.put(&put).await?;
             self.ui.line(list_line(step, status, &round.tags));

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{DfDistKey, DfDistLayout, V2Key, V2Layout};
-use crate::plan::{Action, Address, Content, ListUpdate, Step};
+use crate::plan::{ListUpdate, Step};
 use crate::report::Status;
 use crate::store::ObjectStore;
 
@@ -69,6 +69,16 @@ impl Round {
     /// The stored object exists.
     pub fn existed(&self) -> bool {
         self.stored.bytes.is_some()
+    }
+
+    /// What writing the list now is: `exists` when settled, `updated` over a stored list,
+    /// `new` where there was none.
+    pub fn status(&self) -> Status {
+        match (self.settled(), self.existed()) {
+            (true, _) => Status::Exists,
+            (false, true) => Status::Updated,
+            (false, false) => Status::New,
+        }
     }
 }
 
@@ -202,17 +212,10 @@ impl DerivedList {
         report_unchanged: bool,
     ) -> Result<Step> {
         let round = self.read(store, &add, &remove).await?;
-        let status = match (round.settled(), round.existed()) {
-            (true, _) => Status::Exists,
-            (false, true) => Status::Updated,
-            (false, false) => Status::New,
-        };
-        let bytes = round.bytes.clone();
-        let key = self.key();
-        let label = format!("document {key}");
-        let digest = Some(crate::digest::oci_digest(&bytes));
-        let size = bytes.len() as u64;
-        let step = Step::write(Address::Key(key.clone()), &key, Content::Bytes(bytes));
+        let status = round.status();
+        let label = format!("document {}", self.key());
+        let digest = Some(crate::digest::oci_digest(&round.bytes));
+        let size = round.bytes.len() as u64;
         let update = ListUpdate {
             list: self,
             add,
@@ -220,13 +223,10 @@ impl DerivedList {
             report_unchanged,
             planned: round.tags,
         };
-        Ok(Step {
-            action: Action::List(update),
-            ..step
-        }
-        .labelled(label)
-        .with_status(status)
-        .sized(size, digest))
+        Ok(Step::list(update)
+            .labelled(label)
+            .with_status(status)
+            .sized(size, digest))
     }
 }
 

@@ -27,7 +27,7 @@ use super::derived::DerivedList;
 use super::layout::DfDistLayout;
 use crate::artifact::StaticFile;
 use crate::digest::sha256_store_file;
-use crate::plan::{Action, Address, Content, LeaseSpec, Phase, Plan, Planner, Step};
+use crate::plan::{Address, Content, LeaseSpec, Phase, Plan, Planner, Step};
 use crate::platform::Platform;
 use crate::report::Status;
 use crate::sign::Signer;
@@ -200,8 +200,8 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
         .buffered(super::oci::READS_AT_ONCE)
         .try_collect()
         .await?;
-    let mut documents = sbom_steps(store, &layout, release, &prepared).await?;
     let sboms = sbom_paths(release, &prepared);
+    let mut documents = sbom_steps(store, &layout, release, &sboms).await?;
     let (checksums, signed) = checksum_steps(store, &layout, release, &prepared).await?;
     documents.extend(checksums);
     let tag_key = layout.tag_key(release.tag);
@@ -272,18 +272,12 @@ async fn binary_step(store: &dyn ObjectStore, p: &Prepared<'_>) -> Result<Step> 
         }
     }
     let content = Content::File(p.file.path.clone());
-    let mut step = Step::write(Address::Key(p.key.clone()), &p.key, content)
+    let address = Address::Key(p.key.clone());
+    let step = Step::write(address, &p.key, content, BINARY, p.sha256);
+    Ok(step
         .labelled(format!("{} -> {}", p.file.path.display(), p.key))
         .with_status(status)
-        .sized(p.size, Some(format!("sha256:{}", p.sha256)));
-    if let Action::Write {
-        media_type, sha256, ..
-    } = &mut step.action
-    {
-        *media_type = BINARY.into();
-        *sha256 = p.sha256.to_string();
-    }
-    Ok(step)
+        .sized(p.size, Some(format!("sha256:{}", p.sha256))))
 }
 
 /// `SHA256SUMS` (coreutils format, paths relative to the tag folder, so `sha256sum -c` works
@@ -357,14 +351,14 @@ async fn sbom_steps(
     store: &dyn ObjectStore,
     layout: &DfDistLayout,
     release: &StaticRelease<'_>,
-    prepared: &[Prepared<'_>],
+    paths: &BTreeMap<Platform, String>,
 ) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
-    for (platform, path) in sbom_paths(release, prepared) {
-        let Some(sbom) = release.sboms.get(&platform) else {
+    for (platform, path) in paths {
+        let Some(sbom) = release.sboms.get(platform) else {
             continue;
         };
-        let key = layout.tag_file(release.tag, &path);
+        let key = layout.tag_file(release.tag, path);
         steps.push(document_step(store, &key, sbom.clone(), CYCLONEDX).await?);
     }
     Ok(steps)

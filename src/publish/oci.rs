@@ -262,17 +262,10 @@ pub fn blob_step(blob: &Blob) -> Step {
     };
     let key = format!("blobs/{}", blob.digest);
     let address = Address::Blob(blob.digest.clone());
-    let mut step = Step::write(address, key, Content::Blob(blob.clone()))
+    let content = Content::Blob(blob.clone());
+    Step::write(address, key, content, &blob.media_type, blob.hex())
         .labelled(format!("{what} {}", blob.digest))
-        .sized(blob.size, Some(blob.digest.clone()));
-    if let plan::Action::Write {
-        media_type, sha256, ..
-    } = &mut step.action
-    {
-        media_type.clone_from(&blob.media_type);
-        *sha256 = blob.hex().to_string();
-    }
-    step
+        .sized(blob.size, Some(blob.digest.clone()))
 }
 
 /// The SBOM artifact manifests (after their subjects), then each subject's referrers index,
