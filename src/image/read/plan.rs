@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::lazy::Lazy;
-use super::scan::{compress_entry, compress_failed};
+use super::scan::{compress_entry, finish_one};
 use super::{Shared, check_complete, check_diff_id, known_and_kept};
 use crate::image::docker::Spec;
 use crate::image::flight::{Claim, Flight, Owner};
@@ -245,18 +245,8 @@ impl Pass<'_> {
             let Some(layer) = self.compressing.remove(&name) else {
                 continue;
             };
-            let input = self.input;
-            let done = layer.wait().map_err(|e| compress_failed(input, &name, e))?;
-            tracing::debug!(
-                "compressed {name} of {}: {} → {}",
-                input.path.display(),
-                done.diff_id,
-                done.digest
-            );
-            if let Some(owner) = self.owners.remove(&name) {
-                owner.finish(&done);
-            }
-            self.shared.flights.offer(&done);
+            let owner = self.owners.remove(&name);
+            let done = finish_one(self.input, self.shared, &name, layer, owner)?;
             if self.todo.get(&name) == Some(&done.diff_id) {
                 self.shared.gate.ready(self.shared.blob(&done));
             }

@@ -261,7 +261,7 @@ impl Read for Counted<'_> {
     }
 }
 
-pub(super) fn compress_failed(input: &Input, name: &str, error: anyhow::Error) -> anyhow::Error {
+fn compress_failed(input: &Input, name: &str, error: anyhow::Error) -> anyhow::Error {
     error.context(format!(
         "cannot compress the layer {name} of the image {}",
         input.path.display()
@@ -278,18 +278,31 @@ fn finish_all(
 ) -> Result<HashMap<String, Spooled>> {
     let mut spooled = HashMap::new();
     for (name, layer) in compressing {
-        let done = layer.wait().map_err(|e| compress_failed(input, &name, e))?;
-        tracing::debug!(
-            "compressed {name} of {}: {} → {}",
-            input.path.display(),
-            done.diff_id,
-            done.digest
-        );
-        if let Some(owner) = owners.remove(&name) {
-            owner.finish(&done);
-        }
-        shared.flights.offer(&done);
+        let done = finish_one(input, shared, &name, layer, owners.remove(&name))?;
         spooled.insert(name, done);
     }
     Ok(spooled)
+}
+
+/// Waits for one layer to finish compressing, hands it to the image that claimed its
+/// flight (`owner`), and offers it to any image read later.
+pub(super) fn finish_one(
+    input: &Input,
+    shared: &Shared,
+    name: &str,
+    layer: Compressing,
+    owner: Option<Owner>,
+) -> Result<Spooled> {
+    let done = layer.wait().map_err(|e| compress_failed(input, name, e))?;
+    tracing::debug!(
+        "compressed {name} of {}: {} → {}",
+        input.path.display(),
+        done.diff_id,
+        done.digest
+    );
+    if let Some(owner) = owner {
+        owner.finish(&done);
+    }
+    shared.flights.offer(&done);
+    Ok(done)
 }
