@@ -380,3 +380,29 @@ fn append<W: std::io::Write>(archive: &mut tar::Builder<W>, path: &str, bytes: &
         .append_data(&mut header, path, bytes)
         .unwrap_or_else(|e| panic!("could not add {path} to a tarball: {e}"));
 }
+
+/// A folder of docker archives (uncompressed): per platform, the `base` layer and one own
+/// layer (`bin/albatros`, different per label and platform).
+pub fn image_dir(root: &Path, label: &str, base: &[u8], platforms: &[&str]) -> PathBuf {
+    let dir = root.join(format!("images-{label}"));
+    std::fs::create_dir_all(&dir).expect("image dir");
+    for arch in platforms {
+        let own = super::images::layer_tar(&[(
+            "bin/albatros",
+            format!("albatros {label} for {arch}").as_bytes(),
+        )]);
+        super::images::docker_archive(
+            &dir.join(format!("linux.{arch}.tar")),
+            arch,
+            "linux",
+            &[base.to_vec(), own],
+            false,
+        );
+    }
+    dir
+}
+
+/// A base layer holding `etc/os-release` = `text`.
+pub fn base_layer(text: &str) -> Vec<u8> {
+    super::images::layer_tar(&[("etc/os-release", text.as_bytes())])
+}

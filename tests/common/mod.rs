@@ -68,6 +68,20 @@ pub fn skip_allowed() -> bool {
     !is_ci() && std::env::var("ALBA_ALLOW_SKIP").as_deref() == Ok("1")
 }
 
+/// A small linear congruential generator (Knuth's MMIX constants): reproducible, no crate.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n.max(1) as u64) as usize
+    }
+}
+
 /// Reports that `what` is missing: panics with what it is and how to install it, unless
 /// [`skip_allowed`], where it prints a `SKIP` line and the caller returns early. The panic
 /// names the caller's line (`track_caller`): the service, not this function.

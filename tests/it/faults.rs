@@ -20,7 +20,6 @@
 //! kind, nothing asserted); `ALBA_FAULT_BIN` runs another alba binary there (e.g. an older one).
 
 use crate::common;
-use crate::common::images;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,7 +27,8 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::FaultProxy;
-use common::{Garage, Registry, alba, fixtures};
+use common::fixtures::{self, base_layer, image_dir};
+use common::{Garage, Lcg, Registry, alba};
 use serde_json::Value;
 
 mod races;
@@ -44,19 +44,6 @@ const FAST: [&str; 4] = ["--retry-backoff", "20ms", "--retry-time", "60s"];
 fn seed(base: u64) -> u64 {
     let extra = std::env::var("ALBA_FAULT_SEED").ok();
     base ^ extra.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-/// A small linear congruential generator (Knuth's MMIX constants): reproducible, no crate.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n.max(1) as u64) as usize
-    }
 }
 
 fn json(bytes: &[u8]) -> Value {
@@ -96,30 +83,6 @@ fn reported_retries(report: &Value) -> u64 {
         .flatten()
         .filter_map(|t| t["retries"].as_u64())
         .sum()
-}
-
-/// A folder of docker archives (uncompressed): per platform, the `base` layer and one own layer.
-fn image_dir(root: &Path, label: &str, base: &[u8], platforms: &[&str]) -> PathBuf {
-    let dir = root.join(format!("images-{label}"));
-    std::fs::create_dir_all(&dir).expect("image dir");
-    for arch in platforms {
-        let own = images::layer_tar(&[(
-            "bin/albatros",
-            format!("albatros {label} for {arch}").as_bytes(),
-        )]);
-        images::docker_archive(
-            &dir.join(format!("linux.{arch}.tar")),
-            arch,
-            "linux",
-            &[base.to_vec(), own],
-            false,
-        );
-    }
-    dir
-}
-
-fn base_layer(text: &str) -> Vec<u8> {
-    images::layer_tar(&[("etc/os-release", text.as_bytes())])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -195,24 +158,7 @@ fn images_on_a_garage_static_registry_ride_out_20_percent_faults() {
     for i in 0..10 {
         let tag = format!("1.{i}");
         let dir = image_dir(work.path(), &tag, &base, &["amd64", "arm64"]);
-        let out = alba_on(&garage)
-            .args([
-                "--json",
-                "container",
-                "push",
-                "-t",
-                &format!("{NAME}:{tag}"),
-            ])
-            .arg(&dir)
-            .arg(&target)
-            .run();
-        assert!(
-            out.status.success(),
-            "push {tag} failed ({})\n{}",
-            proxy.summary(),
-            text(&out)
-        );
-        let report = json(&out.stdout);
+        let report = push_image(alba_on(&garage), &tag, &dir, &target, &proxy);
         retries += reported_retries(&report);
         let digest = report["targets"][0]["index_digest"]
             .as_str()
@@ -245,6 +191,30 @@ fn images_on_a_garage_static_registry_ride_out_20_percent_faults() {
     }
 }
 
+/// `--json container push -t NAME:TAG DIR TARGET` through `cmd`, which must succeed; its
+/// report.
+fn push_image(
+    mut cmd: common::Alba,
+    tag: &str,
+    dir: &Path,
+    target: &str,
+    proxy: &FaultProxy,
+) -> Value {
+    let name_tag = format!("{NAME}:{tag}");
+    let out = cmd
+        .args(["--json", "container", "push", "-t", &name_tag])
+        .arg(dir)
+        .arg(target)
+        .run();
+    assert!(
+        out.status.success(),
+        "push {tag} failed ({})\n{}",
+        proxy.summary(),
+        text(&out)
+    );
+    json(&out.stdout)
+}
+
 /// Ten image pushes to Debian's registry through 20 % faults all complete; every tag pulls
 /// completely with skopeo.
 #[test]
@@ -263,28 +233,13 @@ fn images_on_a_registry_ride_out_20_percent_faults() {
     for i in 0..10 {
         let tag = format!("1.{i}");
         let dir = image_dir(work.path(), &tag, &base, &["amd64", "arm64"]);
-        let out = alba()
-            .args(FAST)
-            .args([
-                "--json",
-                "container",
-                "push",
-                "-t",
-                &format!("{NAME}:{tag}"),
-            ])
-            .arg(&dir)
-            .arg(&target)
-            .run();
-        assert!(
-            out.status.success(),
-            "push {tag} failed ({})\n{}",
-            proxy.summary(),
-            text(&out)
-        );
-        retries += reported_retries(&json(&out.stdout));
+        let mut cmd = alba();
+        cmd.args(FAST);
+        let report = push_image(cmd, &tag, &dir, &target, &proxy);
+        retries += reported_retries(&report);
         let reference = format!("docker://{}/{NAME}:{tag}", registry.host());
         let digest = pull_all(&reference, work.path(), &tag);
-        let reported = json(&out.stdout)["targets"][0]["index_digest"].clone();
+        let reported = report["targets"][0]["index_digest"].clone();
         assert_eq!(
             reported.as_str(),
             Some(digest.as_str()),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::fixtures;
+use common::fixtures::{self, base_layer, image_dir};
 use common::{Garage, Registry, alba};
 use serde_json::Value;
 
@@ -331,30 +331,6 @@ impl Layout {
             "{context}: blobs no tag reaches are left (or reached ones missing)"
         );
     }
-}
-
-/// A folder of docker archives (uncompressed): per platform, the `base` layer and one own layer.
-fn image_dir(root: &Path, label: &str, base: &[u8], platforms: &[&str]) -> PathBuf {
-    let dir = root.join(format!("images-{label}"));
-    std::fs::create_dir_all(&dir).expect("image dir");
-    for arch in platforms {
-        let own = images::layer_tar(&[(
-            "bin/albatros",
-            format!("albatros {label} for {arch}").as_bytes(),
-        )]);
-        images::docker_archive(
-            &dir.join(format!("linux.{arch}.tar")),
-            arch,
-            "linux",
-            &[base.to_vec(), own],
-            false,
-        );
-    }
-    dir
-}
-
-fn base_layer(text: &str) -> Vec<u8> {
-    images::layer_tar(&[("etc/os-release", text.as_bytes())])
 }
 
 // ---------------------------------------------------------------------------------------

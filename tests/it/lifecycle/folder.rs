@@ -1,19 +1,7 @@
 //! Randomized: a folder target (a sequence of pushes, removals and interrupted runs).
 
 use super::*;
-
-/// A small linear congruential generator (Knuth's MMIX constants): reproducible, no crate.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n.max(1) as u64) as usize
-    }
-}
+use crate::common::Lcg;
 
 /// The folder target's keys, as a bucket would list them.
 fn folder_keys(root: &Path) -> Vec<String> {
