@@ -18,7 +18,6 @@ use serde_json::Value;
 /// Everything the pull checks need; `None` (SKIP with `ALBA_ALLOW_SKIP=1`) when something is missing.
 fn services() -> Option<(Garage, Containerd)> {
     if !nix_available() {
-        common::missing("Nix (nix-bin)", "apt-get install nix-bin");
         return None;
     }
     if !skopeo_available() {
