@@ -17,11 +17,9 @@ use crate::image::{self, LoadOptions};
 use crate::names;
 use crate::plan::{Planner, Sink};
 use crate::platform::Platform;
-use crate::publish::credentials;
 use crate::publish::oci::{self, ImageSink, OciSink, PushOptions};
 use crate::publish::oci_known;
 use crate::publish::oci_static::StaticRegistry;
-use crate::publish::registry::RegistrySink;
 use crate::report::{Report, TargetReport};
 use crate::store;
 use crate::target::{self, RegistryTarget, Target};
@@ -274,9 +272,8 @@ async fn sink_for(
 ) -> Result<(Arc<dyn OciSink>, Vec<String>)> {
     match t {
         Target::Registry(r) => {
-            let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
             let tags = r.tag.clone().map_or_else(|| tags.to_vec(), |tag| vec![tag]);
-            Ok((Arc::new(RegistrySink::new(r, credentials)?), tags))
+            Ok((Arc::new(global.registry_sink(r)?), tags))
         }
         _ => {
             let store = store::open(t).await?;
@@ -348,8 +345,7 @@ async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
 /// The tags of a registry repository, through the registry API (`tags/list`, then each tag's
 /// manifest for its digest and platforms).
 async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing> {
-    let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
-    let registry = RegistrySink::new(r, credentials)?;
+    let registry = global.registry_sink(r)?;
     registry.sign_in(RegistryOperation::Pull).await?;
     let mut listing = Vec::new();
     for tag in registry.list_tags().await? {

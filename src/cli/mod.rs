@@ -191,6 +191,17 @@ impl Global {
         }
     }
 
+    /// The registry client for a `docker://` target, with the run's credentials (flags, then
+    /// the Docker config and its helpers, then anonymous).
+    pub fn registry_sink(
+        &self,
+        r: &crate::target::RegistryTarget,
+    ) -> Result<crate::publish::registry::RegistrySink> {
+        let credentials =
+            crate::publish::credentials::resolve(&r.host, &self.registry_credentials())?;
+        crate::publish::registry::RegistrySink::new(r, credentials)
+    }
+
     /// Prints the report as JSON when `--json` was given.
     pub fn print_report(&self, report: &Report) -> Result<()> {
         if self.json {

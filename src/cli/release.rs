@@ -17,7 +17,6 @@ use crate::names;
 use crate::nix::Flake;
 use crate::platform::Platform;
 use crate::publish::oci::OciSink;
-use crate::publish::registry::RegistrySink;
 use crate::publish::{aliases, credentials};
 use crate::report::Report;
 use crate::sign::Signer;
@@ -299,10 +298,7 @@ fn targets_for(release: &Release, kind: Kind, explicit: &[Target]) -> Result<Vec
 async fn check_targets(global: &Global, plan: &Plan) -> Result<()> {
     for t in plan.kinds.iter().flat_map(|(_, targets)| targets) {
         match t {
-            Target::Registry(r) => {
-                let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
-                RegistrySink::new(r, credentials)?.check().await?;
-            }
+            Target::Registry(r) => global.registry_sink(r)?.check().await?,
             _ => crate::store::open(t).await?.check().await?,
         }
     }

@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::Global;
 use crate::bail_input;
-use crate::publish::credentials;
 use crate::publish::layout::{DfDistLayout, V2_INDEX, V2Layout};
 use crate::publish::registry::RegistrySink;
 use crate::target::{self, Target};
@@ -90,8 +89,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<()> {
 
 /// The registry client for a docker:// target, with the run's credentials.
 async fn registry(global: &Global, r: &target::RegistryTarget) -> Result<RegistrySink> {
-    let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
-    let registry = RegistrySink::new(r, credentials)?;
+    let registry = global.registry_sink(r)?;
     registry
         .sign_in(oci_client::RegistryOperation::Pull)
         .await?;
