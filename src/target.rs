@@ -14,7 +14,7 @@ pub enum Target {
     /// An S3 bucket (Garage, MinIO, AWS).
     S3(S3Target),
     /// A local folder laid out like a bucket.
-    Folder(PathBuf),
+    Folder(FolderTarget),
     /// An OCI registry reached through its HTTP API.
     Registry(RegistryTarget),
 }
@@ -34,6 +34,17 @@ pub struct S3Target {
     pub force_path_style: bool,
     /// AWS profile to read credentials from.
     pub profile: Option<String>,
+    /// The bucket's public web address (`web=`), see [`Target::web`].
+    pub web: Option<String>,
+}
+
+/// A local folder laid out like a bucket (`file:PATH[?web=URL]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderTarget {
+    /// The folder.
+    pub path: PathBuf,
+    /// The public web address of the web server that serves the folder, see [`Target::web`].
+    pub web: Option<String>,
 }
 
 /// An OCI registry repository, `docker://HOST/REPO[:TAG]`.
@@ -62,8 +73,22 @@ impl fmt::Display for Target {
                 }
                 Ok(())
             }
-            Target::Folder(p) => write!(f, "folder {}", p.display()),
+            Target::Folder(p) => write!(f, "folder {}", p.path.display()),
             Target::Registry(r) => write!(f, "docker://{}/{}", r.host, r.repository),
+        }
+    }
+}
+
+impl Target {
+    /// The public web address of a bucket or folder target (`?web=http[s]://host[:port][/path]`,
+    /// no trailing `/`): where people and pull clients reach the target's root, i.e. the key
+    /// `K` is served at `<web>/K`. Signatures name it as the image reference, pages link with
+    /// it. `None` for registries (their address is the target itself) and where not given.
+    pub fn web(&self) -> Option<&str> {
+        match self {
+            Target::S3(s) => s.web.as_deref(),
+            Target::Folder(f) => f.web.as_deref(),
+            Target::Registry(_) => None,
         }
     }
 }
@@ -116,15 +141,15 @@ pub fn parse(text: &str) -> Result<Target> {
                 "target {text:?}: file:// needs an absolute path (file:///srv/dist); use file:REL/PATH for a relative folder"
             );
         }
-        return Ok(Target::Folder(PathBuf::from(rest)));
+        return parse_folder(text, rest).map(Target::Folder);
     }
     if let Some(rest) = text.strip_prefix("file:") {
-        if rest.is_empty() {
+        if rest.is_empty() || rest.starts_with('?') {
             bail_input!(
                 "target {text:?}: no folder given; write file:REL/PATH or file:///ABS/PATH"
             );
         }
-        return Ok(Target::Folder(PathBuf::from(rest)));
+        return parse_folder(text, rest).map(Target::Folder);
     }
     if let Some(scheme) = url_scheme(text) {
         bail_input!(
@@ -134,6 +159,41 @@ pub fn parse(text: &str) -> Result<Target> {
     bail_input!(
         "target {text:?} is not a target URL; use s3://BUCKET?endpoint=HOST&region=R&s3ForcePathStyle=true, file:PATH or docker://HOST/REPO"
     )
+}
+
+fn parse_folder(text: &str, rest: &str) -> Result<FolderTarget> {
+    let (path, query) = split_query(rest);
+    let mut web = None;
+    for (key, value) in query_pairs(text, query)? {
+        match key.as_str() {
+            "web" => web = Some(web_url(text, &value)?),
+            _ => bail_input!("target {text:?}: unknown parameter {key:?}; known: web"),
+        }
+    }
+    Ok(FolderTarget {
+        path: PathBuf::from(path),
+        web,
+    })
+}
+
+/// Checks a `web=` address: http(s), a host, no credentials, query or fragment; returned
+/// without a trailing `/`.
+fn web_url(text: &str, web: &str) -> Result<String> {
+    let parsed = url::Url::parse(web).ok();
+    let ok = parsed.as_ref().is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+    });
+    if !ok {
+        bail_input!(
+            "target {text:?}: web={web:?} is not a public web address; write web=https://HOST[:PORT][/PATH] (no user, password or query)"
+        );
+    }
+    Ok(web.trim_end_matches('/').to_string())
 }
 
 fn split_query(rest: &str) -> (&str, &str) {
@@ -177,6 +237,7 @@ fn parse_s3(text: &str, rest: &str) -> Result<S3Target> {
         region: None,
         force_path_style: false,
         profile: None,
+        web: None,
     };
     let mut disable_ssl = false;
     for (key, value) in query_pairs(text, query)? {
@@ -186,9 +247,10 @@ fn parse_s3(text: &str, rest: &str) -> Result<S3Target> {
             "s3ForcePathStyle" => target.force_path_style = parse_bool(text, &key, &value)?,
             "disableSSL" => disable_ssl = parse_bool(text, &key, &value)?,
             "profile" => target.profile = Some(value),
+            "web" => target.web = Some(web_url(text, &value)?),
             "awssdk" => {}
             _ => bail_input!(
-                "target {text:?}: unknown parameter {key:?}; known: endpoint, region, s3ForcePathStyle, disableSSL, profile"
+                "target {text:?}: unknown parameter {key:?}; known: endpoint, region, s3ForcePathStyle, disableSSL, profile, web"
             ),
         }
     }
@@ -281,6 +343,14 @@ mod tests {
         assert_eq!(s.endpoint.as_deref(), Some("https://garage.example.org"));
         assert_eq!(s.region.as_deref(), Some("garage"));
         assert!(s.force_path_style);
+        assert_eq!(
+            t_web("s3://b?web=https://dl.example.org/"),
+            Some("https://dl.example.org".into())
+        );
+    }
+
+    fn t_web(text: &str) -> Option<String> {
+        parse(text).unwrap().web().map(String::from)
     }
 
     #[test]
@@ -309,6 +379,10 @@ mod tests {
             "file://rel",
             "docker://nohost",
             "docker://h/r:0.9+feat",
+            "file:out?web=ftp://x",
+            "file:out?web=https://u:p@h",
+            "file:out?wbe=https://h",
+            "s3://b?web=localhost:8080",
         ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(crate::error::exit_code(&err), 2, "{bad}: {err}");
@@ -339,13 +413,20 @@ mod tests {
 
     #[test]
     fn folders() {
-        assert_eq!(
-            parse("file:out/dist").unwrap(),
-            Target::Folder("out/dist".into())
-        );
+        let folder = |path: &str, web: Option<&str>| {
+            Target::Folder(FolderTarget {
+                path: path.into(),
+                web: web.map(String::from),
+            })
+        };
+        assert_eq!(parse("file:out/dist").unwrap(), folder("out/dist", None));
         assert_eq!(
             parse("file:///srv/dist").unwrap(),
-            Target::Folder("/srv/dist".into())
+            folder("/srv/dist", None)
+        );
+        assert_eq!(
+            parse("file:out?web=http://localhost:8080/").unwrap(),
+            folder("out", Some("http://localhost:8080"))
         );
         assert!(is_target_url("file:x") && !is_target_url("df/"));
     }

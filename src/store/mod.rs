@@ -157,7 +157,7 @@ pub async fn open(target: &crate::target::Target) -> Result<std::sync::Arc<dyn O
     use crate::target::Target;
     match target {
         Target::S3(s3) => Ok(std::sync::Arc::new(s3::S3Store::new(s3).await?)),
-        Target::Folder(path) => Ok(std::sync::Arc::new(fs::FolderStore::new(path)?)),
+        Target::Folder(folder) => Ok(std::sync::Arc::new(fs::FolderStore::new(&folder.path)?)),
         Target::Registry(_) => Err(crate::target::not_a_store(target)),
     }
 }

@@ -279,6 +279,7 @@ mod tests {
             region: Some("garage".into()),
             force_path_style: true,
             profile: None,
+            web: None,
         };
         S3Store {
             client: Client::from_conf(conf),
