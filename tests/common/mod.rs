@@ -30,6 +30,7 @@ pub mod nix_chroot;
 pub mod podman;
 pub mod process;
 pub mod registry;
+pub mod remote_builder;
 pub mod s3;
 pub mod skopeo;
 
