@@ -14,6 +14,7 @@
 mod common;
 
 mod ci_jobs;
+mod cluster;
 mod container_static;
 mod faults;
 mod flake;
