@@ -10,6 +10,10 @@
 //! can only run there. `ssh` finds the port, the known-hosts file in the temp folder and no
 //! prompt in `NIX_SSHOPTS` ([`RemoteBuilder::env`]); the user's `~/.ssh` is never read or
 //! written.
+//!
+//! The trixie chroot's Nix 2.26 can be the client too: the chroot has no `ssh`, so
+//! [`RemoteBuilder::chroot_path`] puts a copy of the host's (every library it links is in
+//! trixie) on its `PATH`, in the temp folder, which the chroot sees at the same path.
 
 use super::process::{Service, free_port};
 use std::path::{Path, PathBuf};
@@ -104,6 +108,16 @@ impl RemoteBuilder {
             ),
             ("NIX_CONFIG".into(), local),
         ]
+    }
+
+    /// A `PATH` for alba in the Nix chroot whose first folder holds a copy of the host's
+    /// `ssh` (in the temp folder, bound into the chroot at the same path).
+    pub fn chroot_path(&self) -> String {
+        let bin = self.dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("could not create the ssh folder");
+        let ssh = which::which("ssh").expect("ssh is on PATH (checked at start)");
+        std::fs::copy(&ssh, bin.join("ssh")).expect("could not copy ssh");
+        format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())
     }
 
     /// Where the builder's store keeps `store_path` (a `/nix/store/…` path) on this machine.
