@@ -114,14 +114,16 @@ impl GarageCluster {
         let start = Instant::now();
         self.nodes[i].restart();
         let rpc = start.elapsed();
-        // A restarted node knows only itself until its peers' next reconnection round
-        // (10 s and more): it asks them itself, as an operator's `garage node connect` would.
-        for (j, address) in self.addresses.iter().enumerate() {
-            if j != i && self.nodes[j].pid().is_some() {
-                self.nodes[i].cli_ok(&["node", "connect", address]);
-            }
+        // A restarted node knows only itself, and its peers count it down, until their next
+        // reconnection round (10-30 s): both sides connect now, as an operator's `garage node
+        // connect` would.
+        for j in (0..NODES).filter(|&j| j != i && self.nodes[j].pid().is_some()) {
+            self.nodes[i].cli_ok(&["node", "connect", &self.addresses[j]]);
+            self.nodes[j].cli_ok(&["node", "connect", &self.addresses[i]]);
         }
-        self.wait_serving(i);
+        for j in (0..NODES).filter(|&j| self.nodes[j].pid().is_some()) {
+            self.wait_serving(j);
+        }
         eprintln!(
             "garage node {i}: RPC after {rpc:.1?}, serving reads after {:.1?}",
             start.elapsed()
