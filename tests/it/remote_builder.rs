@@ -122,6 +122,10 @@ fn a_builder_that_is_down_fails_the_release_and_writes_nothing(nix: NixVersion) 
     assert!(stderr.contains("nix build failed"), "{stderr}");
     assert!(stderr.contains("Nix said:"), "{stderr}");
     assert!(
+        stderr.contains("A remote builder could not build it: check"),
+        "says what to check: {stderr}"
+    );
+    assert!(
         stderr.contains(&format!("'{REMOTE_SYSTEM}'")),
         "Nix's own last line, naming the system, is quoted: {stderr}"
     );
