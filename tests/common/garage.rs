@@ -298,7 +298,8 @@ impl Garage {
     }
 
     /// Starts the server again on the same config, ports and data (after [`Garage::kill`]);
-    /// returns once its RPC answers (serving reads may take longer: see the cluster's wait).
+    /// returns once its RPC answers and its ports accept connections (serving reads may take
+    /// longer: see the cluster's wait).
     pub fn restart(&mut self) {
         self.service.kill();
         let binary = Self::binary().expect("the garage binary disappeared");
@@ -339,7 +340,7 @@ fn garage_command(binary: &Path, config: &Path) -> Command {
 }
 
 /// An RPC secret of a node of its own (any 32 bytes in hex).
-pub(super) fn own_secret(dir: &Path) -> String {
+fn own_secret(dir: &Path) -> String {
     super::sha256_hex(format!("{}{}", dir.display(), std::process::id()).as_bytes())
 }
 

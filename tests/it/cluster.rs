@@ -1,7 +1,7 @@
 //! alba on a 3-node Garage cluster (`tests/common/garage_cluster.rs`: three zones,
 //! `replication_factor = 3`), with nodes failing while it publishes:
 //!
-//! - a node killed during a release: the release completes, and reads back whole through each
+//! - a node killed during `alba release`: the release completes, and reads back whole through each
 //!   remaining node's S3 API and website endpoint, and through the node once it is back;
 //! - the endpoint node killed mid-release: alba fails naming the endpoint; nothing listed is
 //!   missing through another node; a re-run through another node completes;
@@ -14,6 +14,9 @@
 //! upload. "Whole" is: every listed tag's content is there with its bytes (`alba verify`
 //! through the node, the checks of `faults::reader` through its S3 API, and the website
 //! endpoint read with an HTTP client or skopeo).
+//!
+//! The other scenarios push the DIR forms (`static push DIR`, `container push DIR`): the
+//! publishers `alba release` runs, without a Nix build each.
 //!
 //! The scenarios share one cluster (starting one takes seconds), so they run one after the
 //! other in one test: each starts from all nodes up and serving; a failed one is reported
@@ -31,7 +34,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::FaultProxy;
-use common::fixtures::{self, Expected, SYSTEMS, base_layer, image_dir};
+use common::fixtures::{self, Expected, FlakeFixture, SYSTEMS, base_layer, image_dir};
 use common::garage_cluster::GarageCluster;
 use common::{Garage, alba};
 
@@ -54,6 +57,9 @@ type Scenario = fn(&mut GarageCluster);
 
 #[test]
 fn a_release_survives_nodes_that_die_or_stall_and_gc_runs_beside_a_push() {
+    if !common::nix_available() {
+        return;
+    }
     let Some(mut cluster) = GarageCluster::try_start() else {
         return;
     };
@@ -98,16 +104,25 @@ fn all_up(cluster: &mut GarageCluster) {
     }
 }
 
-/// Node 2 is killed at the first upload through node 0; the release completes and reads back
-/// whole through nodes 0 and 1, and through node 2 once it is back.
+/// Node 2 is killed at the first upload of `alba release` (a fixture flake built by Nix)
+/// through node 0; the release completes and reads back whole through nodes 0 and 1, and
+/// through node 2 once it is back.
 fn node_down_during_a_release(cluster: &mut GarageCluster) {
     let bucket = "down";
     cluster.create_bucket(bucket);
     let work = tempfile::tempdir().expect("temp dir");
-    let (df, expected) = static_input(work.path());
+    let flake = FlakeFixture::new(NAME, &SYSTEMS)
+        .salt("cluster")
+        .write(&work.path().join("flake"));
+    let expected = flake.expected;
     let proxy = slow_proxy(cluster.node(0));
-    let push = static_push(cluster.node(0), "1.0", &df, &via(&proxy, bucket));
-    let out = during(push, &proxy, || cluster.kill(2));
+    let mut release = alba();
+    release
+        .envs(cluster.node(0).envs())
+        .arg("--flake")
+        .arg(&flake.dir)
+        .args(["release", "1.0", "--target", &via(&proxy, bucket)]);
+    let out = during(release, &proxy, || cluster.kill(2));
     assert!(out.status.success(), "{}", text(&out));
     for i in [0, 1] {
         check_static(cluster.node(i), bucket, &["1.0"], &expected);
