@@ -140,7 +140,11 @@ impl Nix {
         let status = child.wait().await?;
         let tail = tail.await.unwrap_or_default();
         if !status.success() {
-            bail_input!("{what} failed ({status}). Nix said:\n{}", indent(&tail));
+            bail_input!(
+                "{what} failed ({status}). Nix said:\n{}{}",
+                indent(&tail),
+                hint(&tail)
+            );
         }
         Ok(out)
     }
@@ -305,6 +309,19 @@ fn is_dirty_warning(line: &str) -> bool {
     line.contains("Git tree '") && line.trim_end().ends_with("is dirty")
 }
 
+/// What to check, for the failures whose cause Nix's words leave to the reader: a remote
+/// builder that could not be reached or used (Nix 2.8 and 2.26 both say these lines).
+fn hint(tail: &str) -> &'static str {
+    if tail.contains("Failed to find a machine for remote build")
+        || tail.contains("cannot build on '")
+    {
+        return "\nA remote builder could not build it: check that the machine in `builders` \
+                (--nix-option builders or nix.conf) is up and claims the system, and that `ssh` \
+                reaches it without a prompt (its host key known; NIX_SSHOPTS for a port).";
+    }
+    ""
+}
+
 fn indent(text: &str) -> String {
     text.lines()
         .map(|l| format!("  | {l}"))
@@ -394,6 +411,13 @@ fn store_path(reference: &str, beside: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_builder_failure_says_what_to_check() {
+        let tail = "Failed to find a machine for remote build!\nerror: a 'aarch64-linux' with features {} is required";
+        assert!(hint(tail).contains("--nix-option builders"));
+        assert_eq!(hint("error: builder for '/nix/store/x.drv' failed"), "");
+    }
 
     #[test]
     fn matches_by_drv_path_not_position() {

@@ -11,7 +11,8 @@
 # and `cargo test`. It is idempotent and prints nothing of its own when all is present.
 #
 # - Debian packages: nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time
-#   docker.io podman debootstrap minisign groff-base git
+#   docker.io podman debootstrap minisign groff-base git openssh-server openssh-client
+#   (sshd is the Nix remote builder of tests/common/remote_builder.rs; its service is kept off)
 #   (`apt-get update` runs only if an install fails without it).
 # - PyPI: cyclonedx-python-lib[json-validation] (the CycloneDX schema validator the SBOM
 #   tests use), installed with pip unless python3 can import it already.
@@ -31,7 +32,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git)
+PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client)
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT="$HOME/.cache/garage-$GARAGE_VERSION"
 NIX_CHROOT="${ALBA_NIX_CHROOT:-$HOME/.cache/alba-nix-trixie}"

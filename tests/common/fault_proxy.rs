@@ -33,6 +33,8 @@ struct Settings {
     /// Requests seen, and faults injected, by kind.
     requests: AtomicU64,
     faults: [AtomicU64; 4],
+    /// Writes (PUT, POST, DELETE) seen, faulted or not.
+    writes: AtomicU64,
 }
 
 /// A running fault proxy; stopped on drop.
@@ -60,6 +62,7 @@ impl FaultProxy {
             stop: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             faults: Default::default(),
+            writes: AtomicU64::new(0),
         });
         let shared = settings.clone();
         let thread = std::thread::spawn(move || accept_loop(listener, upstream, shared));
@@ -99,6 +102,11 @@ impl FaultProxy {
     /// Requests seen so far.
     pub fn requests(&self) -> u64 {
         self.settings.requests.load(Ordering::Relaxed)
+    }
+
+    /// Writes (PUT, POST, DELETE) seen so far: a test acts "when the first upload is seen".
+    pub fn writes(&self) -> u64 {
+        self.settings.writes.load(Ordering::Relaxed)
     }
 
     /// Faults injected so far, by kind ([`KINDS`]).
@@ -250,6 +258,9 @@ fn serve(client: TcpStream, upstream: u16, settings: &Settings) -> std::io::Resu
     settings.requests.fetch_add(1, Ordering::Relaxed);
     let mut client = client;
     let write = matches!(head.method.as_str(), "PUT" | "POST" | "DELETE");
+    if write {
+        settings.writes.fetch_add(1, Ordering::Relaxed);
+    }
     let eligible = write || !settings.writes_only.load(Ordering::Relaxed);
     if let Some(kind) = settings.draw().filter(|_| eligible) {
         settings.faults[kind].fetch_add(1, Ordering::Relaxed);

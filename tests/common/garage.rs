@@ -64,7 +64,7 @@ impl Garage {
     /// Starts the node from `binary`, retrying with new ports if one was taken meanwhile.
     fn start_with(binary: &Path) -> Garage {
         for attempt in 1..=3 {
-            let mut garage = Self::spawn(binary);
+            let mut garage = Self::spawn(binary, 1, None);
             if garage.wait_for_rpc() {
                 garage.setup();
                 return garage;
@@ -77,19 +77,20 @@ impl Garage {
         panic!("Garage did not start in 3 attempts (see the logs above)");
     }
 
-    /// Writes the config and spawns `garage server` in a fresh temp dir.
-    fn spawn(binary: &Path) -> Garage {
+    /// Writes the config and spawns `garage server` in a fresh temp dir: `replication` copies
+    /// of each object, and `rpc_secret` shared with the other nodes of a cluster (else its own).
+    pub(super) fn spawn(binary: &Path, replication: u8, rpc_secret: Option<&str>) -> Garage {
         let dir = tempfile::Builder::new()
             .prefix("garage")
             .tempdir()
             .expect("could not create Garage's temp dir");
         let (rpc_port, s3_port, web_port) = (free_port(), free_port(), free_port());
         let config = dir.path().join("garage.toml");
-        let text = config_text(dir.path(), rpc_port, s3_port, web_port);
+        let secret = rpc_secret.map_or_else(|| own_secret(dir.path()), str::to_string);
+        let ports = (rpc_port, s3_port, web_port);
+        let text = config_text(dir.path(), ports, replication, &secret);
         std::fs::write(&config, text).expect("could not write garage.toml");
-        let mut command = garage_command(binary, &config);
-        command.arg("server").env("RUST_LOG", "garage=info");
-        let service = Service::spawn("garage", command, &dir.path().join("garage.log"));
+        let service = server(binary, &config, dir.path());
         Garage {
             s3_port,
             web_port,
@@ -104,7 +105,7 @@ impl Garage {
     }
 
     /// Polls `garage status` until it answers; false if the server exited first.
-    fn wait_for_rpc(&mut self) -> bool {
+    pub(super) fn wait_for_rpc(&mut self) -> bool {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
             if !self.service.is_running() {
@@ -124,11 +125,23 @@ impl Garage {
 
     /// Assigns and applies the one-node layout, creates the test key, waits for both APIs.
     fn setup(&mut self) {
+        let id = self.node_id();
+        self.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        self.cli_ok(&["layout", "apply", "--version", "1"]);
+        self.create_key();
+        self.wait_for_apis();
+    }
+
+    /// The node's id (`garage node id -q`, without its address).
+    pub fn node_id(&self) -> String {
         let id = self.cli_ok(&["node", "id", "-q"]);
         let id = id.trim().split('@').next().unwrap_or_default().to_string();
         assert!(!id.is_empty(), "`garage node id -q` printed no node id");
-        self.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
-        self.cli_ok(&["layout", "apply", "--version", "1"]);
+        id
+    }
+
+    /// Creates the test key (`alba-test`) and keeps its id and secret.
+    pub(super) fn create_key(&mut self) {
         let key = self.cli_ok(&["json-api", "CreateKey", r#"{"name":"alba-test"}"#]);
         let key: serde_json::Value =
             serde_json::from_str(&key).expect("`garage json-api CreateKey` did not print JSON");
@@ -140,6 +153,10 @@ impl Garage {
         };
         self.key_id = field("accessKeyId");
         self.secret = field("secretAccessKey");
+    }
+
+    /// Waits until the S3 API and the website endpoint accept connections.
+    pub(super) fn wait_for_apis(&mut self) {
         let (s3, web) = (self.s3_port, self.web_port);
         self.service.wait_for_port(s3, Duration::from_secs(30));
         self.service.wait_for_port(web, Duration::from_secs(30));
@@ -269,6 +286,38 @@ impl Garage {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The server's process id while it runs (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.service.pid()
+    }
+
+    /// Kills the server (SIGKILL): a node that is down. Its data stays for [`Garage::restart`].
+    pub fn kill(&mut self) {
+        self.service.kill();
+    }
+
+    /// Starts the server again on the same config, ports and data (after [`Garage::kill`]);
+    /// returns once its RPC answers and its ports accept connections (serving reads may take
+    /// longer: see the cluster's wait).
+    pub fn restart(&mut self) {
+        self.service.kill();
+        let binary = Self::binary().expect("the garage binary disappeared");
+        self.service = server(&binary, &self.config, self.dir.path());
+        assert!(
+            self.wait_for_rpc(),
+            "garage did not come back\n{}",
+            self.service.log_tail()
+        );
+        self.wait_for_apis();
+    }
+}
+
+/// Spawns `garage server` on `config`, its output appended to `dir/garage.log`.
+fn server(binary: &Path, config: &Path, dir: &Path) -> Service {
+    let mut command = garage_command(binary, config);
+    command.arg("server").env("RUST_LOG", "garage=info");
+    Service::spawn("garage", command, &dir.join("garage.log"))
 }
 
 /// `garage -c <config>` with no inherited `GARAGE_*` overrides.
@@ -290,14 +339,19 @@ fn garage_command(binary: &Path, config: &Path) -> Command {
     command
 }
 
-/// The garage.toml of a single sqlite node in `dir` (replication 1, no compression).
-fn config_text(dir: &Path, rpc_port: u16, s3_port: u16, web_port: u16) -> String {
-    let secret = super::sha256_hex(format!("{}{}", dir.display(), std::process::id()).as_bytes());
+/// An RPC secret of a node of its own (any 32 bytes in hex).
+fn own_secret(dir: &Path) -> String {
+    super::sha256_hex(format!("{}{}", dir.display(), std::process::id()).as_bytes())
+}
+
+/// The garage.toml of a sqlite node in `dir` (no compression); `ports` are RPC, S3, web.
+fn config_text(dir: &Path, ports: (u16, u16, u16), replication: u8, secret: &str) -> String {
+    let (rpc_port, s3_port, web_port) = ports;
     format!(
         r#"metadata_dir = "{dir}/meta"
 data_dir = "{dir}/data"
 db_engine = "sqlite"
-replication_factor = 1
+replication_factor = {replication}
 compression_level = "none"
 rpc_bind_addr = "127.0.0.1:{rpc_port}"
 rpc_public_addr = "127.0.0.1:{rpc_port}"

@@ -23,6 +23,7 @@ pub mod docker;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod garage;
+pub mod garage_cluster;
 pub mod images;
 pub mod nginx;
 pub mod nix;
@@ -30,6 +31,7 @@ pub mod nix_chroot;
 pub mod podman;
 pub mod process;
 pub mod registry;
+pub mod remote_builder;
 pub mod s3;
 pub mod skopeo;
 

@@ -32,7 +32,7 @@ use common::{Garage, Lcg, Registry, alba};
 use serde_json::Value;
 
 mod races;
-mod reader;
+pub(crate) mod reader;
 
 use reader::*;
 

@@ -14,6 +14,7 @@
 mod common;
 
 mod ci_jobs;
+mod cluster;
 mod container_static;
 mod faults;
 mod flake;
@@ -25,6 +26,7 @@ mod pull_clients;
 mod readme;
 mod registry_push;
 mod release_metadata;
+mod remote_builder;
 mod speed;
 mod static_release;
 mod try_sh;

@@ -2,14 +2,14 @@
 
 use super::*;
 
-pub(super) fn get(garage: &Garage, bucket: &str, key: &str) -> Option<Vec<u8>> {
+pub(crate) fn get(garage: &Garage, bucket: &str, key: &str) -> Option<Vec<u8>> {
     let (status, _, body) = garage.s3_get(bucket, key);
     (status == 200).then_some(body)
 }
 
 /// Problems of a static registry: a listed tag or tag object whose index, manifests, config or
 /// layers are missing (or differ from their descriptors). Empty when every tag is complete.
-pub(super) fn static_registry_problems(garage: &Garage, bucket: &str) -> Vec<String> {
+pub(crate) fn static_registry_problems(garage: &Garage, bucket: &str) -> Vec<String> {
     let keys: BTreeSet<String> = garage.list_keys(bucket).into_iter().collect();
     let prefix = format!("v2/{NAME}/manifests/");
     let mut tags: BTreeSet<String> = keys
@@ -67,7 +67,7 @@ fn check_descriptors(
 }
 
 /// Problems of df-dist-v1: a listed tag or tag document whose binaries are missing or differ.
-pub(super) fn df_dist_problems(garage: &Garage, bucket: &str) -> Vec<String> {
+pub(crate) fn df_dist_problems(garage: &Garage, bucket: &str) -> Vec<String> {
     let keys = garage.list_keys(bucket);
     let prefix = format!("df-dist-v1/{NAME}/");
     let mut tags: BTreeSet<String> = keys
@@ -109,19 +109,19 @@ pub(super) fn df_dist_problems(garage: &Garage, bucket: &str) -> Vec<String> {
 }
 
 /// The tags of a static registry's `tags/list`.
-pub(super) fn listed_image_tags(garage: &Garage, bucket: &str) -> Vec<String> {
+pub(crate) fn listed_image_tags(garage: &Garage, bucket: &str) -> Vec<String> {
     let list = get(garage, bucket, &format!("v2/{NAME}/tags/list")).expect("tags/list");
     serde_json::from_value(json(&list)["tags"].clone()).expect("tags")
 }
 
 /// The tags of df-dist-v1's name document.
-pub(super) fn listed_static_tags(garage: &Garage, bucket: &str) -> Vec<String> {
+pub(crate) fn listed_static_tags(garage: &Garage, bucket: &str) -> Vec<String> {
     let doc = get(garage, bucket, &format!("df-dist-v1/{NAME}")).expect("name document");
     serde_json::from_value(json(&doc)["tags"].clone()).expect("tags")
 }
 
 /// Pulls `reference` with `skopeo copy --all` and checks every digest; returns the index digest.
-pub(super) fn pull_all(reference: &str, work: &Path, label: &str) -> String {
+pub(crate) fn pull_all(reference: &str, work: &Path, label: &str) -> String {
     let oci = work.join(format!("oci-{label}"));
     let _ = std::fs::remove_dir_all(&oci);
     common::skopeo_copy_all(reference, &oci);
