@@ -361,6 +361,29 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
         0,
         "rm removes the signatures of what it removed"
     );
+    // On the registry too: 1.0's three signatures and two SBOM referrers tags go with it;
+    // 0.9's two referrers tags stay.
+    let registry_tags = || {
+        let (_, _, list) = registry.get("/v2/albatros/tags/list", "application/json");
+        let list: Value = serde_json::from_slice(&list).expect("registry tags/list");
+        let tags = list["tags"].as_array().cloned().unwrap_or_default();
+        let attached = |suffix: &str| {
+            let matching = tags.iter().filter_map(Value::as_str);
+            matching
+                .filter(|t| t.starts_with("sha256-") && t.ends_with(suffix))
+                .count()
+        };
+        (attached(".sig"), attached("") - attached(".sig"))
+    };
+    assert_eq!(registry_tags(), (3, 4), "signatures and referrers tags");
+    alba()
+        .args(["container", "rm", "-t", "albatros:1.0", &on_registry])
+        .run_expect(0);
+    assert_eq!(
+        registry_tags(),
+        (0, 2),
+        "what is attached to 1.0 went with it"
+    );
 }
 
 /// The signature manifest of 1.0's index on the registry, read back raw: cosign's layout and
