@@ -107,8 +107,11 @@ impl Policy {
             "keyPath": public,
             "signedIdentity": { "type": "matchRepository" },
         }]);
-        let scopes: serde_json::Map<String, Value> =
-            hosts.iter().map(|h| (h.clone(), rule.clone())).collect();
+        // Scoped to the repository, as README's example is.
+        let scopes: serde_json::Map<String, Value> = hosts
+            .iter()
+            .map(|h| (format!("{h}/albatros"), rule.clone()))
+            .collect();
         let policy = json!({
             "default": [{ "type": "reject" }],
             "transports": { "docker": scopes },
