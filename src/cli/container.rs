@@ -20,6 +20,7 @@ use crate::platform::Platform;
 use crate::publish::oci::{self, ImageSink, OciSink, PushOptions};
 use crate::publish::oci_known;
 use crate::publish::oci_static::StaticRegistry;
+use crate::publish::signatures::{self, Signing};
 use crate::report::{Report, TargetReport};
 use crate::store;
 use crate::target::{self, RegistryTarget, Target};
@@ -89,6 +90,7 @@ pub async fn publish_all(
     for t in targets {
         sinks.push(sink_for(global, t, &repository, tags).await?);
     }
+    let signings = signings(publication, targets, &repository)?;
     let (mut set, mut uploaded, mut unreachable) =
         load_and_upload(global, ui, publication, images, targets, &sinks).await?;
     set.attach_sboms(&publication.sboms)?;
@@ -138,6 +140,7 @@ pub async fn publish_all(
             let opts = PushOptions {
                 aliases: publication.aliases.clone(),
                 uploaded: done,
+                signing: signings[n].clone(),
             };
             // A target whose check failed before loading fails the same way now, without
             // waiting for its retries a second time.
@@ -154,6 +157,25 @@ pub async fn publish_all(
         },
     )
     .await
+}
+
+/// Per target, how its images are signed (with an ECDSA key): the repository each signature
+/// names is the one people pull from there. Checked before anything is loaded or written.
+fn signings(
+    publication: &Publication,
+    targets: &[Target],
+    repository: &str,
+) -> Result<Vec<Option<Signing>>> {
+    let Some(key) = &publication.image_signer else {
+        return Ok(vec![None; targets.len()]);
+    };
+    let signing = |t: &Target| -> Result<Option<Signing>> {
+        Ok(Some(Signing {
+            key: Arc::clone(key),
+            reference: signatures::docker_reference(t, repository)?,
+        }))
+    };
+    targets.iter().map(signing).collect()
 }
 
 /// Learns what the targets hold, then loads the images; while layers compress, those the
@@ -348,7 +370,10 @@ async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing
     let registry = global.registry_sink(r)?;
     registry.sign_in(RegistryOperation::Pull).await?;
     let mut listing = Vec::new();
-    for tag in registry.list_tags().await? {
+    // Referrers and signature tags (`sha256-<hex>[.sig]`) belong to their subjects, as on
+    // static registries, whose tags/list leaves them out.
+    let tags = registry.list_tags().await?.into_iter();
+    for tag in tags.filter(|t| !crate::publish::derived::is_attached_tag(t)) {
         let (digest, platforms) = match registry.tag_manifest(&tag).await? {
             Some((bytes, digest)) => (Some(digest), index_platforms(&bytes)),
             None => (None, Vec::new()),

@@ -27,6 +27,7 @@ mod readme;
 mod registry_push;
 mod release_metadata;
 mod remote_builder;
+mod signatures;
 mod speed;
 mod static_release;
 mod try_sh;
