@@ -41,6 +41,7 @@ let
     "name"
     "systems"
     "source"
+    "description"
     "static"
     "container"
   ];
@@ -51,6 +52,7 @@ let
     "sbom"
     "annotations"
     "aliases"
+    "page"
   ];
 
   # Examples for error messages only: mkRelease never writes a default `attr` (fillSection).
@@ -152,6 +154,18 @@ let
         if description ? ${kind} then sectionProblems kind (description.systems or null) description.${kind} else [ ]
       ) [ "static" "container" ]
       ++ (
+        if description ? description && !builtins.isString description.description then
+          [ "`description` must be a string (one line for the download pages), not ${typeOf description.description}" ]
+        else
+          [ ]
+      )
+      ++ (
+        if description ? static && builtins.isAttrs description.static && description.static ? page && !builtins.isBool description.static.page then
+          [ "`static.page` must be true or false, not ${typeOf description.static.page}" ]
+        else
+          [ ]
+      )
+      ++ (
         if !(description ? static) && !(description ? container) then
           [ "neither `static` nor `container`: nothing to publish; add `static = { };` and/or `container = { };`" ]
         else
@@ -168,7 +182,8 @@ let
       attrs = section.attrs or { };
       targets = section.targets or [ ];
     }
-    // (if section ? attr then { inherit (section) attr; } else { });
+    // (if section ? attr then { inherit (section) attr; } else { })
+    // (if section ? page then { inherit (section) page; } else { });
 
   mkRelease =
     description:
@@ -188,6 +203,7 @@ let
         inherit name;
         inherit (description) systems;
       }
+      // (if description ? description then { inherit (description) description; } else { })
       // (if description ? static then { static = fillSection description.static; } else { })
       // (
         if description ? container then { container = fillSection description.container; } else { }

@@ -32,6 +32,8 @@ pub struct Publication {
     pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
     /// A CycloneDX SBOM per platform (of this kind's artifacts).
     pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+    /// What the download pages show beyond the files (static), and whether to write them.
+    pub extras: crate::publish::pages::Extras,
 }
 
 impl Publication {
@@ -50,6 +52,7 @@ impl Publication {
             aliases: None,
             signer: None,
             sboms,
+            extras: Default::default(),
         }
     }
 }
