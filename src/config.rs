@@ -140,7 +140,9 @@ impl Release {
             );
         }
         if self.container.as_ref().is_some_and(|c| c.page.is_some()) {
-            bail_input!("{source}: `page` belongs in `static` (the download pages), not in `container`");
+            bail_input!(
+                "{source}: `page` belongs in `static` (the download pages), not in `container`"
+            );
         }
         if let Some(c) = &self.container {
             for key in c.annotations.keys() {

@@ -404,7 +404,8 @@ async fn publish(
         if *kind == Kind::Container {
             let platforms: Vec<String> = set.images().iter().map(|(p, _)| p.to_string()).collect();
             let (name, version) = (&set.name, &args.version);
-            images = super::release_pages::images(name, version, &platforms, targets, &part.targets);
+            images =
+                super::release_pages::images(name, version, &platforms, targets, &part.targets);
         }
         if let Err(e) = result {
             failure.get_or_insert(e);

@@ -19,11 +19,7 @@ pub fn publish_order(kinds: &[Kind]) -> Vec<usize> {
 
 /// The pages' extras of a release: its description (the release description's, else the
 /// flake's), `static.page`, and the images published to `targets` (reported in `reports`).
-pub fn extras(
-    release: &Release,
-    flake: &Flake,
-    images: &[ImageRef],
-) -> Extras {
+pub fn extras(release: &Release, flake: &Flake, images: &[ImageRef]) -> Extras {
     let description = release
         .description
         .clone()
@@ -91,7 +87,44 @@ mod tests {
     #[test]
     fn images_come_first() {
         assert_eq!(publish_order(&[Kind::Static, Kind::Container]), [1, 0]);
-        assert_eq!(web_host("https://dl.example.org"), Some("dl.example.org".into()));
+        assert_eq!(
+            web_host("https://dl.example.org"),
+            Some("dl.example.org".into())
+        );
         assert_eq!(web_host("http://h:8080/sub"), None);
+    }
+
+    /// A registry and a static registry with `web=` give pull references; one without does not.
+    #[test]
+    fn pull_references_of_the_published_images() {
+        let targets: Vec<Target> = [
+            "docker://registry.example.org/team/albatros",
+            "s3://dl?endpoint=http://127.0.0.1:3900&web=https://dl.example.org",
+            "file:dist",
+        ]
+        .iter()
+        .map(|t| crate::target::parse(t).unwrap())
+        .collect();
+        let reports: Vec<TargetReport> = targets
+            .iter()
+            .map(|t| {
+                let mut r = TargetReport::new(&t.to_string(), "container", "Albatros", &[], false);
+                r.index_digest = Some("sha256:ab".into());
+                r
+            })
+            .collect();
+        let platforms = ["linux/amd64".to_string()];
+        let refs = images("Albatros", "1.0", &platforms, &targets, &reports);
+        let pulls: Vec<String> = refs
+            .iter()
+            .map(|r| format!("{}:{}@{}", r.repository, r.tag, r.digest))
+            .collect();
+        assert_eq!(
+            pulls,
+            [
+                "registry.example.org/team/albatros:1.0@sha256:ab",
+                "dl.example.org/albatros:1.0@sha256:ab"
+            ]
+        );
     }
 }

@@ -166,7 +166,10 @@ impl Site {
     /// The URL of the name's install.sh, when the site's address is known.
     pub fn install_url(&self) -> Option<String> {
         let web = self.web.as_ref()?;
-        Some(format!("{web}/{}install.sh", DfDistLayout::new(&self.name).prefix()))
+        Some(format!(
+            "{web}/{}install.sh",
+            DfDistLayout::new(&self.name).prefix()
+        ))
     }
 
     /// The name page's address (for a root page), or its relative link.
@@ -353,7 +356,10 @@ fn flavor_rows(body: &mut String, prefix: &str, flavor: &Flavor, provenance: Opt
         let sha = r.sha256.as_deref().unwrap_or_default();
         let mut also = Vec::new();
         if let Some(sbom) = &flavor.sbom {
-            also.push(format!("<a class=\"sbom\" href=\"{}\">SBOM</a>", href(prefix, sbom)));
+            also.push(format!(
+                "<a class=\"sbom\" href=\"{}\">SBOM</a>",
+                href(prefix, sbom)
+            ));
         }
         if let Some(prov) = provenance {
             also.push(format!(
@@ -401,7 +407,11 @@ fn checksums_section(body: &mut String, prefix: &str, doc: &PageTag) {
             None => "-p PUBLIC_KEY_FILE".to_string(),
         };
         let verify = format!("minisign -Vm {sums} {key}");
-        let _ = writeln!(body, "<pre><code class=\"minisign\">{}</code></pre>", esc(&verify));
+        let _ = writeln!(
+            body,
+            "<pre><code class=\"minisign\">{}</code></pre>",
+            esc(&verify)
+        );
     }
 }
 
@@ -457,7 +467,29 @@ mod tests {
         };
         let html = name_page(&site, &s(&["1.0"]), Some(("1.0", &doc)));
         assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;"));
+        assert!(
+            html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;")
+        );
+    }
+
+    #[test]
+    fn images_show_pull_lines_by_tag_and_digest() {
+        let site = Site {
+            web: Some("https://dl.example.org".into()),
+            name: "a".into(),
+        };
+        let doc = PageTag {
+            images: vec![ImageRef {
+                repository: "dl.example.org/a".into(),
+                tag: "1.0".into(),
+                digest: "sha256:ab".into(),
+                platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            }],
+            ..PageTag::default()
+        };
+        let html = tag_page(&site, "1.0", &doc);
+        assert!(html.contains("docker pull dl.example.org/a:1.0\npodman pull dl.example.org/a:1.0\ndocker pull dl.example.org/a@sha256:ab"));
+        assert!(html.contains("Platforms: linux/amd64, linux/arm64"));
     }
 
     #[test]

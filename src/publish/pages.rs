@@ -89,7 +89,13 @@ pub async fn name_steps(
     let prefix = layout.prefix();
     Ok(vec![
         document_step(store, &format!("{prefix}{INDEX}"), Bytes::from(html), HTML).await?,
-        document_step(store, &format!("{prefix}{INSTALL}"), Bytes::from(script), SCRIPT).await?,
+        document_step(
+            store,
+            &format!("{prefix}{INSTALL}"),
+            Bytes::from(script),
+            SCRIPT,
+        )
+        .await?,
         root_step(store, web, layout.name()).await?,
     ])
 }
@@ -104,7 +110,11 @@ async fn root_step(store: &dyn ObjectStore, web: Option<&str>, name: &str) -> Re
         .unwrap_or_default();
     let mut names = BTreeSet::from([name.to_string()]);
     for other in listed.into_iter().filter(|n| n != name) {
-        if store.head(&DfDistLayout::new(&other).name_key()).await?.is_some() {
+        if store
+            .head(&DfDistLayout::new(&other).name_key())
+            .await?
+            .is_some()
+        {
             names.insert(other);
         }
     }
@@ -148,9 +158,81 @@ mod tests {
         let round = list.read(&store, &[], &BTreeSet::new()).await.unwrap();
         assert_eq!(round.tags, ["1.0"]);
         // A listed tag is trusted by its key.
-        put(&store, "df-dist-v1/a", r#"{"name":"a","tags":["other.json","1.0"]}"#).await;
+        put(
+            &store,
+            "df-dist-v1/a",
+            r#"{"name":"a","tags":["other.json","1.0"]}"#,
+        )
+        .await;
         let round = list.read(&store, &[], &BTreeSet::new()).await.unwrap();
         assert_eq!(round.tags, ["other.json", "1.0"]);
+    }
+
+    /// Publishes one binary as a:1.0 with `extras`; returns the store's keys.
+    async fn publish(extras: &Extras) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("a");
+        std::fs::write(&bin, "A").unwrap();
+        let file = crate::artifact::StaticFile {
+            platform: crate::platform::Platform::parse("linux/amd64").unwrap(),
+            file_name: "a".into(),
+            path: bin,
+        };
+        let files = super::super::df_dist::hash_files(&[file], None)
+            .await
+            .unwrap();
+        let release = super::super::df_dist::StaticRelease {
+            name: "a",
+            tag: "1.0",
+            files: &files,
+            signer: None,
+            sboms: &Default::default(),
+            extras,
+            web: Some("https://dl.example.org"),
+        };
+        let out = dir.path().join("out");
+        let store: std::sync::Arc<dyn ObjectStore> =
+            std::sync::Arc::new(FolderStore::new(&out).unwrap());
+        let mut report = crate::report::TargetReport::new("t", "static", "a", &[], false);
+        let ui = crate::ui::Ui::silent();
+        let executor = crate::execute::Executor {
+            ui: &ui,
+            jobs: 1,
+            dry_run: false,
+        };
+        let mut planner = super::super::df_dist::Push::new(store.clone(), release);
+        executor
+            .run(&store, &mut planner, &mut report)
+            .await
+            .unwrap();
+        let keys: Vec<String> = report.objects.iter().map(|o| o.key.clone()).collect();
+        keys
+    }
+
+    /// Pages are reported in write order after the name document; `static.page = false`
+    /// writes none; links use `web=`.
+    #[tokio::test]
+    async fn pages_follow_the_name_document_unless_turned_off() {
+        let keys = publish(&Extras::default()).await;
+        let at = |k: &str| {
+            keys.iter()
+                .position(|x| x == k)
+                .unwrap_or_else(|| panic!("{k} in {keys:?}"))
+        };
+        assert!(at("df-dist-v1/a/1.0/index.html") < at("df-dist-v1/a/1.0"));
+        assert!(at("df-dist-v1/a") < at("df-dist-v1/a/index.html"));
+        assert!(at("df-dist-v1/a/index.html") < at("df-dist-v1/a/install.sh"));
+        assert!(at("df-dist-v1/a/install.sh") < at("df-dist-v1/index.html"));
+        let off = Extras {
+            no_pages: true,
+            ..Extras::default()
+        };
+        let keys = publish(&off).await;
+        assert!(
+            keys.iter()
+                .all(|k| !k.ends_with(".html") && !k.ends_with(".sh")),
+            "{keys:?}"
+        );
     }
 
     #[tokio::test]

@@ -73,7 +73,9 @@ fn release_all() -> Option<Released> {
         let flake_ref = format!("path:{}", dir.display());
         alba()
             .envs(garage.envs())
-            .args(["--flake", &flake_ref, "release", version, "--only", "static"])
+            .args([
+                "--flake", &flake_ref, "release", version, "--only", "static",
+            ])
             .args(["--target", &bucket, "--target"])
             .arg(format!("file:{}", folder.display()))
             .arg("--sign-key")
@@ -107,7 +109,9 @@ fn release_writes_a_site_that_browsers_and_shells_use() {
 
 /// Where a test keeps what a person would look at (screenshots), printed by the test.
 fn output_dir(test: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("site").join(test);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("site")
+        .join(test);
     std::fs::create_dir_all(&dir).expect("output folder");
     dir
 }

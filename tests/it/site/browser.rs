@@ -90,14 +90,22 @@ fn rows_match(site: &Released, page: &str, dom: &str, version: &str) {
             .find(|r| r.platform == platform)
             .unwrap_or_else(|| panic!("{page} has no row for {platform}"));
         let expected = &site.files[version][system];
-        assert_eq!(row.sha, common::sha256_hex(expected), "{platform} on {page}");
+        assert_eq!(
+            row.sha,
+            common::sha256_hex(expected),
+            "{platform} on {page}"
+        );
         let url = base.join(&row.href).expect("binary URL");
         let served = common::http_client()
             .get(url.as_str())
             .send()
             .and_then(|r| r.bytes())
             .expect("GET binary");
-        assert_eq!(common::sha256_hex(&served), row.sha, "{url} is what the page says");
+        assert_eq!(
+            common::sha256_hex(&served),
+            row.sha,
+            "{url} is what the page says"
+        );
     }
 }
 
@@ -116,7 +124,10 @@ pub fn check_pages(site: &Released, nginx: &Nginx) {
     }
     let name_page = format!("{}/df-dist-v1/albatros/", site.web);
     let dom_text = dom(&name_page);
-    assert!(dom_text.contains("<section id=\"release\" data-tag=\"1.0\">"), "1.0 is the latest stable: {dom_text}");
+    assert!(
+        dom_text.contains("<section id=\"release\" data-tag=\"1.0\">"),
+        "1.0 is the latest stable: {dom_text}"
+    );
     assert_eq!(listed_versions(&dom_text), ["1.0", "1.1.0-rc.1", "0.9"]);
     rows_match(site, &name_page, &dom_text, "1.0");
     every_link_answers(&name_page, &dom_text, None);
@@ -124,7 +135,10 @@ pub fn check_pages(site: &Released, nginx: &Nginx) {
         dom_text.contains(&format!("minisign -Vm SHA256SUMS -P {}", site.public_key)),
         "the exact minisign command with the key"
     );
-    assert!(dom_text.contains(&format!("curl -fsSL {}/df-dist-v1/albatros/install.sh | sh", site.web)));
+    assert!(dom_text.contains(&format!(
+        "curl -fsSL {}/df-dist-v1/albatros/install.sh | sh",
+        site.web
+    )));
     hostile_description_is_text(&dom_text);
     let (status, headers, stored) = site.garage.web_get(&host(site), "/df-dist-v1/albatros/");
     assert_eq!(status, 200);
@@ -139,7 +153,12 @@ pub fn check_pages(site: &Released, nginx: &Nginx) {
     let tag_dom = dom(&tag_page);
     rows_match(site, &tag_page, &tag_dom, "0.9");
     every_link_answers(&tag_page, &tag_dom, None);
-    well_formed(&site.garage.web_get(&host(site), "/df-dist-v1/albatros/0.9/").2);
+    well_formed(
+        &site
+            .garage
+            .web_get(&host(site), "/df-dist-v1/albatros/0.9/")
+            .2,
+    );
 
     let out = output_dir("release_writes_a_site_that_browsers_and_shells_use");
     screenshot(&name_page, &out.join("wide.png"), 1280, 1000);
@@ -152,15 +171,28 @@ pub fn check_pages(site: &Released, nginx: &Nginx) {
     rows_match(site, &folder_page, &folder_dom, "1.0");
     every_link_answers(&folder_page, &folder_dom, None);
     let (_, headers, doc) = nginx.get("/df-dist-v1/albatros");
-    assert_eq!(headers["content-type"], "application/json", "{}", nginx.error_log());
+    assert_eq!(
+        headers["content-type"],
+        "application/json",
+        "{}",
+        nginx.error_log()
+    );
     assert!(serde_json::from_slice::<serde_json::Value>(&doc).is_ok());
     let root = format!("{}/df-dist-v1/", nginx.base_url());
     let root_dom = dom(&root);
-    assert!(root_dom.contains("<li data-name=\"albatros\">"), "{root_dom}");
+    assert!(
+        root_dom.contains("<li data-name=\"albatros\">"),
+        "{root_dom}"
+    );
     every_link_answers(&root, &root_dom, None);
     well_formed(&nginx.get("/df-dist-v1/").2);
     let tag_dom = dom(&format!("{folder_page}1.1.0-rc.1/"));
-    rows_match(site, &format!("{folder_page}1.1.0-rc.1/"), &tag_dom, "1.1.0-rc.1");
+    rows_match(
+        site,
+        &format!("{folder_page}1.1.0-rc.1/"),
+        &tag_dom,
+        "1.1.0-rc.1",
+    );
 }
 
 /// `Host:` of the bucket `localhost` on Garage's website endpoint.

@@ -23,7 +23,11 @@ fn uname_shim(dir: &Path, os: &str, machine: &str) -> PathBuf {
 
 /// Runs `shell script args…` with the shim first on PATH.
 fn run(shell: &[&str], script: &Path, args: &[&str], shim: &Path, home: &Path) -> Output {
-    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     Command::new(shell[0])
         .args(&shell[1..])
         .arg(script)
@@ -41,18 +45,29 @@ fn installed(out: &Output, dir: &Path, expected: &[u8]) {
     assert!(out.status.success(), "install.sh failed: {said}");
     let path = dir.join("albatros");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; {said}", path.display()));
-    assert!(bytes == expected, "{} is the right binary ({said})", path.display());
+    assert!(
+        bytes == expected,
+        "{} is the right binary ({said})",
+        path.display()
+    );
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
     assert_eq!(mode & 0o111, 0o111, "executable");
-    let names: Vec<_> = std::fs::read_dir(dir).expect("dir").flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
 }
 
 /// Asserts `out` failed saying `why`, with nothing in `dir`.
 fn refused(out: &Output, dir: &Path, why: &str) {
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "install.sh should fail ({why}): {said}");
+    assert!(
+        !out.status.success(),
+        "install.sh should fail ({why}): {said}"
+    );
     assert!(said.contains(why), "says {why:?}: {said}");
     let left = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "nothing installed in {}", dir.display());
@@ -68,10 +83,22 @@ pub fn check_install(site: &Released) {
     let (w, home) = (work.path(), work.path().join("home"));
     let url = format!("{}/df-dist-v1/albatros/install.sh", site.web);
     let script = w.join("install.sh");
-    let body = common::http_client().get(&url).send().and_then(|r| r.bytes()).expect("GET install.sh");
+    let body = common::http_client()
+        .get(&url)
+        .send()
+        .and_then(|r| r.bytes())
+        .expect("GET install.sh");
     std::fs::write(&script, &body).expect("write install.sh");
-    let check = Command::new("shellcheck").args(["-s", "sh"]).arg(&script).output().expect("shellcheck");
-    assert!(check.status.success(), "shellcheck: {}", String::from_utf8_lossy(&check.stdout));
+    let check = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(&script)
+        .output()
+        .expect("shellcheck");
+    assert!(
+        check.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     let files = |version: &str, system: &str| site.files[version][system].clone();
     let amd64 = uname_shim(w, "Linux", "x86_64");
@@ -81,45 +108,84 @@ pub fn check_install(site: &Released) {
 
     // The latest stable version into ~/.local/bin, signature checked.
     let out = run(&["dash"], &script, &["--require-signature"], &amd64, &home);
-    installed(&out, &home.join(".local/bin"), &files("1.0", "x86_64-linux"));
+    installed(
+        &out,
+        &home.join(".local/bin"),
+        &files("1.0", "x86_64-linux"),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature of SHA256SUMS checked"));
     let to = w.join("arm64");
-    let out = run(&["busybox", "sh"], &script, &["--to", to.to_str().expect("utf-8")], &arm64, &home);
+    let out = run(
+        &["busybox", "sh"],
+        &script,
+        &["--to", to.to_str().expect("utf-8")],
+        &arm64,
+        &home,
+    );
     installed(&out, &to, &files("1.0", "aarch64-linux"));
     let to = w.join("armv6");
-    let out = run(&["dash"], &script, &["--to", to.to_str().expect("utf-8")], &armv6, &home);
+    let out = run(
+        &["dash"],
+        &script,
+        &["--to", to.to_str().expect("utf-8")],
+        &armv6,
+        &home,
+    );
     installed(&out, &to, &files("1.0", "armv6l-linux"));
     // Another version: found from its SHA256SUMS.
     let to = w.join("v6-0.9");
     let args = ["--version", "0.9", "--to", to.to_str().expect("utf-8")];
-    installed(&run(&["busybox", "sh"], &script, &args, &armv6, &home), &to, &files("0.9", "armv6l-linux"));
+    installed(
+        &run(&["busybox", "sh"], &script, &args, &armv6, &home),
+        &to,
+        &files("0.9", "armv6l-linux"),
+    );
     piped(site, &url, w, &arm64);
 
     let to = w.join("none");
     let to_arg = to.to_str().expect("utf-8");
     let out = run(&["dash"], &script, &["--to", to_arg], &sparc, &home);
     refused(&out, &to, "has no binary for linux/sparc64");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("linux/amd64"), "lists the published platforms");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("linux/amd64"),
+        "lists the published platforms"
+    );
 
     // A tampered binary, then SHA256SUMS rewritten to match it: the signature catches that.
     let key = "df-dist-v1/albatros/0.9/linux/amd64/albatros";
     let evil = b"#!/bin/sh\necho evil\n";
-    site.garage.s3_put("localhost", key, evil, "application/octet-stream");
+    site.garage
+        .s3_put("localhost", key, evil, "application/octet-stream");
     let args = ["--version", "0.9", "--to", to_arg];
-    refused(&run(&["dash"], &script, &args, &amd64, &home), &to, "checksum mismatch");
+    refused(
+        &run(&["dash"], &script, &args, &amd64, &home),
+        &to,
+        "checksum mismatch",
+    );
     let sums_key = "df-dist-v1/albatros/0.9/SHA256SUMS";
     let (_, _, sums) = site.garage.s3_get("localhost", sums_key);
     let good = common::sha256_hex(&files("0.9", "x86_64-linux"));
-    let forged = String::from_utf8(sums).expect("text").replace(&good, &common::sha256_hex(evil));
-    site.garage.s3_put("localhost", sums_key, forged.as_bytes(), "text/plain");
+    let forged = String::from_utf8(sums)
+        .expect("text")
+        .replace(&good, &common::sha256_hex(evil));
+    site.garage
+        .s3_put("localhost", sums_key, forged.as_bytes(), "text/plain");
     let args = ["--version", "0.9", "--require-signature", "--to", to_arg];
-    refused(&run(&["busybox", "sh"], &script, &args, &amd64, &home), &to, "bad signature");
+    refused(
+        &run(&["busybox", "sh"], &script, &args, &amd64, &home),
+        &to,
+        "bad signature",
+    );
 }
 
 /// `curl -fsSL …/install.sh | sh -s -- --to DIR`, as the page says.
 fn piped(site: &Released, url: &str, w: &Path, shim: &Path) {
     let to = w.join("piped");
-    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let line = format!("curl -fsSL {url} | dash -s -- --to {}", to.display());
     let out = Command::new("sh")
         .args(["-c", &line])

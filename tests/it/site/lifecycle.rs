@@ -52,35 +52,83 @@ fn rm_and_gc_rewrite_the_pages_and_strays_never_become_tags() {
     for tag in ["1.0.0", "1.1.0", "1.2.0-rc.1", "1.2.0"] {
         push(&df, &folder, tag);
     }
-    assert_eq!(name_tags(&folder), ["1.2.0", "1.2.0-rc.1", "1.1.0", "1.0.0"]);
+    assert_eq!(
+        name_tags(&folder),
+        ["1.2.0", "1.2.0-rc.1", "1.1.0", "1.0.0"]
+    );
     let Some(nginx) = Nginx::try_start(&folder.join(".alba/nginx.conf")) else {
         return;
     };
-    assert_eq!(page_versions(&nginx), ["1.2.0", "1.2.0-rc.1", "1.1.0", "1.0.0"]);
+    assert_eq!(
+        page_versions(&nginx),
+        ["1.2.0", "1.2.0-rc.1", "1.1.0", "1.0.0"]
+    );
+
+    // A dry run shows the pages it would write, in the --json report too.
+    let out = alba()
+        .args(["--json", "static", "push", "--dry-run", "-t", "albatros:9.9"])
+        .arg(&df)
+        .arg(format!("file:{}", folder.display()))
+        .run_expect(0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let objects = report["targets"][0]["objects"].as_array().expect("objects").clone();
+    let status = |key: &str| {
+        objects
+            .iter()
+            .find(|o| o["key"] == key)
+            .map(|o| o["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(status("df-dist-v1/albatros/9.9/index.html").as_deref(), Some("new"));
+    assert_eq!(status("df-dist-v1/albatros/index.html").as_deref(), Some("updated"));
+    assert_eq!(status("df-dist-v1/albatros/install.sh").as_deref(), Some("updated"));
+    assert_eq!(status("df-dist-v1/index.html").as_deref(), Some("exists"));
+    assert!(!folder.join("df-dist-v1/albatros/9.9").exists(), "a dry run writes nothing");
 
     // Healing from the store: the name document lost, pages and the stray present.
     std::fs::write(folder.join("df-dist-v1/albatros/index.json"), "{}").expect("break it");
     push(&df, &folder, "1.2.0");
-    assert_eq!(name_tags(&folder), ["1.2.0", "1.2.0-rc.1", "1.1.0", "1.0.0"], "only tag documents are tags");
+    assert_eq!(
+        name_tags(&folder),
+        ["1.2.0", "1.2.0-rc.1", "1.1.0", "1.0.0"],
+        "only tag documents are tags"
+    );
 
     alba()
         .args(["static", "rm", "-t", "albatros:1.2.0"])
         .arg(format!("file:{}", folder.display()))
         .run_expect(0);
     let versions = page_versions(&nginx);
-    assert_eq!(versions, ["1.1.0", "1.2.0-rc.1", "1.0.0"], "1.1.0 is now the latest stable");
-    assert_eq!(nginx.get("/df-dist-v1/albatros/1.2.0/").0, 404, "its page went with it");
+    assert_eq!(
+        versions,
+        ["1.1.0", "1.2.0-rc.1", "1.0.0"],
+        "1.1.0 is now the latest stable"
+    );
+    assert_eq!(
+        nginx.get("/df-dist-v1/albatros/1.2.0/").0,
+        404,
+        "its page went with it"
+    );
     let (_, _, script) = nginx.get("/df-dist-v1/albatros/install.sh");
     assert!(String::from_utf8_lossy(&script).contains("LATEST='1.1.0'\n"));
 
     alba()
-        .args(["static", "gc", "-t", "albatros", "--keep", "1", "--grace", "0s"])
+        .args([
+            "static", "gc", "-t", "albatros", "--keep", "1", "--grace", "0s",
+        ])
         .arg(format!("file:{}", folder.display()))
         .run_expect(0);
     assert_eq!(page_versions(&nginx), ["1.2.0-rc.1"]);
     let (_, _, html) = nginx.get("/df-dist-v1/albatros/");
     let html = String::from_utf8_lossy(&html).to_string();
-    assert!(!hrefs(&html).iter().any(|h| h.contains("1.1.0") || h.contains("1.0.0")), "{html}");
-    assert!(html.contains("data-tag=\"1.2.0-rc.1\""), "the newest tag is shown when none is stable");
+    assert!(
+        !hrefs(&html)
+            .iter()
+            .any(|h| h.contains("1.1.0") || h.contains("1.0.0")),
+        "{html}"
+    );
+    assert!(
+        html.contains("data-tag=\"1.2.0-rc.1\""),
+        "the newest tag is shown when none is stable"
+    );
     assert!(stray.exists(), "a foreign object is left alone");
 }
