@@ -191,6 +191,7 @@ h1{margin:.2rem 0;font-size:1.8rem}h2{margin-top:2rem;font-size:1.3rem;border-bo
 .desc{color:var(--mute);margin-top:0}
 code,pre{font:.9em ui-monospace,monospace;background:var(--code);border-radius:4px}
 code{padding:.1em .3em}pre{padding:.6rem .8rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+pre code{padding:0;background:none}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--mute);font-weight:600}
