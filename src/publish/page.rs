@@ -493,6 +493,32 @@ mod tests {
         assert!(html.contains("Platforms: linux/amd64, linux/arm64"));
     }
 
+    /// Each row links its binary, its SBOM and, where the tag document names one, the
+    /// provenance, all below the tag folder.
+    #[test]
+    fn rows_link_binary_sbom_and_provenance() {
+        let doc: PageTag = serde_json::from_str(
+            r#"{"flavors":[{"resources":[{"path":"v6/a b","size":2048,"sha256":"ab"}],"platform":{"architecture":"arm","os":"linux","variant":"v6"},"sbom":"linux/arm/v6/a b.cdx.json"}],"checksums":"SHA256SUMS","provenance":"provenance.intoto.jsonl"}"#,
+        )
+        .unwrap();
+        let site = Site {
+            web: None,
+            name: "a".into(),
+        };
+        let html = name_page(&site, &["1.0".to_string()], Some(("1.0", &doc)));
+        for link in [
+            r#"class="binary" href="1.0/linux/arm/v6/a%20b""#,
+            r#"class="sbom" href="1.0/linux/arm/v6/a%20b.cdx.json""#,
+            r#"class="provenance" href="1.0/provenance.intoto.jsonl""#,
+            r#"class="checksums" href="1.0/SHA256SUMS""#,
+        ] {
+            assert!(html.contains(link), "{link} in {html}");
+        }
+        assert!(html.contains(r#"data-platform="linux/arm/v6""#));
+        assert!(html.contains("2.0 KiB"));
+        assert!(!html.contains("minisign -Vm"), "no signature, no command");
+    }
+
     #[test]
     fn root_names_round_trip() {
         let page = root_page(None, &s(&["a", "b-c"]));

@@ -66,23 +66,45 @@ fn rm_and_gc_rewrite_the_pages_and_strays_never_become_tags() {
 
     // A dry run shows the pages it would write, in the --json report too.
     let out = alba()
-        .args(["--json", "static", "push", "--dry-run", "-t", "albatros:9.9"])
+        .args([
+            "--json",
+            "static",
+            "push",
+            "--dry-run",
+            "-t",
+            "albatros:9.9",
+        ])
         .arg(&df)
         .arg(format!("file:{}", folder.display()))
         .run_expect(0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
-    let objects = report["targets"][0]["objects"].as_array().expect("objects").clone();
+    let objects = report["targets"][0]["objects"]
+        .as_array()
+        .expect("objects")
+        .clone();
     let status = |key: &str| {
         objects
             .iter()
             .find(|o| o["key"] == key)
             .map(|o| o["status"].as_str().unwrap_or_default().to_string())
     };
-    assert_eq!(status("df-dist-v1/albatros/9.9/index.html").as_deref(), Some("new"));
-    assert_eq!(status("df-dist-v1/albatros/index.html").as_deref(), Some("updated"));
-    assert_eq!(status("df-dist-v1/albatros/install.sh").as_deref(), Some("updated"));
+    assert_eq!(
+        status("df-dist-v1/albatros/9.9/index.html").as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        status("df-dist-v1/albatros/index.html").as_deref(),
+        Some("updated")
+    );
+    assert_eq!(
+        status("df-dist-v1/albatros/install.sh").as_deref(),
+        Some("updated")
+    );
     assert_eq!(status("df-dist-v1/index.html").as_deref(), Some("exists"));
-    assert!(!folder.join("df-dist-v1/albatros/9.9").exists(), "a dry run writes nothing");
+    assert!(
+        !folder.join("df-dist-v1/albatros/9.9").exists(),
+        "a dry run writes nothing"
+    );
 
     // Healing from the store: the name document lost, pages and the stray present.
     std::fs::write(folder.join("df-dist-v1/albatros/index.json"), "{}").expect("break it");
