@@ -229,14 +229,11 @@ pub fn name_page(site: &Site, tags: &[String], featured: Option<(&str, &PageTag)
     let _ = writeln!(body, "<h2>All versions</h2>\n<ul class=\"versions\">");
     for tag in page_order(tags) {
         let badge = match channel(&tag) {
-            Channel::Stable if Some(tag.as_str()) == latest_stable(tags) => " latest stable",
-            Channel::Stable => "",
-            Channel::Prerelease => " prerelease",
-            Channel::Other => "",
-        };
-        let badge = match badge {
-            "" => String::new(),
-            b => format!(" <span class=\"badge\">{}</span>", b.trim()),
+            Channel::Stable if Some(tag.as_str()) == latest_stable(tags) => {
+                " <span class=\"badge\">latest stable</span>"
+            }
+            Channel::Prerelease => " <span class=\"badge\">prerelease</span>",
+            Channel::Stable | Channel::Other => "",
         };
         let link = href(&site.tag_prefix(&tag, false), "");
         let _ = writeln!(
@@ -246,7 +243,7 @@ pub fn name_page(site: &Site, tags: &[String], featured: Option<(&str, &PageTag)
         );
     }
     body.push_str("</ul>\n");
-    footer(&mut body, "");
+    footer(&mut body);
     document(&format!("{} downloads", site.name), &body)
 }
 
@@ -260,7 +257,7 @@ pub fn tag_page(site: &Site, tag: &str, doc: &PageTag) -> String {
         esc(&site.name)
     );
     release_section(&mut body, site, tag, doc, true);
-    footer(&mut body, "");
+    footer(&mut body);
     document(&format!("{} {tag}", site.name), &body)
 }
 
@@ -280,7 +277,7 @@ pub fn root_page(web: Option<&str>, names: &[String]) -> String {
         );
     }
     body.push_str("</ul>\n");
-    footer(&mut body, "");
+    footer(&mut body);
     document("Downloads", &body)
 }
 
@@ -301,12 +298,8 @@ fn header(body: &mut String, name: &str, description: Option<&str>) {
     body.push_str("</header>\n");
 }
 
-fn footer(body: &mut String, extra: &str) {
-    let _ = writeln!(
-        body,
-        "<footer><p class=\"desc\">Published with alba.{}</p></footer>",
-        esc(extra)
-    );
+fn footer(body: &mut String) {
+    body.push_str("<footer><p class=\"desc\">Published with alba.</p></footer>\n");
 }
 
 fn install_section(body: &mut String, site: &Site) {

@@ -1,6 +1,6 @@
 //! The download site (issue 21): pages and install.sh written by `alba release`, read by
 //! headless Chromium from Garage's website endpoint and from a folder behind nginx with
-//! alba's fragment, installed with by dash and busybox sh, rewritten by rm and gc.
+//! alba's fragment, run by dash and busybox sh (install.sh), rewritten by rm and gc.
 
 use crate::common;
 
