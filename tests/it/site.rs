@@ -12,6 +12,7 @@ use common::fixtures::{self, FlakeFixture, SYSTEMS};
 use common::{Garage, Nginx, alba, nix_available};
 
 mod browser;
+mod cost;
 mod install;
 mod lifecycle;
 
