@@ -235,6 +235,13 @@ mod tests {
         );
     }
 
+    #[test]
+    fn page_files_are_no_tags() {
+        assert!(crate::names::check_static_tag("index.html").is_err());
+        assert!(crate::names::check_static_tag("install.sh").is_err());
+        assert!(crate::names::check_static_tag("index.htm").is_ok());
+    }
+
     #[tokio::test]
     async fn the_root_page_keeps_names_that_exist() {
         let dir = tempfile::tempdir().unwrap();
