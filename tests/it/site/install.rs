@@ -141,6 +141,7 @@ pub fn check_install(site: &Released) {
         &files("0.9", "armv6l-linux"),
     );
     piped(site, &url, w, &arm64);
+    other_tools(site, &script, w, &amd64);
 
     let to = w.join("none");
     let to_arg = to.to_str().expect("utf-8");
@@ -176,6 +177,44 @@ pub fn check_install(site: &Released) {
         &to,
         "bad signature",
     );
+}
+
+/// A PATH of `uname` (the shim) and only `tools`, linked from the system's.
+fn only_tools(w: &Path, shim: &Path, tools: &[&str]) -> PathBuf {
+    let dir = w.join(format!("tools-{}", tools.join("-")));
+    std::fs::create_dir_all(&dir).expect("tools dir");
+    for tool in tools {
+        let real = which::which(tool).unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let _ = std::os::unix::fs::symlink(real, dir.join(tool));
+    }
+    std::fs::copy(shim.join("uname"), dir.join("uname")).expect("uname");
+    dir
+}
+
+/// Without curl, sha256sum and minisign: wget and `shasum -a 256` do, the signature is said to
+/// be unchecked, and `--require-signature` refuses.
+fn other_tools(site: &Released, script: &Path, w: &Path, shim: &Path) {
+    let base = [
+        "cat", "cut", "mktemp", "rm", "mkdir", "cp", "chmod", "mv", "tr", "sort", "perl",
+    ];
+    let tools: Vec<&str> = base.iter().copied().chain(["wget", "shasum"]).collect();
+    let path = only_tools(w, shim, &tools);
+    let to = w.join("wget");
+    let to_arg = to.to_str().expect("utf-8");
+    let run = |args: &[&str]| {
+        Command::new("/usr/bin/dash")
+            .arg(script)
+            .args(args)
+            .env("PATH", &path)
+            .env("HOME", w)
+            .output()
+            .expect("dash")
+    };
+    let out = run(&["--require-signature", "--to", to_arg]);
+    refused(&out, &to, "--require-signature: minisign is not installed");
+    let out = run(&["--to", to_arg]);
+    installed(&out, &to, &site.files["1.0"]["x86_64-linux"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the signature was not checked"));
 }
 
 /// `curl -fsSL …/install.sh | sh -s -- --to DIR`, as the page says.
