@@ -162,7 +162,7 @@ struct Prepared<'a> {
 pub struct Push<'a> {
     store: Arc<dyn ObjectStore>,
     release: StaticRelease<'a>,
-    planned: bool,
+    planned: usize,
 }
 
 impl<'a> Push<'a> {
@@ -171,7 +171,7 @@ impl<'a> Push<'a> {
         Push {
             store,
             release,
-            planned: false,
+            planned: 0,
         }
     }
 }
@@ -196,11 +196,19 @@ impl Planner for Push<'_> {
         })
     }
 
-    async fn next(&mut self, _applied: bool) -> Result<Option<Plan>> {
-        if std::mem::replace(&mut self.planned, true) {
-            return Ok(None);
+    async fn next(&mut self, applied: bool) -> Result<Option<Plan>> {
+        self.planned += 1;
+        let (store, release) = (&*self.store, &self.release);
+        match self.planned {
+            1 => plan(store, release).await.map(Some),
+            // The pages again from the name document as it was settled (a concurrent push's
+            // tag included); written only where they changed.
+            2 if applied && !release.extras.no_pages => {
+                let layout = DfDistLayout::new(release.name);
+                pages::healed(store, &layout, release.web).await.map(Some)
+            }
+            _ => Ok(None),
         }
-        plan(&*self.store, &self.release).await.map(Some)
     }
 }
 
@@ -228,10 +236,7 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
     }
     let tag_doc_step = document_step(store, &tag_key, tag_doc.clone(), JSON).await?;
     let name_doc = name_document_step(store, &layout, release.tag).await?;
-    let tags = match &name_doc.action {
-        crate::plan::Action::List(update) => update.planned.clone(),
-        _ => Vec::new(),
-    };
+    let tags = pages::planned_tags(&name_doc).to_vec();
     let mut phases = vec![
         Phase::new("binaries", binaries).parallel(),
         Phase::new("checksums and SBOMs", documents).committing(),

@@ -142,15 +142,11 @@ impl Removal {
     async fn page_steps(&self, step: &Step) -> Result<Vec<Step>> {
         let store = &*self.store;
         let page = format!("{}{}", self.layout.prefix(), super::pages::INDEX);
-        let crate::plan::Action::List(update) = &step.action else {
-            return Ok(Vec::new());
-        };
         if store.head(&page).await?.is_none() {
             return Ok(Vec::new());
         }
-        let web = self.web.as_deref();
-        let mut steps =
-            super::pages::name_steps(store, &self.layout, web, &update.planned, None).await?;
+        let (web, tags) = (self.web.as_deref(), super::pages::planned_tags(step));
+        let mut steps = super::pages::name_steps(store, &self.layout, web, tags, None).await?;
         // rm and gc say only what they change.
         steps.retain(Step::changes);
         Ok(steps)

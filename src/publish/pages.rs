@@ -43,6 +43,14 @@ pub fn is_page_file(tag: &str) -> bool {
     tag == INDEX || tag == INSTALL
 }
 
+/// The tags a name document's step plans (none for any other step).
+pub fn planned_tags(step: &Step) -> &[String] {
+    match &step.action {
+        crate::plan::Action::List(update) => &update.planned,
+        _ => &[],
+    }
+}
+
 /// Key of the root page.
 pub fn root_key() -> String {
     format!("{DF_DIST_ROOT}/{INDEX}")
@@ -98,6 +106,24 @@ pub async fn name_steps(
         .await?,
         root_step(store, web, layout.name()).await?,
     ])
+}
+
+/// The name's pages rendered again from its stored name document, where they changed.
+pub async fn healed(
+    store: &dyn ObjectStore,
+    layout: &DfDistLayout,
+    web: Option<&str>,
+) -> Result<crate::plan::Plan> {
+    let tags = super::derived::DerivedList::Names(layout.clone())
+        .stored(store)
+        .await?
+        .tags;
+    let mut steps = name_steps(store, layout, web, &tags, None).await?;
+    steps.retain(Step::changes);
+    Ok(crate::plan::Plan {
+        phases: vec![crate::plan::Phase::new("pages, healed", steps)],
+        ..crate::plan::Plan::default()
+    })
 }
 
 /// The root page: the names it listed whose name document is still there, and `name`.
