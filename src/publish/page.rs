@@ -508,7 +508,10 @@ mod tests {
             assert!(html.contains(link), "{link} in {html}");
         }
         assert!(html.contains(r#"data-platform="linux/arm/v6""#));
-        assert!(html.contains("2.0 KiB"));
+        assert!(
+            html.contains(r#"data-bytes="2048">"#),
+            "the size, in bytes too"
+        );
         assert!(!html.contains("minisign -Vm"), "no signature, no command");
     }
 
