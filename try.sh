@@ -98,6 +98,8 @@ Look at it:
 
 Serve the folder as a download site and a registry (nginx, then any pull client):
   server { listen 8080; include $dist/.alba/nginx.conf; }
+  the download page is then http://localhost:8080/df-dist-v1/hello/ (every name: http://localhost:8080/df-dist-v1/)
+  curl -fsSL http://localhost:8080/df-dist-v1/hello/install.sh | sh -s -- --base http://localhost:8080
   skopeo inspect --tls-verify=false docker://localhost:8080/hello:$VERSION
 EOF
 }

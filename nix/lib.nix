@@ -41,6 +41,7 @@ let
     "name"
     "systems"
     "source"
+    "description"
     "static"
     "container"
     "sign"
@@ -53,6 +54,7 @@ let
     "sbom"
     "annotations"
     "aliases"
+    "page"
   ];
 
   # Examples for error messages only: mkRelease never writes a default `attr` (fillSection).
@@ -178,6 +180,18 @@ let
       ) [ "static" "container" ]
       ++ (if description ? sign then signProblems description.sign else [ ])
       ++ (
+        if description ? description && !builtins.isString description.description then
+          [ "`description` must be a string (one line for the download pages), not ${typeOf description.description}" ]
+        else
+          [ ]
+      )
+      ++ (
+        if description ? static && builtins.isAttrs description.static && description.static ? page && !builtins.isBool description.static.page then
+          [ "`static.page` must be true or false, not ${typeOf description.static.page}" ]
+        else
+          [ ]
+      )
+      ++ (
         if !(description ? static) && !(description ? container) then
           [ "neither `static` nor `container`: nothing to publish; add `static = { };` and/or `container = { };`" ]
         else
@@ -194,7 +208,8 @@ let
       attrs = section.attrs or { };
       targets = section.targets or [ ];
     }
-    // (if section ? attr then { inherit (section) attr; } else { });
+    // (if section ? attr then { inherit (section) attr; } else { })
+    // (if section ? page then { inherit (section) page; } else { });
 
   mkRelease =
     description:
@@ -214,6 +229,7 @@ let
         inherit name;
         inherit (description) systems;
       }
+      // (if description ? description then { inherit (description) description; } else { })
       // (if description ? static then { static = fillSection description.static; } else { })
       // (
         if description ? container then { container = fillSection description.container; } else { }

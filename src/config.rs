@@ -21,6 +21,9 @@ pub struct Release {
     /// The project's URL, for `org.opencontainers.image.source`.
     #[serde(default)]
     pub source: Option<String>,
+    /// One line about the project for the download pages (default: the flake's `description`).
+    #[serde(default)]
+    pub description: Option<String>,
     /// Static binaries, if the release has any.
     #[serde(rename = "static", default)]
     pub static_: Option<Section>,
@@ -71,6 +74,9 @@ pub struct Section {
     /// Semver alias tags X.Y, X and `latest` (container only), like `--aliases`.
     #[serde(default)]
     pub aliases: Option<bool>,
+    /// Write the download pages and install.sh (static only; default true).
+    #[serde(default)]
+    pub page: Option<bool>,
 }
 
 impl Section {
@@ -162,6 +168,11 @@ impl Release {
             if key.trim().is_empty() {
                 bail_input!("{source}: sign.keys has an empty file name");
             }
+        }
+        if self.container.as_ref().is_some_and(|c| c.page.is_some()) {
+            bail_input!(
+                "{source}: `page` belongs in `static` (the download pages), not in `container`"
+            );
         }
         if let Some(c) = &self.container {
             for key in c.annotations.keys() {

@@ -143,6 +143,7 @@ mod tests {
             revision: revision.map(str::to_string),
             dirty: false,
             last_modified: Some(1_764_504_000),
+            description: None,
             local_git: None,
         }
     }

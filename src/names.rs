@@ -45,6 +45,11 @@ pub fn check_static_tag(tag: &str) -> Result<()> {
             "tag {tag:?} is not valid: use letters, digits, '.', '_', '+' and '-' (no '/', '..' or spaces), e.g. 0.9"
         );
     }
+    if crate::publish::pages::is_page_file(tag) {
+        bail_input!(
+            "tag {tag:?} is the name of a download page file beside the tags; choose another tag"
+        );
+    }
     Ok(())
 }
 

@@ -44,6 +44,9 @@ pub struct Flake {
     /// The source's `lastModified` (seconds since the epoch), where Nix knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<i64>,
+    /// The flake's `description`, shown on download pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The local folder of a `git+file:` flake, for `git status`.
     #[serde(skip)]
     pub local_git: Option<PathBuf>,
@@ -59,6 +62,8 @@ struct Metadata {
     revision: Option<String>,
     dirty_revision: Option<String>,
     last_modified: Option<i64>,
+    #[serde(default)]
+    description: Option<String>,
     #[serde(default)]
     locked: serde_json::Value,
 }
@@ -80,6 +85,7 @@ impl Flake {
             url: meta.url,
             revision: meta.revision,
             last_modified: meta.last_modified,
+            description: meta.description,
             local_git,
         })
     }

@@ -78,6 +78,11 @@ impl Signer {
         Ok(signature.into_string())
     }
 
+    /// The public key, base64 as `minisign -P` takes it.
+    pub fn public_key_base64(&self) -> String {
+        self.public.to_base64()
+    }
+
     /// True when `signature` (`.minisig` text) is this key's valid signature of `data` with
     /// the trusted comment `trusted`: then a re-run keeps it (signatures are randomized).
     pub fn verifies(&self, data: &[u8], signature: &str, trusted: &str) -> bool {

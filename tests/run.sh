@@ -34,7 +34,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client)
+PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client chromium shellcheck busybox)
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT="$HOME/.cache/garage-$GARAGE_VERSION"
 NIX_CHROOT="${ALBA_NIX_CHROOT:-$HOME/.cache/alba-nix-trixie}"

@@ -172,7 +172,8 @@ pub async fn static_rm(global: &Global, args: RmArgs) -> Result<()> {
     job.run(global, async |t| {
         let store = store::open(t).await?;
         Ok(Removal::Df(
-            df_dist_gc::Removal::new(store.clone(), &nt.name, Removing::Tag(nt.tag.clone())),
+            df_dist_gc::Removal::new(store.clone(), &nt.name, Removing::Tag(nt.tag.clone()))
+                .with_web(t.web()),
             store,
         ))
     })
@@ -195,7 +196,8 @@ pub async fn static_gc(global: &Global, args: GcArgs) -> Result<()> {
     job.run(global, async |t| {
         let store = store::open(t).await?;
         Ok(Removal::Df(
-            df_dist_gc::Removal::new(store.clone(), &args.name, Removing::Old(opts)),
+            df_dist_gc::Removal::new(store.clone(), &args.name, Removing::Old(opts))
+                .with_web(t.web()),
             store,
         ))
     })

@@ -7,6 +7,7 @@ mod examples;
 mod lifecycle;
 mod push_args;
 mod release;
+mod release_pages;
 mod static_cmd;
 mod targets;
 mod verify;

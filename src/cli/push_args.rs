@@ -34,6 +34,8 @@ pub struct Publication {
     pub image_signer: Option<std::sync::Arc<crate::sign::EcdsaKey>>,
     /// A CycloneDX SBOM per platform (of this kind's artifacts).
     pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+    /// What the download pages show beyond the files (static), and whether to write them.
+    pub extras: crate::publish::pages::Extras,
 }
 
 impl Publication {
@@ -53,6 +55,7 @@ impl Publication {
             signer: None,
             image_signer: None,
             sboms,
+            extras: Default::default(),
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct FromFlake {
     pub meta: ReleaseMeta,
     /// The SBOM of each artifact, unless the section says `sbom = false`.
     pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+    /// The download pages' description and `static.page`.
+    pub extras: crate::publish::pages::Extras,
 }
 
 /// Builds one kind of the flake's release; the targets are `explicit`, else the configured ones.
@@ -159,11 +164,13 @@ pub async fn from_flake(
     } else {
         Default::default()
     };
+    let extras = super::release_pages::extras(&release, &locked, &[]);
     Ok(FromFlake {
         set,
         targets,
         meta,
         sboms,
+        extras,
     })
 }
 
@@ -211,27 +218,24 @@ pub async fn gather<T>(
     }
     let (dir, target) = split_dir_target(&args.args)?;
     // Targets and inputs are all checked before anything is built or written.
-    let (inputs, targets, meta, sboms) = match dir {
+    let (inputs, targets, meta, sboms, extras) = match dir {
         Some(dir) => {
             let targets = required(target)?;
             let meta = ReleaseMeta::version_only(&nt.tag);
-            (from_dir(&dir)?, targets, meta, Default::default())
+            let none = Default::default();
+            (from_dir(&dir)?, targets, meta, none, Default::default())
         }
         None => {
             let built = from_flake(global, ui, kind, target, &nt.tag).await?;
-            (
-                from_set(&built.set)?,
-                built.targets,
-                built.meta,
-                built.sboms,
-            )
+            let set = from_set(&built.set)?;
+            (set, built.targets, built.meta, built.sboms, built.extras)
         }
     };
-    Ok((
-        inputs,
-        targets,
-        Publication::push(nt, meta, sboms, args.dry_run),
-    ))
+    let publication = Publication {
+        extras,
+        ..Publication::push(nt, meta, sboms, args.dry_run)
+    };
+    Ok((inputs, targets, publication))
 }
 
 /// The target a DIR push needs: an error when none was given.

@@ -357,7 +357,13 @@ async fn publish(
     let (plan, release, flake, args) = (job.plan, job.release, job.flake, job.args);
     let ui = global.ui();
     let mut failure = None;
-    for (kind, targets) in &plan.kinds {
+    let kinds: Vec<Kind> = plan.kinds.iter().map(|(k, _)| *k).collect();
+    // Each kind reports into its own part, so the report keeps the kinds' order.
+    let mut parts: Vec<Report> = kinds.iter().map(|_| Report::default()).collect();
+    let mut images = Vec::new();
+    for i in super::release_pages::publish_order(&kinds) {
+        let (kind, targets) = &plan.kinds[i];
+        let part = &mut parts[i];
         let extra = match kind {
             Kind::Static => Default::default(),
             Kind::Container => release
@@ -390,11 +396,15 @@ async fn publish(
                 Kind::Container => plan.keys.ecdsa.clone(),
             },
             sboms: sboms.remove(kind).unwrap_or_default(),
+            extras: match kind {
+                Kind::Static => super::release_pages::extras(release, flake, &images),
+                Kind::Container => Default::default(),
+            },
         };
         let result = match kind {
             Kind::Static => {
                 let files = set.static_files()?;
-                super::static_cmd::publish_all(global, &ui, &publication, &files, targets, report)
+                super::static_cmd::publish_all(global, &ui, &publication, &files, targets, part)
                     .await
             }
             Kind::Container => {
@@ -404,14 +414,23 @@ async fn publish(
                     &publication,
                     &set.images(),
                     targets,
-                    report,
+                    part,
                 )
                 .await
             }
         };
+        if *kind == Kind::Container {
+            let platforms: Vec<String> = set.images().iter().map(|(p, _)| p.to_string()).collect();
+            let (name, version) = (&set.name, &args.version);
+            images =
+                super::release_pages::images(name, version, &platforms, targets, &part.targets);
+        }
         if let Err(e) = result {
             failure.get_or_insert(e);
         }
+    }
+    for target in parts.into_iter().flat_map(|p| p.targets) {
+        report.push(target);
     }
     failure.map_or(Ok(()), Err)
 }

@@ -100,6 +100,8 @@ pub async fn publish_all(
                 files: &files,
                 signer: publication.signer.as_deref(),
                 sboms: &publication.sboms,
+                extras: &publication.extras,
+                web: t.web(),
             };
             let result = async {
                 let store = store::open(t).await?;

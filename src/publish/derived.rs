@@ -12,6 +12,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::df_dist::TagDocument;
 use super::layout::{DfDistKey, DfDistLayout, V2Key, V2Layout};
 use crate::plan::{ListUpdate, Step};
 use crate::report::Status;
@@ -139,15 +140,20 @@ impl DerivedList {
 
     /// The tags whose tag objects exist.
     pub async fn present(&self, store: &dyn ObjectStore) -> Result<BTreeSet<String>> {
+        self.present_among(store, &[]).await
+    }
+
+    /// The tags whose tag objects exist; for a name document, `known` tags (listed already)
+    /// are trusted by their key, other keys only when they hold a tag document.
+    pub async fn present_among(
+        &self,
+        store: &dyn ObjectStore,
+        known: &[String],
+    ) -> Result<BTreeSet<String>> {
         let tags = match self {
             DerivedList::Names(l) => {
                 let keys = store.list(&l.prefix()).await?;
-                keys.iter()
-                    .filter_map(|k| match l.parse(k) {
-                        Some(DfDistKey::Tag(tag)) => Some(tag.to_string()),
-                        _ => None,
-                    })
-                    .collect()
+                tag_documents(store, l, &keys, known).await?
             }
             DerivedList::Tags(l) => {
                 let keys = store.list(&l.manifest_key("")).await?;
@@ -171,7 +177,7 @@ impl DerivedList {
         remove: &BTreeSet<String>,
     ) -> Result<Round> {
         let stored = self.stored(store).await?;
-        let present = self.present(store).await?;
+        let present = self.present_among(store, &stored.tags).await?;
         self.round(stored, &present, add, remove)
     }
 
@@ -228,6 +234,36 @@ impl DerivedList {
             .with_status(status)
             .sized(size, digest))
     }
+}
+
+/// The tags among `keys` (a listing below a df-dist name) whose tag documents exist: a key
+/// directly below the name is a tag when `known` lists it, or else when it holds a tag
+/// document (one GET per unknown key). Pages and foreign objects there are never tags.
+pub async fn tag_documents(
+    store: &dyn ObjectStore,
+    layout: &DfDistLayout,
+    keys: &[String],
+    known: &[String],
+) -> Result<BTreeSet<String>> {
+    let mut tags = BTreeSet::new();
+    for key in keys {
+        let Some(DfDistKey::Tag(tag)) = layout.parse(key) else {
+            continue;
+        };
+        if super::pages::is_page_file(tag) {
+            continue;
+        }
+        let listed = known.iter().any(|t| t == tag);
+        let document = || async {
+            let bytes = store.get(key).await?;
+            let parsed = bytes.map(|b| serde_json::from_slice::<TagDocument>(&b).is_ok());
+            anyhow::Ok(parsed.unwrap_or(false))
+        };
+        if listed || document().await? {
+            tags.insert(tag.to_string());
+        }
+    }
+    Ok(tags)
 }
 
 /// True for a referrers tag (`sha256-<64 hex>`): the index of a manifest's artifacts, which

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::derived::DerivedList;
 use super::layout::DfDistLayout;
+use super::pages::{self, Extras};
 use crate::artifact::StaticFile;
 use crate::digest::sha256_store_file;
 use crate::plan::{Address, Content, LeaseSpec, Phase, Plan, Planner, Step};
@@ -47,6 +48,15 @@ pub struct TagDocument {
     /// `SHA256SUMS.minisig`, when the release was signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The release's description, for its pages (an addition readers may ignore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The minisign public key (base64) of `signature`, for the pages' `minisign -Vm -P`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minisign_public_key: Option<String>,
+    /// Images published with the release, for the pages' pull lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::page::ImageRef>,
 }
 
 /// The files of one platform.
@@ -112,6 +122,10 @@ pub struct StaticRelease<'a> {
     pub signer: Option<&'a Signer>,
     /// A CycloneDX SBOM per platform, published beside its binaries.
     pub sboms: &'a BTreeMap<Platform, Bytes>,
+    /// What the pages show beyond the files, and whether to write them.
+    pub extras: &'a Extras,
+    /// The target's public address (`web=`), for the pages' links.
+    pub web: Option<&'a str>,
 }
 
 /// The checksum file of a tag, beside its `<os>/` folders.
@@ -148,7 +162,7 @@ struct Prepared<'a> {
 pub struct Push<'a> {
     store: Arc<dyn ObjectStore>,
     release: StaticRelease<'a>,
-    planned: bool,
+    planned: usize,
 }
 
 impl<'a> Push<'a> {
@@ -157,7 +171,7 @@ impl<'a> Push<'a> {
         Push {
             store,
             release,
-            planned: false,
+            planned: 0,
         }
     }
 }
@@ -172,7 +186,8 @@ impl Planner for Push<'_> {
         let layout = DfDistLayout::new(self.release.name);
         let tag = self.release.tag;
         let files = prepare(&layout, &self.release).into_iter().map(|p| p.key);
-        let keys = files.chain([layout.tag_key(tag)]).collect();
+        let page = (!self.release.extras.no_pages).then(|| layout.tag_file(tag, pages::INDEX));
+        let keys = files.chain(page).chain([layout.tag_key(tag)]).collect();
         Some(LeaseSpec {
             name: self.release.name.to_string(),
             tags: vec![tag.to_string()],
@@ -181,11 +196,19 @@ impl Planner for Push<'_> {
         })
     }
 
-    async fn next(&mut self, _applied: bool) -> Result<Option<Plan>> {
-        if std::mem::replace(&mut self.planned, true) {
-            return Ok(None);
+    async fn next(&mut self, applied: bool) -> Result<Option<Plan>> {
+        self.planned += 1;
+        let (store, release) = (&*self.store, &self.release);
+        match self.planned {
+            1 => plan(store, release).await.map(Some),
+            // The pages again from the name document as it was settled (a concurrent push's
+            // tag included); written only where they changed.
+            2 if applied && !release.extras.no_pages => {
+                let layout = DfDistLayout::new(release.name);
+                pages::healed(store, &layout, release.web).await.map(Some)
+            }
+            _ => Ok(None),
         }
-        plan(&*self.store, &self.release).await.map(Some)
     }
 }
 
@@ -205,16 +228,28 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
     let (checksums, signed) = checksum_steps(store, &layout, release, &prepared).await?;
     documents.extend(checksums);
     let tag_key = layout.tag_key(release.tag);
-    let tag_doc = tag_document(&prepared, &sboms, signed)?;
-    let tag_doc = document_step(store, &tag_key, tag_doc, JSON).await?;
+    let tag_doc = tag_document(&prepared, &sboms, signed, release)?;
+    let with_pages = !release.extras.no_pages;
+    if with_pages {
+        let page = pages::tag_page_step(store, &layout, release.web, release.tag, &tag_doc);
+        documents.push(page.await?);
+    }
+    let tag_doc_step = document_step(store, &tag_key, tag_doc.clone(), JSON).await?;
     let name_doc = name_document_step(store, &layout, release.tag).await?;
+    let tags = pages::planned_tags(&name_doc).to_vec();
+    let mut phases = vec![
+        Phase::new("binaries", binaries).parallel(),
+        Phase::new("checksums and SBOMs", documents).committing(),
+        Phase::new("tag document", vec![tag_doc_step]),
+        Phase::new("name document", vec![name_doc]),
+    ];
+    if with_pages {
+        let this = Some((release.tag, &tag_doc[..]));
+        let steps = pages::name_steps(store, &layout, release.web, &tags, this).await?;
+        phases.push(Phase::new("pages", steps));
+    }
     Ok(Plan {
-        phases: vec![
-            Phase::new("binaries", binaries).parallel(),
-            Phase::new("checksums and SBOMs", documents).committing(),
-            Phase::new("tag document", vec![tag_doc]),
-            Phase::new("name document", vec![name_doc]),
-        ],
+        phases,
         ..Plan::default()
     })
 }
@@ -369,6 +404,7 @@ fn tag_document(
     prepared: &[Prepared<'_>],
     sboms: &BTreeMap<Platform, String>,
     signed: bool,
+    release: &StaticRelease<'_>,
 ) -> Result<Bytes> {
     let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
     for p in prepared {
@@ -397,6 +433,9 @@ fn tag_document(
         flavors,
         checksums: Some(CHECKSUMS.to_string()),
         signature: signed.then(|| SIGNATURE.to_string()),
+        description: release.extras.description.clone(),
+        minisign_public_key: release.signer.map(Signer::public_key_base64),
+        images: release.extras.images.clone(),
     };
     Ok(Bytes::from(serde_json::to_vec(&doc)?))
 }
@@ -447,6 +486,8 @@ mod tests {
             files,
             signer: None,
             sboms: &BTreeMap::new(),
+            extras: &Extras::default(),
+            web: None,
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         let ui = crate::ui::Ui::silent();

@@ -47,7 +47,7 @@ impl State {
     async fn read(store: &dyn ObjectStore, layout: &DfDistLayout) -> Result<State> {
         let list = DerivedList::Names(layout.clone());
         let read = list.stored(store).await?;
-        let mut present = BTreeSet::new();
+        let mut direct = Vec::new();
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut modified = BTreeMap::new();
         for listed in store.list_detailed(&layout.prefix()).await? {
@@ -59,12 +59,11 @@ impl State {
                 Some(DfDistKey::File { tag, .. }) => {
                     files.entry(tag.to_string()).or_default().push(key.clone())
                 }
-                Some(DfDistKey::Tag(tag)) => {
-                    present.insert(tag.to_string());
-                }
+                Some(DfDistKey::Tag(_)) => direct.push(key.clone()),
                 _ => {}
             }
         }
+        let present = super::derived::tag_documents(store, layout, &direct, &read.tags).await?;
         let (stored, unreadable) = (read.tags.clone(), read.unreadable.clone());
         let tags = list.round(read, &present, &[], &BTreeSet::new())?.tags;
         Ok(State {
@@ -114,6 +113,8 @@ pub struct Removal {
     planned: usize,
     /// What the store held when rm checked its tag, before the gc marker.
     read: Option<State>,
+    /// The target's public address, for the pages it rewrites.
+    web: Option<String>,
 }
 
 impl Removal {
@@ -127,7 +128,28 @@ impl Removal {
             selection: Selection::default(),
             planned: 0,
             read: None,
+            web: None,
         }
+    }
+
+    /// The same removal, its pages linking with the target's public address (`web=`).
+    pub fn with_web(mut self, web: Option<&str>) -> Removal {
+        self.web = web.map(str::to_string);
+        self
+    }
+
+    /// The pages for the name document `step` plans, where the name has pages already.
+    async fn page_steps(&self, step: &Step) -> Result<Vec<Step>> {
+        let store = &*self.store;
+        let page = format!("{}{}", self.layout.prefix(), super::pages::INDEX);
+        if store.head(&page).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let (web, tags) = (self.web.as_deref(), super::pages::planned_tags(step));
+        let mut steps = super::pages::name_steps(store, &self.layout, web, tags, None).await?;
+        // rm and gc say only what they change.
+        steps.retain(Step::changes);
+        Ok(steps)
     }
 
     /// rm's check, before the gc marker: the tag must be there.
@@ -227,8 +249,11 @@ impl Removal {
             documents.extend(doc);
             binaries.extend(files);
         }
+        let rewrite = rewrite.await?;
+        let pages = self.page_steps(&rewrite).await?;
         plan.phases = vec![
-            Phase::new("name document", vec![rewrite.await?]),
+            Phase::new("name document", vec![rewrite]),
+            Phase::new("pages", pages),
             Phase::new("tag documents", documents),
             Phase::new("binaries", binaries),
         ];
@@ -241,8 +266,12 @@ impl Removal {
     async fn heal(&self, removed: BTreeSet<String>) -> Result<Plan> {
         let list = DerivedList::Names(self.layout.clone());
         let heal = list.step(&*self.store, Vec::new(), removed, false).await?;
+        let pages = self.page_steps(&heal).await?;
         Ok(Plan {
-            phases: vec![Phase::new("name document, healed", vec![heal])],
+            phases: vec![
+                Phase::new("name document, healed", vec![heal]),
+                Phase::new("pages, healed", pages),
+            ],
             ..Plan::default()
         })
     }

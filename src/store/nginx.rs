@@ -69,7 +69,11 @@ fn fragment(root: &Path, manifests: &[(String, String, String)]) -> String {
     let _ = writeln!(out, "root {};", quote(&root.display().to_string()));
     let _ = writeln!(out, "location /.alba/ {{ return 404; }}");
     let _ = writeln!(out, "location / {{");
-    let _ = writeln!(out, "    types {{ application/json json; }}");
+    let _ = writeln!(
+        out,
+        "    types {{ application/json json; text/html html; text/plain sh; }}"
+    );
+    let _ = writeln!(out, "    charset utf-8;");
     let _ = writeln!(out, "    default_type application/octet-stream;");
     let _ = writeln!(
         out,
@@ -77,6 +81,14 @@ fn fragment(root: &Path, manifests: &[(String, String, String)]) -> String {
     );
     let _ = writeln!(out, "    try_files $uri $uri/index.json =404;");
     let _ = writeln!(out, "}}");
+    let _ = writeln!(
+        out,
+        "# `…/<name>/`, with a slash, is the download page, as Garage's index document serves it."
+    );
+    let _ = writeln!(
+        out,
+        "location ~ ^/df-dist-v1/(.+/)?$ {{ types {{ }} default_type text/html; charset utf-8; try_files ${{uri}}index.html =404; }}"
+    );
     let _ = writeln!(
         out,
         "location = /v2/ {{ types {{ }} default_type application/json; try_files /v2/index.html =404; }}"

@@ -178,7 +178,14 @@ impl Garage {
     /// (index document `index.html`). Waits until the S3 API lists it.
     pub fn create_bucket(&self, name: &str) {
         self.create_bucket_without_website(name);
-        self.cli_ok(&["bucket", "website", "--allow", name]);
+        self.cli_ok(&[
+            "bucket",
+            "website",
+            "--allow",
+            "--index-document",
+            "index.html",
+            name,
+        ]);
     }
 
     /// Like [`Garage::create_bucket`], but leaves website access off (Garage's default), as a

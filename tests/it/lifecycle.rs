@@ -210,8 +210,8 @@ fn static_gc_keeps_the_newest_tags_and_releases_on_garage() {
     let files: usize = expected.values().map(|f| f.len()).sum();
     assert_eq!(
         keys.len(),
-        1 + 2 * (1 + 1 + files),
-        "name document, two tag documents with their SHA256SUMS and files: {keys:?}"
+        1 + 2 * (1 + 1 + 1 + files) + 3,
+        "name document, two tag documents with their SHA256SUMS, tag pages and files, the name page, install.sh and the root page: {keys:?}"
     );
 }
 

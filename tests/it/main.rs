@@ -28,6 +28,7 @@ mod registry_push;
 mod release_metadata;
 mod remote_builder;
 mod signatures;
+mod site;
 mod speed;
 mod static_release;
 mod try_sh;

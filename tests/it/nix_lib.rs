@@ -112,20 +112,27 @@ fn mk_release_fails_at_evaluation_with_clear_messages() {
         (
             r#"{ name = "a"; systems = [ "x86_64-linux" ]; statc = { }; }"#,
             &[
-                r#"unknown key "statc"; known keys: name, systems, source, static, container, sign"#,
+                r#"unknown key "statc"; known keys: name, systems, source, description, static, container, sign"#,
                 "nothing to publish",
             ],
         ),
         (
             r#"{ name = "a"; systems = [ "x86_64-linux" ]; static.tagets = [ ]; }"#,
             &[
-                r#"unknown key "tagets" in `static`; known keys: attr, attrs, targets, sbom, annotations, aliases"#,
+                r#"unknown key "tagets" in `static`; known keys: attr, attrs, targets, sbom, annotations, aliases, page"#,
             ],
         ),
         (
             r#"{ name = "a"; systems = [ "x86_64-linux" ]; container = { atr = "x"; }; }"#,
             &[
-                r#"unknown key "atr" in `container`; known keys: attr, attrs, targets, sbom, annotations, aliases"#,
+                r#"unknown key "atr" in `container`; known keys: attr, attrs, targets, sbom, annotations, aliases, page"#,
+            ],
+        ),
+        (
+            r#"{ name = "a"; systems = [ "x86_64-linux" ]; description = [ ]; static.page = "no"; }"#,
+            &[
+                "`description` must be a string (one line for the download pages), not a list",
+                "`static.page` must be true or false, not a string",
             ],
         ),
         (

@@ -45,6 +45,11 @@ fn without_additions(doc: &Value) -> Value {
     let top = doc.as_object_mut().expect("a tag document is an object");
     top.remove("checksums");
     top.remove("signature");
+    // What the download pages show: the flake's description (and, signed, the public key).
+    if let Some(description) = top.remove("description") {
+        assert_eq!(description, "alba test fixture");
+    }
+    top.remove("minisign_public_key");
     for flavor in doc["flavors"].as_array_mut().into_iter().flatten() {
         let file = flavor["resources"][0]["path"]
             .as_str()
@@ -334,8 +339,8 @@ fn seed_dir_form_and_dry_run() {
         .clone();
     assert_eq!(
         objects.len(),
-        3 + 1 + 2,
-        "three binaries, SHA256SUMS and two documents"
+        3 + 1 + 2 + 4,
+        "three binaries, SHA256SUMS, two documents and the site (tag page, name page, install.sh, root page)"
     );
     assert!(objects.iter().all(|o| o["status"] == "new"), "{objects:?}");
     assert!(
@@ -372,7 +377,7 @@ fn seed_dir_form_and_dry_run() {
         .iter()
         .map(|o| o["status"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(statuses, ["exists"; 6]);
+    assert_eq!(statuses, ["exists"; 10]);
 }
 
 fn build_prints_the_artifact_set_matched_by_drv_path(nix: NixVersion) {

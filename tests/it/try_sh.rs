@@ -202,6 +202,7 @@ fn try_sh_releases_the_example_and_a_second_run_changes_nothing() {
         format!("static ls -t hello file:{}", dist.display()),
         format!("container ls -t hello file:{}", dist.display()),
         format!("include {}/.alba/nginx.conf;", dist.display()),
+        "the download page is then http://localhost:8080/df-dist-v1/hello/".to_string(),
     ] {
         assert!(
             stdout.contains(&line),
@@ -210,6 +211,8 @@ fn try_sh_releases_the_example_and_a_second_run_changes_nothing() {
     }
     check_static(&dist);
     check_image(&dist, scratch.path());
+    let page = std::fs::read_to_string(dist.join("df-dist-v1/hello/index.html")).expect("page");
+    assert!(page.contains("<h1>hello</h1>"), "the download page: {page}");
 
     let before = snapshot(&dist);
     run_try(&out, &cache);

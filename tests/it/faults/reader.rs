@@ -74,6 +74,8 @@ pub(crate) fn df_dist_problems(garage: &Garage, bucket: &str) -> Vec<String> {
         .iter()
         .filter_map(|k| k.strip_prefix(&prefix))
         .filter(|r| !r.contains('/'))
+        // The download page and install.sh sit beside the tag documents.
+        .filter(|r| !["index.html", "install.sh"].contains(r))
         .map(str::to_string)
         .collect();
     if let Some(doc) = get(garage, bucket, &format!("df-dist-v1/{NAME}")) {
