@@ -28,6 +28,7 @@ mod pool;
 mod read;
 mod referrer;
 mod spool_dir;
+mod store_paths;
 
 #[cfg(test)]
 mod tests;
@@ -143,6 +144,8 @@ pub struct PlatformImage {
     pub manifest: Bytes,
     /// `sha256:<hex>` of [`PlatformImage::manifest`].
     pub manifest_digest: String,
+    /// The `/nix/store/<hash>-<name>` paths found in the layers, sorted (for the SBOM).
+    pub store_paths: Vec<String>,
 }
 
 /// Every platform's image plus the OCI image index that ties them together.
@@ -221,6 +224,7 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
         pool: Arc::new(pool::Pool::new(jobs)?),
         spool_dir: Arc::new(spool_dir::SpoolDir::new(opts.cache_dir.as_deref())?),
         annotations: annotations.clone(),
+        store_paths: read::LayerPaths::new(opts.cache_dir.as_deref()),
     });
     let read = read_all(&shared, inputs, jobs).await;
     // Whatever happened, no layer leaves after the load, and the receiver sees the end.

@@ -9,6 +9,7 @@ mod compression;
 mod dedup;
 mod loading;
 mod reading_less;
+mod store_paths;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
