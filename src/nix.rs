@@ -328,14 +328,24 @@ pub struct PathInfo {
 impl Nix {
     /// The runtime closures of `paths`: every store path they reach, with hashes and references.
     pub async fn path_infos(&self, paths: &[PathBuf]) -> Result<Vec<PathInfo>> {
+        self.path_info_call(paths, true).await
+    }
+
+    /// What the local store knows of `paths` themselves (no closure), in one call; paths
+    /// that are not on this machine are left out rather than failing the call.
+    pub async fn known_path_infos(&self, paths: &[PathBuf]) -> Result<Vec<PathInfo>> {
+        let present: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+        self.path_info_call(&present, false).await
+    }
+
+    async fn path_info_call(&self, paths: &[PathBuf], recursive: bool) -> Result<Vec<PathInfo>> {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = vec![
-            "path-info".to_string(),
-            "--json".into(),
-            "--recursive".into(),
-        ];
+        let mut args = vec!["path-info".to_string(), "--json".into()];
+        if recursive {
+            args.push("--recursive".into());
+        }
         args.extend(paths.iter().map(|p| p.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.run("nix path-info", &args).await?;
