@@ -144,6 +144,7 @@ mod tests {
             dirty: false,
             last_modified: Some(1_764_504_000),
             local_git: None,
+            resolved: Vec::new(),
         }
     }
 

@@ -32,7 +32,7 @@ pub struct Nix {
 }
 
 /// A locked flake, from `nix flake metadata --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Flake {
     /// The locked URL every later Nix call uses.
     pub url: String,
@@ -47,6 +47,9 @@ pub struct Flake {
     /// The local folder of a `git+file:` flake, for `git status`.
     #[serde(skip)]
     pub local_git: Option<PathBuf>,
+    /// The flake itself and its locked inputs (for provenance).
+    #[serde(skip)]
+    pub resolved: Vec<crate::provenance::Locked>,
 }
 
 /// The fields of `nix flake metadata --json` alba reads. Nix 2.8 and 2.26 both give `url`,
@@ -75,7 +78,10 @@ impl Flake {
             .and_then(|u| u.split('?').next())
             .filter(|_| is_git)
             .map(PathBuf::from);
+        let whole: serde_json::Value =
+            serde_json::from_str(json).context("parsing `nix flake metadata --json`")?;
         Ok(Flake {
+            resolved: crate::provenance::lock::resolved(&whole),
             dirty: meta.dirty_revision.is_some() || (is_git && meta.revision.is_none()),
             url: meta.url,
             revision: meta.revision,
@@ -83,6 +89,17 @@ impl Flake {
             local_git,
         })
     }
+}
+
+/// One built installable: the attribute found, its derivation, its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltPath {
+    /// The attribute path built.
+    pub attr: String,
+    /// Its derivation.
+    pub drv: String,
+    /// Its output store path.
+    pub out: PathBuf,
 }
 
 /// One result of `nix build --json`.
@@ -204,6 +221,16 @@ impl Nix {
     /// Builds every installable in one `nix build --json --no-link` call; returns store paths
     /// in `candidates` order (each installable: its attribute paths to try, first found wins).
     pub async fn build(&self, flake_url: &str, candidates: &[Vec<String>]) -> Result<Vec<PathBuf>> {
+        let built = self.build_all(flake_url, candidates).await?;
+        Ok(built.into_iter().map(|b| b.out).collect())
+    }
+
+    /// [`Nix::build`], also telling each installable's attribute and derivation.
+    pub async fn build_all(
+        &self,
+        flake_url: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<BuiltPath>> {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -217,7 +244,17 @@ impl Nix {
         let out = self.run("nix build", &args).await?;
         let results: Vec<BuildResult> =
             serde_json::from_str(&out).context("parsing `nix build --json`")?;
-        match_results(&found, results)
+        let outs = match_results(&found, results)?;
+        let built = found.into_iter().zip(outs);
+        Ok(built
+            .map(|((attr, drv), out)| BuiltPath { attr, drv, out })
+            .collect())
+    }
+
+    /// `nix --version`'s line (`nix (Nix) 2.8.0`).
+    pub async fn version(&self) -> Result<String> {
+        let out = self.run("nix --version", &["--version"]).await?;
+        Ok(out.trim().to_string())
     }
 }
 

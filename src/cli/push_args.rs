@@ -32,6 +32,8 @@ pub struct Publication {
     pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
     /// A CycloneDX SBOM per platform (of this kind's artifacts).
     pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
+    /// Signs this kind's SLSA provenance (a release with an ECDSA key).
+    pub attester: Option<std::sync::Arc<crate::provenance::Attester>>,
 }
 
 impl Publication {
@@ -50,6 +52,7 @@ impl Publication {
             aliases: None,
             signer: None,
             sboms,
+            attester: None,
         }
     }
 }

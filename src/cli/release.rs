@@ -372,6 +372,7 @@ async fn publish(
                 Kind::Container => None,
             },
             sboms: sboms.remove(kind).unwrap_or_default(),
+            attester: None,
         };
         let result = match kind {
             Kind::Static => {

@@ -100,6 +100,7 @@ pub async fn publish_all(
                 files: &files,
                 signer: publication.signer.as_deref(),
                 sboms: &publication.sboms,
+                attester: publication.attester.as_deref(),
             };
             let result = async {
                 let store = store::open(t).await?;

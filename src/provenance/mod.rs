@@ -18,6 +18,7 @@
 
 pub mod ci;
 pub mod dsse;
+pub mod gather;
 pub mod lock;
 
 use std::sync::Arc;

@@ -47,6 +47,9 @@ pub struct TagDocument {
     /// `SHA256SUMS.minisig`, when the release was signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The binaries' SLSA provenance (a DSSE envelope), when an ECDSA key signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 /// The files of one platform.
@@ -112,6 +115,8 @@ pub struct StaticRelease<'a> {
     pub signer: Option<&'a Signer>,
     /// A CycloneDX SBOM per platform, published beside its binaries.
     pub sboms: &'a BTreeMap<Platform, Bytes>,
+    /// Signs the binaries' provenance when given.
+    pub attester: Option<&'a crate::provenance::Attester>,
 }
 
 /// The checksum file of a tag, beside its `<os>/` folders.
@@ -139,6 +144,17 @@ struct Prepared<'a> {
     key: String,
     size: u64,
     sha256: &'a str,
+}
+
+impl Prepared<'_> {
+    /// The binary's path below the tag folder (`linux/amd64/albatros`).
+    fn tag_path(&self) -> String {
+        format!(
+            "{}{}",
+            DfDistLayout::flavor_dir(&self.file.platform),
+            self.path
+        )
+    }
 }
 
 /// A static release's push to one store, as a planner: its lease names the tag and every
@@ -204,8 +220,12 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
     let mut documents = sbom_steps(store, &layout, release, &sboms).await?;
     let (checksums, signed) = checksum_steps(store, &layout, release, &prepared).await?;
     documents.extend(checksums);
+    let subjects: Vec<(String, &str)> = prepared.iter().map(|p| (p.tag_path(), p.sha256)).collect();
+    let provenance = super::attest::static_step(store, &layout, release, &subjects).await?;
+    let attested = provenance.is_some();
+    documents.extend(provenance);
     let tag_key = layout.tag_key(release.tag);
-    let tag_doc = tag_document(&prepared, &sboms, signed)?;
+    let tag_doc = tag_document(&prepared, &sboms, (signed, attested))?;
     let tag_doc = document_step(store, &tag_key, tag_doc, JSON).await?;
     let name_doc = name_document_step(store, &layout, release.tag).await?;
     Ok(Plan {
@@ -303,13 +323,7 @@ async fn checksum_steps(
     release: &StaticRelease<'_>,
     prepared: &[Prepared<'_>],
 ) -> Result<(Vec<Step>, bool)> {
-    let paths: Vec<(String, &str)> = prepared
-        .iter()
-        .map(|p| {
-            let dir = DfDistLayout::flavor_dir(&p.file.platform);
-            (format!("{dir}{}", p.path), p.sha256)
-        })
-        .collect();
+    let paths: Vec<(String, &str)> = prepared.iter().map(|p| (p.tag_path(), p.sha256)).collect();
     let sums = Bytes::from(checksums(&paths));
     let sums_key = layout.tag_file(release.tag, CHECKSUMS);
     let mut steps = vec![document_step(store, &sums_key, sums.clone(), TEXT).await?];
@@ -368,7 +382,7 @@ async fn sbom_steps(
 fn tag_document(
     prepared: &[Prepared<'_>],
     sboms: &BTreeMap<Platform, String>,
-    signed: bool,
+    (signed, attested): (bool, bool),
 ) -> Result<Bytes> {
     let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
     for p in prepared {
@@ -397,6 +411,7 @@ fn tag_document(
         flavors,
         checksums: Some(CHECKSUMS.to_string()),
         signature: signed.then(|| SIGNATURE.to_string()),
+        provenance: attested.then(|| super::attest::PROVENANCE.to_string()),
     };
     Ok(Bytes::from(serde_json::to_vec(&doc)?))
 }
@@ -447,6 +462,7 @@ mod tests {
             files,
             signer: None,
             sboms: &BTreeMap::new(),
+            attester: None,
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         let ui = crate::ui::Ui::silent();
