@@ -43,7 +43,9 @@ let
     "source"
     "static"
     "container"
+    "sign"
   ];
+  signKeys = [ "keys" ];
   sectionKeys = [
     "attr"
     "attrs"
@@ -114,6 +116,29 @@ let
           [ ]
       );
 
+  # `sign.keys`: key file names as strings. A Nix path (./cosign.key) would copy the secret
+  # key into the world-readable store, so it is refused.
+  signProblems =
+    sign:
+    if !builtins.isAttrs sign then
+      [ "`sign` is ${typeOf sign}; write `sign.keys = [ \"cosign.key\" ];`" ]
+    else
+      map (k: "unknown key ${show k} in `sign`; known keys: ${join ", " signKeys} (a typo must not publish nowhere)") (
+        unknownKeys signKeys sign
+      )
+      ++ (
+        if !(sign ? keys) then
+          [ ]
+        else if builtins.isList sign.keys && builtins.any builtins.isPath sign.keys then
+          [
+            "`sign.keys` holds a Nix path, which copies the secret key into the world-readable Nix store: write the file name as a string (\"cosign.key\", not ./cosign.key)"
+          ]
+        else if !(builtins.isList sign.keys && builtins.all builtins.isString sign.keys) then
+          [ "`sign.keys` must be a list of key file names (strings), e.g. [ \"minisign.key\" \"cosign.key\" ]" ]
+        else
+          [ ]
+      );
+
   # Every problem of a release description, as messages; [ ] when mkRelease accepts it.
   checkRelease =
     description:
@@ -151,6 +176,7 @@ let
         kind:
         if description ? ${kind} then sectionProblems kind (description.systems or null) description.${kind} else [ ]
       ) [ "static" "container" ]
+      ++ (if description ? sign then signProblems description.sign else [ ])
       ++ (
         if !(description ? static) && !(description ? container) then
           [ "neither `static` nor `container`: nothing to publish; add `static = { };` and/or `container = { };`" ]
@@ -191,7 +217,8 @@ let
       // (if description ? static then { static = fillSection description.static; } else { })
       // (
         if description ? container then { container = fillSection description.container; } else { }
-      );
+      )
+      // (if description ? sign then { inherit (description) sign; } else { });
 
   platformString =
     system:

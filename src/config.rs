@@ -27,6 +27,26 @@ pub struct Release {
     /// Container images, if the release has any.
     #[serde(default)]
     pub container: Option<Section>,
+    /// Signing keys, like `--sign-key` (which replaces them when given).
+    #[serde(default)]
+    pub sign: Option<Sign>,
+}
+
+/// The `sign` part of a release description: `sign.keys = [ "minisign.key" "cosign.key" ];`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sign {
+    /// Key files, as strings: relative to the directory alba runs in (as `--sign-key`), never
+    /// Nix paths, which would copy a secret key into the world-readable store.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+impl Sign {
+    /// The key files.
+    pub fn key_files(&self) -> Vec<std::path::PathBuf> {
+        self.keys.iter().map(std::path::PathBuf::from).collect()
+    }
 }
 
 /// The `static` or `container` part of a release description.
@@ -132,6 +152,16 @@ impl Release {
             bail_input!(
                 "{source}: `annotations` and `aliases` belong in `container`, not in `static`"
             );
+        }
+        for key in self.sign.iter().flat_map(|s| &s.keys) {
+            if key.starts_with("/nix/store/") {
+                bail_input!(
+                    "{source}: sign.keys names {key:?}, a key copied into the Nix store, where anyone can read it; write the file name as a string (\"cosign.key\", not ./cosign.key), keep the key out of the flake's source, and remove it from the store"
+                );
+            }
+            if key.trim().is_empty() {
+                bail_input!("{source}: sign.keys has an empty file name");
+            }
         }
         if let Some(c) = &self.container {
             for key in c.annotations.keys() {
@@ -258,6 +288,14 @@ mod tests {
             (r#"{"name":"a/b","systems":["x86_64-linux"]}"#, "a/b"),
             (r#"{"systems":["x86_64-linux"]}"#, "name"),
             (r#"{"name":"a","systems":[]}"#, "empty"),
+            (
+                r#"{"name":"a","systems":["x86_64-linux"],"sign":{"key":["k"]}}"#,
+                "key",
+            ),
+            (
+                r#"{"name":"a","systems":["x86_64-linux"],"sign":{"keys":["/nix/store/abc-cosign.key"]}}"#,
+                "anyone can read",
+            ),
             (
                 r#"{"name":"a","systems":["x86_64-linux"],"static":{"attrs":{"i686-linux":"x"}}}"#,
                 "i686-linux",

@@ -1,6 +1,8 @@
-//! minisign signatures of a tag's `SHA256SUMS`, with the user's secret key.
+//! Signing keys: minisign signatures of a tag's `SHA256SUMS`, with the user's secret key;
+//! ECDSA P-256 keys ([`ecdsa`]) for image signatures and attestations; and the keys of one
+//! release, told apart by content ([`SigningKeys`]).
 //!
-//! The key and its password never leave this module: no `Debug` shows them, errors name the
+//! The keys and their password never leave this module: no `Debug` shows them, errors name the
 //! key file and the problem only, and no child process ever sees them.
 
 use std::fmt;
@@ -12,6 +14,13 @@ use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 
 use crate::bail_input;
 use crate::publish::credentials::Secret;
+
+mod cosign_key;
+pub mod ecdsa;
+mod keys;
+
+pub use ecdsa::{EcdsaKey, load_public_ecdsa};
+pub use keys::SigningKeys;
 
 /// A loaded minisign secret key (and its public half, to check signatures already published).
 pub struct Signer {

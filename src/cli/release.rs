@@ -1,7 +1,6 @@
 //! `alba release VERSION`: one `nix build`, every kind, every configured target.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use crate::platform::Platform;
 use crate::publish::oci::OciSink;
 use crate::publish::{aliases, credentials};
 use crate::report::Report;
-use crate::sign::Signer;
+use crate::sign::SigningKeys;
 use crate::target::{self, Target};
 use crate::ui::Ui;
 
@@ -45,11 +44,15 @@ pub struct ReleaseArgs {
     /// Print every object that would be written, with exists/new; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Sign each tag's SHA256SUMS with this minisign secret key (`minisign -G` writes one).
+    /// A signing key (repeatable; replaces the description's `sign.keys`), its kind read from
+    /// the file: a minisign secret key (`minisign -G`) signs each tag's SHA256SUMS; an ECDSA
+    /// P-256 key (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`, or cosign's
+    /// cosign.key) signs the images in cosign's format.
     #[arg(long, value_name = "FILE")]
-    pub sign_key: Option<std::path::PathBuf>,
-    /// Read the password of an encrypted --sign-key from stdin (never give it as an argument).
-    #[arg(long, requires = "sign_key")]
+    pub sign_key: Vec<std::path::PathBuf>,
+    /// Read the password of the encrypted signing key(s) from stdin (never give it as an
+    /// argument); one password for every encrypted key.
+    #[arg(long)]
     pub sign_password_stdin: bool,
     /// Release even from a git tree with uncommitted changes (what is published then matches
     /// no commit; the report says so).
@@ -63,8 +66,8 @@ struct Plan {
     tags: Vec<String>,
     /// The version, parsed, when images take semver aliases.
     aliases: Option<semver::Version>,
-    /// The signing key, loaded (and its password checked) before anything is built.
-    signer: Option<Arc<Signer>>,
+    /// The signing keys, loaded (and their password checked) before anything is built.
+    keys: SigningKeys,
 }
 
 /// Runs `alba release`.
@@ -226,25 +229,36 @@ fn plan(global: &Global, release: &Release, args: &ReleaseArgs) -> Result<Plan> 
     } else {
         None
     };
-    let signer = match &args.sign_key {
-        Some(file) => Some(Arc::new(load_signer(
-            global,
-            file,
-            args.sign_password_stdin,
-        )?)),
-        None => None,
-    };
+    let keys = load_keys(global, release, args)?;
+    if keys.ecdsa.is_some() {
+        for (_, targets) in planned.iter().filter(|(k, _)| *k == Kind::Container) {
+            targets
+                .iter()
+                .try_for_each(crate::publish::signatures::check_target)?;
+        }
+    }
     Ok(Plan {
         kinds: planned,
         tags,
         aliases,
-        signer,
+        keys,
     })
 }
 
-/// Loads the signing key; its password comes from stdin, which the registry password cannot
-/// share.
-fn load_signer(global: &Global, file: &std::path::Path, password_stdin: bool) -> Result<Signer> {
+/// Loads the signing keys (`--sign-key`, else the description's `sign.keys`); their password
+/// comes from stdin, which the registry password cannot share.
+fn load_keys(global: &Global, release: &Release, args: &ReleaseArgs) -> Result<SigningKeys> {
+    let files = match (&args.sign_key, &release.sign) {
+        (given, _) if !given.is_empty() => given.clone(),
+        (_, Some(sign)) => sign.key_files(),
+        (_, None) => Vec::new(),
+    };
+    let password_stdin = args.sign_password_stdin;
+    if password_stdin && files.is_empty() {
+        bail_input!(
+            "--sign-password-stdin without a key: add --sign-key FILE or sign.keys to the release description"
+        );
+    }
     if password_stdin && global.registry_password_stdin {
         bail_input!(
             "--sign-password-stdin and --registry-password-stdin both read stdin; give the registry credentials through ~/.docker/config.json (or a credential helper) instead"
@@ -255,7 +269,7 @@ fn load_signer(global: &Global, file: &std::path::Path, password_stdin: bool) ->
     } else {
         None
     };
-    Signer::load(file, password.as_ref())
+    SigningKeys::load(&files, password.as_ref())
 }
 
 /// The targets of one kind: `--target` ones that suit it, else the configured ones.
@@ -368,7 +382,7 @@ async fn publish(
                 Kind::Static => None,
             },
             signer: match kind {
-                Kind::Static => plan.signer.clone(),
+                Kind::Static => plan.keys.minisign.clone(),
                 Kind::Container => None,
             },
             sboms: sboms.remove(kind).unwrap_or_default(),

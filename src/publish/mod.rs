@@ -13,3 +13,4 @@ pub mod oci_gc;
 pub mod oci_known;
 pub mod oci_static;
 pub mod registry;
+pub mod signatures;

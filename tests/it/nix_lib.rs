@@ -85,6 +85,7 @@ fn mk_release_fills_the_defaults() {
              name = "albatros";
              systems = [ "x86_64-linux" "armv6l-linux" ];
              static = { attr = "dist.{system}.albatros"; attrs.armv6l-linux = "legacy.arm"; targets = [ "file:out" ]; };
+             sign.keys = [ "minisign.key" "cosign.key" ];
            }"#,
     );
     assert_eq!(
@@ -97,6 +98,7 @@ fn mk_release_fills_the_defaults() {
                 "attrs": { "armv6l-linux": "legacy.arm" },
                 "targets": ["file:out"],
             },
+            "sign": { "keys": ["minisign.key", "cosign.key"] },
         })
     );
 }
@@ -110,7 +112,7 @@ fn mk_release_fails_at_evaluation_with_clear_messages() {
         (
             r#"{ name = "a"; systems = [ "x86_64-linux" ]; statc = { }; }"#,
             &[
-                r#"unknown key "statc"; known keys: name, systems, source, static, container"#,
+                r#"unknown key "statc"; known keys: name, systems, source, static, container, sign"#,
                 "nothing to publish",
             ],
         ),
@@ -149,6 +151,14 @@ fn mk_release_fails_at_evaluation_with_clear_messages() {
         (
             r#"{ name = "a"; systems = [ ]; static = { }; }"#,
             &["`systems` is empty"],
+        ),
+        (
+            r#"{ name = "a"; systems = [ "x86_64-linux" ]; static = { }; sign.key = [ ]; }"#,
+            &[r#"unknown key "key" in `sign`; known keys: keys"#],
+        ),
+        (
+            r#"{ name = "a"; systems = [ "x86_64-linux" ]; static = { }; sign.keys = [ ./cosign.key ]; }"#,
+            &["copies the secret key into the world-readable Nix store"],
         ),
     ];
     for (description, needles) in cases {
