@@ -159,6 +159,7 @@ pub async fn publish_all(
             let opts = PushOptions {
                 aliases: publication.aliases.clone(),
                 uploaded: done,
+                attester: publication.attester.clone(),
             };
             // A target whose check failed before loading fails the same way now, without
             // waiting for its retries a second time.

@@ -11,6 +11,7 @@
 //! layers stream through a parallel compressor into temp files. [`scan_dir`] reads the Go
 //! tool's `DIR` form.
 
+pub mod attestation;
 mod cache;
 mod docker;
 /// Synthetic docker archives, for alba's unit tests and its integration tests and benches
@@ -52,7 +53,7 @@ pub use known::{
 };
 pub use layer::Compression;
 pub use oci::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
-pub use referrer::{Referrer, referrers_index};
+pub use referrer::{Referrer, referrer_of, referrers_index};
 
 /// A blob of an image: its config or one of its layers, described by media type, digest and
 /// size, its bytes produced on demand by [`Blob::materialize`]. Cloning is cheap.

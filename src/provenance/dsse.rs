@@ -13,12 +13,34 @@ pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// The media type of a DSSE envelope (cosign's attestation layers).
 pub const MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 
-/// What signs and checks envelopes: an ECDSA P-256 key (DER signatures over SHA-256).
-pub trait EnvelopeKey: Send + Sync {
-    /// The signature of `message`.
-    fn sign(&self, message: &[u8]) -> Vec<u8>;
+/// What checks envelopes: an ECDSA P-256 public key (DER signatures over SHA-256).
+pub trait EnvelopeVerifier: Send + Sync {
     /// True when `signature` is this key's valid signature of `message`.
     fn verifies(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+/// What signs envelopes: an ECDSA P-256 secret key.
+pub trait EnvelopeKey: EnvelopeVerifier {
+    /// The signature of `message`.
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+}
+
+impl EnvelopeVerifier for crate::sign::ecdsa::EcdsaKey {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        crate::sign::ecdsa::verify(&self.public(), message, signature)
+    }
+}
+
+impl EnvelopeKey for crate::sign::ecdsa::EcdsaKey {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        crate::sign::ecdsa::EcdsaKey::sign(self, message)
+    }
+}
+
+impl EnvelopeVerifier for p256::ecdsa::VerifyingKey {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        crate::sign::ecdsa::verify(self, message, signature)
+    }
 }
 
 /// The pre-authentication encoding the signature covers.
@@ -65,7 +87,7 @@ impl std::fmt::Display for Broken {
 }
 
 /// The statement inside `envelope`, if one of its signatures verifies with `key`.
-pub fn open(envelope: &[u8], key: &dyn EnvelopeKey) -> Result<Value, Broken> {
+pub fn open(envelope: &[u8], key: &dyn EnvelopeVerifier) -> Result<Value, Broken> {
     let (payload, signatures) = parts(envelope)?;
     let message = pae(PAYLOAD_TYPE, &payload);
     if !signatures.iter().any(|sig| key.verifies(&message, sig)) {
@@ -115,6 +137,9 @@ pub(crate) mod tests {
             h.update(message);
             h.finalize().to_vec()
         }
+    }
+
+    impl EnvelopeVerifier for TestKey {
         fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
             self.sign(message) == signature
         }

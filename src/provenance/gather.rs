@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::{Built, Facts, ci};
+use super::{Attester, Built, Facts, ci};
 use crate::artifact::ArtifactSet;
 use crate::config::Kind;
 use crate::nix::{Flake, Nix};
@@ -60,4 +61,27 @@ pub async fn facts(
         out.insert(*kind, facts);
     }
     Ok(out)
+}
+
+/// The attester of each kind of `set`, signing with `key` (none without a key: nothing is
+/// asked of Nix then).
+pub async fn attesters(
+    nix: &Nix,
+    flake: &Flake,
+    set: &ArtifactSet,
+    kinds: &[Kind],
+    version: &str,
+    key: Option<Arc<crate::sign::ecdsa::EcdsaKey>>,
+) -> Result<BTreeMap<Kind, Arc<Attester>>> {
+    let Some(key) = key else {
+        return Ok(BTreeMap::new());
+    };
+    let facts = facts(nix, flake, set, kinds, version).await?;
+    Ok(facts
+        .into_iter()
+        .map(|(kind, facts)| {
+            let key: Arc<dyn super::EnvelopeKey> = key.clone();
+            (kind, Arc::new(Attester { key, facts }))
+        })
+        .collect())
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-pub use dsse::EnvelopeKey;
+pub use dsse::{EnvelopeKey, EnvelopeVerifier};
 pub use lock::Locked;
 
 /// The in-toto Statement v1 type.

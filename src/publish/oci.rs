@@ -80,6 +80,8 @@ pub struct PushOptions {
     pub aliases: Option<semver::Version>,
     /// Blobs this run uploaded already while compressing the others (`new`, no HEAD again).
     pub uploaded: std::collections::BTreeSet<String>,
+    /// Attests the images' SLSA provenance (`.att` and referrers) with this attester.
+    pub attester: Option<Arc<crate::provenance::Attester>>,
 }
 
 /// An image set's push to one sink under its tags, as a planner: its lease names every
@@ -155,14 +157,16 @@ pub async fn plan(
         }
         plan.tags = Some(tags.clone());
     }
-    let blobs = blob_steps(sink, images, opts).await?;
+    let mut blobs = blob_steps(sink, images, opts).await?;
+    let attested = super::attest::image_steps(sink, images, opts.attester.as_deref()).await?;
+    blobs.extend(attested.blobs);
     let mut manifests = Vec::new();
     for image in &images.images {
         let label = format!("manifest {} ({})", image.manifest_digest, image.platform);
         let (digest, bytes) = (&image.manifest_digest, &image.manifest);
         manifests.push(manifest_step(sink, digest, bytes, MANIFEST_MEDIA_TYPE, label).await?);
     }
-    let (sboms, referrers) = referrer_steps(sink, images).await?;
+    let (sboms, referrers) = referrer_steps(sink, images, &attested.referrers).await?;
     let label = format!("index {}", images.index_digest);
     let index = &images.index;
     let index_step = manifest_step(sink, &images.index_digest, index, INDEX_MEDIA_TYPE, label);
@@ -176,6 +180,7 @@ pub async fn plan(
         Phase::new("blobs", blobs).parallel(),
         Phase::new("manifests", manifests),
         Phase::new("sboms", sboms),
+        Phase::new("attestations", attested.manifests),
         Phase::new("referrers", referrers),
         Phase::new("index", vec![index_step.await?]).committing(),
         Phase::new("tags", tag_steps),
@@ -268,22 +273,32 @@ pub fn blob_step(blob: &Blob) -> Step {
         .sized(blob.size, Some(blob.digest.clone()))
 }
 
-/// The SBOM artifact manifests (after their subjects), then each subject's referrers index,
-/// merged with what the target lists there already.
-async fn referrer_steps(sink: &dyn OciSink, images: &ImageSet) -> Result<(Vec<Step>, Vec<Step>)> {
+/// The SBOM artifact manifests (after their subjects), then each subject's referrers index
+/// (listing its SBOM and the `attested` referrers), merged with what the target lists there
+/// already.
+async fn referrer_steps(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    attested: &[crate::image::Referrer],
+) -> Result<(Vec<Step>, Vec<Step>)> {
     let (mut sboms, mut referrers) = (Vec::new(), Vec::new());
     for r in &images.referrers {
         let label = format!("sbom {} (of {})", r.digest, r.subject);
         sboms.push(manifest_step(sink, &r.digest, &r.manifest, MANIFEST_MEDIA_TYPE, label).await?);
     }
-    for r in &images.referrers {
-        let tag = r.tag();
+    let mut by_subject: std::collections::BTreeMap<&str, Vec<&crate::image::Referrer>> =
+        Default::default();
+    for r in images.referrers.iter().chain(attested) {
+        by_subject.entry(r.subject.as_str()).or_default().push(r);
+    }
+    for (subject, ours) in by_subject {
+        let tag = subject.replacen(':', "-", 1);
         let existing = sink.manifest(&tag).await?;
-        let index = crate::image::referrers_index(existing.as_deref(), &[r])?;
+        let index = crate::image::referrers_index(existing.as_deref(), &ours)?;
         let digest = oci_digest(&index);
         let status = status_against(existing.map(|old| oci_digest(&old)), &digest);
         let key = format!("manifests/{tag}");
-        let address = Address::Referrers(r.subject.clone());
+        let address = Address::Referrers(subject.to_string());
         let step = Step::bytes(address, key, index, INDEX_MEDIA_TYPE);
         referrers.push(
             step.labelled(format!("referrers {tag}"))
@@ -303,7 +318,7 @@ fn status_against(current: Option<String>, digest: &str) -> Status {
 }
 
 /// A manifest's write under a digest or tag, `exists` where it resolves to these bytes.
-async fn manifest_step(
+pub(crate) async fn manifest_step(
     sink: &dyn OciSink,
     reference: &str,
     bytes: &Bytes,

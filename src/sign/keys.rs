@@ -128,7 +128,8 @@ mod tests {
         let cosign = write(dir.path(), "cosign.key", &cosign);
         let keys = SigningKeys::load(&[mini.clone(), pem.clone()], None).unwrap();
         assert!(keys.minisign.is_some() && keys.ecdsa.is_some());
-        let keys = SigningKeys::load(std::slice::from_ref(&cosign), Some(&Secret::new("pw"))).unwrap();
+        let keys =
+            SigningKeys::load(std::slice::from_ref(&cosign), Some(&Secret::new("pw"))).unwrap();
         assert!(keys.minisign.is_none() && keys.ecdsa.is_some());
         for (files, needle) in [
             (vec![pem.clone(), cosign.clone()], "both ECDSA"),
