@@ -31,7 +31,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git)
+PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssl)
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT="$HOME/.cache/garage-$GARAGE_VERSION"
 NIX_CHROOT="${ALBA_NIX_CHROOT:-$HOME/.cache/alba-nix-trixie}"
@@ -136,9 +136,13 @@ install_nix_chroot() {
 
 # Installs the CycloneDX validator (offline schema validation of alba's SBOMs).
 install_python_packages() {
-  python3 -c 'import cyclonedx.validation.json' 2>/dev/null && return
-  say "installing cyclonedx-python-lib (pip)"
-  python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]' >&2
+  python3 -c 'import cyclonedx.validation.json' 2>/dev/null ||
+    { say "installing cyclonedx-python-lib (pip)"
+      python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]' >&2; }
+  # securesystemslib verifies the DSSE envelopes of alba's SLSA provenance (tests/it/provenance.rs).
+  python3 -c 'import securesystemslib.dsse, cryptography' 2>/dev/null ||
+    { say "installing securesystemslib (pip)"
+      python3 -m pip install --quiet --disable-pip-version-check 'securesystemslib[crypto]' >&2; }
 }
 
 # Adds rustfmt and clippy when the toolchain lacks them.
