@@ -14,12 +14,14 @@
 #   docker.io podman debootstrap minisign groff-base git
 #   (`apt-get update` runs only if an install fails without it).
 # - PyPI: cyclonedx-python-lib[json-validation] (the CycloneDX schema validator the SBOM
-#   tests use), installed with pip unless python3 can import it already.
+#   tests use) and PyNaCl (the signature tests make a cosign.key with it), installed with pip
+#   unless python3 can import them already.
 # - Garage 2.5.0 is built once into ~/.cache/garage-2.5.0 (~15-25 min); set ALBA_GARAGE to
 #   use another garage 2.x binary instead.
 # - A current Nix (Debian trixie's nix-bin, 2.26) is put once into a debootstrap chroot at
 #   ~/.cache/alba-nix-trixie (~1-2 min, ~400 MB; root or sudo); set ALBA_NIX_CHROOT to use
-#   another, ALBA_DEBIAN_MIRROR for another mirror.
+#   another, ALBA_DEBIAN_MIRROR for another mirror. It also holds trixie's skopeo 1.18, which
+#   verifies cosign signatures (added to an older chroot that lacks it).
 #   Tests run alba with both Nix versions; see tests/common/nix_chroot.rs.
 # - Nix: the tests pass their settings in NIX_CONFIG (Nix 2.8 honours it), so no
 #   /etc/nix/nix.conf change is needed; see tests/common/nix.rs.
@@ -104,7 +106,7 @@ chroot_nix_version() {
 # Creates the Nix 2.26 chroot at NIX_CHROOT unless it is there. debootstrap works in a temp
 # folder renamed at the end, so a killed run never leaves a half chroot under the final name.
 install_nix_chroot() {
-  [ -x "$NIX_CHROOT/usr/bin/nix" ] && return
+  [ -x "$NIX_CHROOT/usr/bin/nix" ] && { install_chroot_skopeo; return; }
   local tmp="$NIX_CHROOT.tmp" log="$NIX_CHROOT.log" m version=
   say "creating the Nix 2.26 chroot $NIX_CHROOT (once; takes ~2 min)"
   # A killed debootstrap may leave proc/sys (or a bind of /dev) mounted in tmp: unmount those
@@ -115,7 +117,7 @@ install_nix_chroot() {
   # It ends with exit 1: libdbd-sqlite3-perl cannot be configured in trixie (perl-dbdabi-94
   # missing), leaving nix-bin "unconfigured"; the nix binary works regardless (only its perl
   # bindings need that package), so success is judged by running it below.
-  as_root debootstrap --variant=minbase --include=nix-bin,git,ca-certificates \
+  as_root debootstrap --variant=minbase --include=nix-bin,git,ca-certificates,skopeo \
     trixie "$tmp" "${ALBA_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$log" 2>&1 || true
   for m in $(mounts_below "$tmp"); do as_root umount -l "$m"; done
   if [ -x "$tmp/usr/bin/nix" ]; then
@@ -134,15 +136,39 @@ install_nix_chroot() {
   esac
 }
 
+# Adds trixie's skopeo (it verifies cosign signatures; Debian 12's is built without sigstore)
+# to a chroot made before it was in debootstrap's --include. A debootstrap chroot needs
+# `apt-get -f install` (nix-bin is left unconfigured, see above) before more packages go in.
+install_chroot_skopeo() {
+  [ -x "$NIX_CHROOT/usr/bin/skopeo" ] && return
+  say "adding skopeo to the Nix 2.26 chroot $NIX_CHROOT"
+  as_root unshare --mount --propagation private sh -c \
+    'mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" &&
+     chroot "$1" sh -c "apt-get update -q && apt-get -f install -y -q; apt-get install -y -q skopeo"' \
+    sh "$NIX_CHROOT" >>"$NIX_CHROOT.log" 2>&1 || true
+  [ -x "$NIX_CHROOT/usr/bin/skopeo" ] || {
+    tail -20 "$NIX_CHROOT.log" >&2
+    say "could not install skopeo in $NIX_CHROOT (full log: $NIX_CHROOT.log)"
+    exit 1
+  }
+}
+
 # Installs the CycloneDX validator (offline schema validation of alba's SBOMs).
 install_python_packages() {
-  python3 -c 'import cyclonedx.validation.json' 2>/dev/null ||
-    { say "installing cyclonedx-python-lib (pip)"
-      python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]' >&2; }
+  if ! python3 -c 'import cyclonedx.validation.json' 2>/dev/null; then
+    say "installing cyclonedx-python-lib (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]' >&2
+  fi
+  # PyNaCl makes a cosign.key the way cosign does (scrypt + nacl/secretbox) in the tests.
+  if ! python3 -c 'import nacl.secret' 2>/dev/null; then
+    say "installing PyNaCl (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check pynacl >&2
+  fi
   # securesystemslib verifies the DSSE envelopes of alba's SLSA provenance (tests/it/provenance.rs).
-  python3 -c 'import securesystemslib.dsse, cryptography' 2>/dev/null ||
-    { say "installing securesystemslib (pip)"
-      python3 -m pip install --quiet --disable-pip-version-check 'securesystemslib[crypto]' >&2; }
+  if ! python3 -c 'import securesystemslib.dsse, cryptography' 2>/dev/null; then
+    say "installing securesystemslib (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check 'securesystemslib[crypto]' >&2
+  fi
 }
 
 # Adds rustfmt and clippy when the toolchain lacks them.

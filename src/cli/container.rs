@@ -22,6 +22,7 @@ use crate::platform::Platform;
 use crate::publish::oci::{self, ImageSink, OciSink, PushOptions};
 use crate::publish::oci_known;
 use crate::publish::oci_static::StaticRegistry;
+use crate::publish::signatures::{self, Signing};
 use crate::report::{Report, TargetReport};
 use crate::store;
 use crate::target::{self, RegistryTarget, Target};
@@ -109,6 +110,7 @@ pub async fn publish_all(
     for t in targets {
         sinks.push(sink_for(global, t, &repository, tags).await?);
     }
+    let signings = signings(publication, targets, &repository)?;
     let (mut set, mut uploaded, mut unreachable) =
         load_and_upload(global, ui, publication, images, targets, &sinks).await?;
     let sboms = image_sboms(global, publication, &set).await?;
@@ -160,6 +162,7 @@ pub async fn publish_all(
                 aliases: publication.aliases.clone(),
                 uploaded: done,
                 attester: publication.attester.clone(),
+                signing: signings[n].clone(),
             };
             // A target whose check failed before loading fails the same way now, without
             // waiting for its retries a second time.
@@ -176,6 +179,25 @@ pub async fn publish_all(
         },
     )
     .await
+}
+
+/// Per target, how its images are signed (with an ECDSA key): the repository each signature
+/// names is the one people pull from there. Checked before anything is loaded or written.
+fn signings(
+    publication: &Publication,
+    targets: &[Target],
+    repository: &str,
+) -> Result<Vec<Option<Signing>>> {
+    let Some(key) = &publication.image_signer else {
+        return Ok(vec![None; targets.len()]);
+    };
+    let signing = |t: &Target| -> Result<Option<Signing>> {
+        Ok(Some(Signing {
+            key: Arc::clone(key),
+            reference: signatures::docker_reference(t, repository)?,
+        }))
+    };
+    targets.iter().map(signing).collect()
 }
 
 /// Learns what the targets hold, then loads the images; while layers compress, those the

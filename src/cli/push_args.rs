@@ -30,6 +30,8 @@ pub struct Publication {
     pub aliases: Option<semver::Version>,
     /// Signs static checksums (`--sign-key`).
     pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
+    /// Signs images in cosign's format (`--sign-key` with an ECDSA P-256 key).
+    pub image_signer: Option<std::sync::Arc<crate::sign::EcdsaKey>>,
     /// A CycloneDX SBOM per platform (of this kind's artifacts).
     pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
     /// Signs this kind's SLSA provenance (a release with an ECDSA key).
@@ -51,6 +53,7 @@ impl Publication {
             dry_run,
             aliases: None,
             signer: None,
+            image_signer: None,
             sboms,
             attester: None,
         }

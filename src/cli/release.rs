@@ -392,6 +392,10 @@ async fn publish(
                 Kind::Static => plan.keys.minisign.clone(),
                 Kind::Container => None,
             },
+            image_signer: match kind {
+                Kind::Static => None,
+                Kind::Container => plan.keys.ecdsa.clone(),
+            },
             sboms: sboms.remove(kind).unwrap_or_default(),
             attester: attesters.get(kind).cloned(),
         };

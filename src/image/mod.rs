@@ -110,6 +110,17 @@ impl Blob {
         }
     }
 
+    /// A small blob held in memory (a signature payload, an artifact's config).
+    pub fn in_memory(media_type: &str, bytes: Bytes) -> Blob {
+        let digest = oci_digest(&bytes);
+        Blob::new(
+            media_type,
+            digest,
+            bytes.len() as u64,
+            Source::Memory(bytes),
+        )
+    }
+
     /// The hex part of the digest (what registries and the static layout put in paths).
     pub fn hex(&self) -> &str {
         self.digest.strip_prefix("sha256:").unwrap_or(&self.digest)

@@ -153,7 +153,7 @@ impl DerivedList {
                 let keys = store.list(&l.manifest_key("")).await?;
                 keys.iter()
                     .filter_map(|k| match l.parse(k) {
-                        Some(V2Key::Tag(tag)) if !is_referrers_tag(tag) => Some(tag.to_string()),
+                        Some(V2Key::Tag(tag)) if !is_attached_tag(tag) => Some(tag.to_string()),
                         _ => None,
                     })
                     .collect()
@@ -238,6 +238,25 @@ pub fn is_referrers_tag(reference: &str) -> bool {
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The subject of a tag attached to a manifest: a referrers tag `sha256-<hex>`, or a tag
+/// `sha256-<hex>.<suffix>` (cosign's signatures `.sig` and attestations `.att`) gives
+/// `sha256:<hex>`. Such tags are no release's: alba keeps them out of `tags/list` and out of
+/// `--keep` counts, and removes them with their subject.
+pub fn attached_subject(tag: &str) -> Option<String> {
+    let (base, suffix) = match tag.split_once('.') {
+        Some((base, suffix)) => (base, Some(suffix)),
+        None => (tag, None),
+    };
+    let suffix_ok =
+        suffix.is_none_or(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    (is_referrers_tag(base) && suffix_ok).then(|| base.replacen('-', ":", 1))
+}
+
+/// True for a tag attached to a manifest ([`attached_subject`]).
+pub fn is_attached_tag(tag: &str) -> bool {
+    attached_subject(tag).is_some()
+}
+
 /// How a list is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -314,6 +333,27 @@ mod tests {
             Order::NewestFirst,
         );
         assert_eq!(merged[..], s(&["0.11", "0.10", "0.9", "0.8"])[..]);
+    }
+
+    #[test]
+    fn attached_tags_name_their_subject() {
+        let hex = "ab".repeat(32);
+        let subject = Some(format!("sha256:{hex}"));
+        for tag in [
+            format!("sha256-{hex}"),
+            format!("sha256-{hex}.sig"),
+            format!("sha256-{hex}.att"),
+        ] {
+            assert_eq!(attached_subject(&tag), subject, "{tag}");
+        }
+        for tag in [
+            format!("sha256-{hex}."),
+            format!("sha256-{hex}.a.b"),
+            "sha256-12.sig".into(),
+            "1.2.3".into(),
+        ] {
+            assert!(!is_attached_tag(&tag), "{tag}");
+        }
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! Write order is the integrity rule, and the order of the plan's phases: blobs, then platform
 //! manifests, then their SBOM artifacts and referrers indexes, then the index by digest, then
-//! each tag, then the semver aliases, then (on static registries) `tags/list`. A reader never
-//! sees a tag whose content is missing, whatever moment a push dies at.
+//! (with a signing key) the cosign signature manifests of the index and every platform
+//! manifest, then each tag, then the semver aliases, then (on static registries) `tags/list`.
+//! A reader never sees a tag whose content is missing, nor, on a signed push, a tag whose
+//! signatures are missing, whatever moment a push dies at.
 
 use std::sync::Arc;
 
@@ -82,6 +84,8 @@ pub struct PushOptions {
     pub uploaded: std::collections::BTreeSet<String>,
     /// Attests the images' SLSA provenance (`.att` and referrers) with this attester.
     pub attester: Option<Arc<crate::provenance::Attester>>,
+    /// Sign the index and every platform manifest (cosign's format) with this key.
+    pub signing: Option<super::signatures::Signing>,
 }
 
 /// An image set's push to one sink under its tags, as a planner: its lease names every
@@ -121,7 +125,15 @@ impl plan::Planner for Push<'_> {
     /// The version tags (aliases are decided when planning: a gc keeps an alias's release
     /// anyway, and the tags are written after any running gc is done).
     fn lease(&self) -> Option<LeaseSpec> {
-        Some(lease_spec(self.images, &self.tags, self.sink.name()))
+        let mut spec = lease_spec(self.images, &self.tags, self.sink.name());
+        if let Some(signing) = &self.opts.signing {
+            let subjects = signed_subjects(self.images);
+            let digests = super::signatures::lease_digests(signing, &subjects);
+            spec.digests.extend(digests.unwrap_or_default());
+            spec.digests.sort();
+            spec.digests.dedup();
+        }
+        Some(spec)
     }
 
     async fn next(&mut self, _applied: bool) -> Result<Option<Plan>> {
@@ -160,6 +172,10 @@ pub async fn plan(
     let mut blobs = blob_steps(sink, images, opts).await?;
     let attested = super::attest::image_steps(sink, images, opts.attester.as_deref()).await?;
     blobs.extend(attested.blobs);
+    let signatures = match &opts.signing {
+        Some(signing) => signature_steps(sink, images, signing, &mut blobs).await?,
+        None => Vec::new(),
+    };
     let mut manifests = Vec::new();
     for image in &images.images {
         let label = format!("manifest {} ({})", image.manifest_digest, image.platform);
@@ -183,11 +199,47 @@ pub async fn plan(
         Phase::new("attestations", attested.manifests),
         Phase::new("referrers", referrers),
         Phase::new("index", vec![index_step.await?]).committing(),
+        Phase::new("signatures", signatures),
         Phase::new("tags", tag_steps),
         Phase::new("lists", sink.list_steps(&tags).await?),
     ];
     plan.index_digest = Some(images.index_digest.clone());
     Ok(plan)
+}
+
+/// The manifests a signed push signs, as `cosign sign --recursive`: the index, then each
+/// platform manifest.
+fn signed_subjects(images: &ImageSet) -> Vec<&str> {
+    let manifests = images.images.iter().map(|i| i.manifest_digest.as_str());
+    std::iter::once(images.index_digest.as_str())
+        .chain(manifests)
+        .collect()
+}
+
+/// The signature manifests (at `sha256-<hex>.sig`, merged with what the target holds there),
+/// their new blobs added to `blobs`.
+async fn signature_steps(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    signing: &super::signatures::Signing,
+    blobs: &mut Vec<Step>,
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for subject in signed_subjects(images) {
+        let tag = super::signatures::attachment_tag(subject, super::signatures::SIG_SUFFIX);
+        let existing = sink.manifest(&tag).await?;
+        let a = super::signatures::attachment(signing, subject, existing.as_deref())?;
+        for blob in &a.blobs {
+            let step = blob_step(blob);
+            blobs.push(match sink.has_blob(blob).await? {
+                true => step.with_status(Status::Exists),
+                false => step,
+            });
+        }
+        let label = format!("signature {tag}");
+        steps.push(manifest_step(sink, &tag, &a.manifest, MANIFEST_MEDIA_TYPE, label).await?);
+    }
+    Ok(steps)
 }
 
 /// What the push references, for a concurrent gc.
@@ -261,6 +313,8 @@ async fn has_blob(sink: &dyn OciSink, opts: &PushOptions, blob: &Blob) -> Result
 pub fn blob_step(blob: &Blob) -> Step {
     let what = match blob.media_type.as_str() {
         t if t.contains("cyclonedx") => "sbom",
+        t if t.contains("simplesigning") => "signature",
+        t if t.contains("dsse") => "provenance",
         t if t.contains("config") => "config",
         t if t.contains("empty") => "artifact config",
         _ => "layer",

@@ -22,7 +22,7 @@ use anyhow::{Result, bail};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::derived::{DerivedList, is_referrers_tag};
+use super::derived::{DerivedList, attached_subject, is_attached_tag, is_referrers_tag};
 use super::df_dist_gc::keep_leased;
 use super::layout::{V2Key, V2Layout};
 use super::lifecycle::{self, Decision, Removing, Selection};
@@ -409,18 +409,18 @@ impl Planner for Removal {
     }
 }
 
-/// The tags users push: every tag object but the referrers tags (`sha256-<hex>`), which live
-/// and go with their subjects.
+/// The tags users push: every tag object but those attached to a manifest (referrers tags
+/// `sha256-<hex>`, signatures `sha256-<hex>.sig`, …), which live and go with their subjects.
 fn user_tags(snap: &Snapshot) -> Vec<String> {
     snap.tags
         .keys()
-        .filter(|t| !is_referrers_tag(t))
+        .filter(|t| !is_attached_tag(t))
         .cloned()
         .collect()
 }
 
-/// `removal` plus the referrers tags whose subjects no remaining tag reaches: the SBOMs of a
-/// removed image go with it — unless a live lease names the subject (a push writes its SBOMs
+/// `removal` plus the attached tags whose subjects no remaining tag reaches: the SBOMs and
+/// signatures of a removed image go with it — unless a live lease names the subject (a push writes its SBOMs
 /// before its tags).
 fn with_orphan_referrers(
     snap: &Snapshot,
@@ -433,17 +433,17 @@ fn with_orphan_referrers(
         .filter(|t| !removed.contains(t.as_str()))
         .collect();
     let reach = mark(snap, &remaining);
-    let orphans = snap
-        .tags
-        .keys()
-        .filter(|t| is_referrers_tag(t))
-        .filter(|t| {
-            let subject = t.replacen('-', ":", 1);
+    let orphans = snap.tags.keys().filter(|t| {
+        attached_subject(t).is_some_and(|subject| {
             !reach.manifests.contains(&subject) && protected.holder(&subject).is_none()
-        });
+        })
+    });
     let orphans = orphans.map(|t| Decision {
         tag: t.clone(),
-        reason: "the SBOM referrers of an image no kept tag uses".to_string(),
+        reason: match is_referrers_tag(t) {
+            true => "the SBOM referrers of an image no kept tag uses".to_string(),
+            false => "the signatures of an image no kept tag uses".to_string(),
+        },
     });
     removal.iter().cloned().chain(orphans).collect()
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::oci_source::Images;
-use super::{Findings, Object, Options, is_sha256_digest};
+use super::{Findings, Object, Options};
 use crate::digest::oci_digest;
 use crate::image::INDEX_MEDIA_TYPE;
 
@@ -104,10 +104,10 @@ pub async fn check(
     Ok(())
 }
 
-/// True for a referrers tag schema tag (`sha256-<hex>`): checked with its subject.
+/// True for a referrers tag schema tag (`sha256-<hex>`) or another tag attached to a
+/// manifest (cosign's `sha256-<hex>.sig`): checked with its subject.
 fn is_referrers_tag(tag: &str) -> bool {
-    tag.strip_prefix("sha256-")
-        .is_some_and(|hex| is_sha256_digest(&format!("sha256:{hex}")))
+    crate::publish::derived::is_attached_tag(tag)
 }
 
 /// The media type of a `Content-Type` value, without parameters.

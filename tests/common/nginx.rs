@@ -20,8 +20,14 @@ impl Nginx {
     /// Starts nginx with `server { listen 127.0.0.1:PORT; include <fragment>; }`,
     /// or reports nginx missing and returns `None`.
     pub fn try_start(fragment: &Path) -> Option<Nginx> {
+        Self::try_start_on(fragment, free_port())
+    }
+
+    /// Like [`Nginx::try_start`], on `port`: for a folder whose public address (`web=`, which
+    /// signatures name) must be known before the fragment exists.
+    pub fn try_start_on(fragment: &Path, port: u16) -> Option<Nginx> {
         let binary = super::require_program("nginx", HOW_TO_INSTALL)?;
-        Some(Self::launch(&binary, fragment))
+        Some(Self::launch(&binary, fragment, port))
     }
 
     /// Starts nginx including `fragment`; panics if nginx is missing.
@@ -30,7 +36,7 @@ impl Nginx {
     }
 
     /// Writes nginx.conf in a fresh temp dir, checks it with `nginx -t`, starts and waits.
-    fn launch(binary: &Path, fragment: &Path) -> Nginx {
+    fn launch(binary: &Path, fragment: &Path, port: u16) -> Nginx {
         let dir = tempfile::Builder::new()
             .prefix("nginx")
             .tempdir()
@@ -38,7 +44,6 @@ impl Nginx {
         let fragment = fragment
             .canonicalize()
             .unwrap_or_else(|e| panic!("nginx fragment {}: {e}", fragment.display()));
-        let port = free_port();
         let config = dir.path().join("nginx.conf");
         std::fs::write(&config, config_text(dir.path(), port, &fragment))
             .expect("could not write nginx.conf");

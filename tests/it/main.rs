@@ -26,6 +26,7 @@ mod pull_clients;
 mod readme;
 mod registry_push;
 mod release_metadata;
+mod signatures;
 mod speed;
 mod static_release;
 mod try_sh;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 /// A git flake (one commit) releasing `albatros` for two systems: binaries that reference a
 /// library store path (so the closure has two paths), and images under `legacyPackages`.
-fn metadata_flake(dir: &Path, static_targets: &[String], container: &str) -> PathBuf {
+pub(crate) fn metadata_flake(dir: &Path, static_targets: &[String], container: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("mkdir");
     let systems = ["x86_64-linux", "armv6l-linux"];
     let mut packages = String::new();
@@ -305,18 +305,23 @@ fn inspect_both(garage: &Garage, registry: &common::Registry, reference: &str) -
     serde_json::from_slice(&from_web).expect("a manifest is JSON")
 }
 
+/// A Garage whose bucket `localhost` serves a static registry at `localhost:<web port>`, and
+/// a registry; `None` (reported) when either is missing.
+pub(crate) fn image_targets() -> Option<(Garage, common::Registry)> {
+    let garage = Garage::try_start()?;
+    let registry = common::Registry::try_start()?;
+    garage.create_bucket("localhost");
+    Some((garage, registry))
+}
+
 #[test]
 fn images_carry_annotations_semver_aliases_and_sbom_referrers() {
     if !nix_available() || !common::skopeo_available() {
         return;
     }
-    let Some(garage) = Garage::try_start() else {
+    let Some((garage, registry)) = image_targets() else {
         return;
     };
-    let Some(registry) = common::Registry::try_start() else {
-        return;
-    };
-    garage.create_bucket("localhost");
     let work = tempfile::tempdir().expect("tempdir");
     let container = format!(
         "{{ targets = [ {} {} ]; aliases = true; annotations = {{ \"org.example.team\" = \"birds\"; }}; }}",

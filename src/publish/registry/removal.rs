@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use super::delete::{Outcome, RegistryRepo};
 use crate::plan::{Address, Note, OnFailure, Phase, Plan, Planner, Sink, Step};
-use crate::publish::derived::is_referrers_tag;
+use crate::publish::derived::is_attached_tag;
 use crate::publish::lifecycle::{self, Decision, GcOptions, Removing, Selection};
 use crate::store::ObjectStore;
 
@@ -87,10 +87,11 @@ impl RegistryRemoval {
     }
 
     fn plan_gc(&mut self, opts: &GcOptions, digests: &BTreeMap<String, String>) -> Plan {
-        // Referrers tags (`sha256-<hex>`) are no release's: they stay with their subjects.
+        // Referrers and signature tags (`sha256-<hex>[.sig]`) are no release's: they stay
+        // with their subjects.
         let tags: Vec<String> = digests
             .keys()
-            .filter(|t| !is_referrers_tag(t))
+            .filter(|t| !is_attached_tag(t))
             .cloned()
             .collect();
         let selection = lifecycle::select_container_tags(&tags, opts, |t| digests.get(t).cloned());
