@@ -417,6 +417,27 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
         assert_eq!(pkg3["version"], "1.3");
     }
 
+    // alba verify with the public key: signatures, provenance (and, with --flake, the lock)
+    // hold on the folder and the registry; another key is refused with one line per object.
+    for target in [&targets[1], &targets[2]] {
+        let verify = |key: &Path, flake: Option<&str>, code: i32| {
+            let mut alba = nix.alba();
+            if let Some(flake) = flake {
+                alba.args(["--flake", flake]);
+            }
+            alba.args(["verify", "-t", "albatros:1.0.0", "--sign-pub"])
+                .arg(key)
+                .arg(target)
+                .run_expect(code)
+        };
+        verify(&public, None, 0);
+        verify(&public, Some(&flake_ref), 0);
+        let refused = verify(&other, None, 1);
+        let said = String::from_utf8_lossy(&refused.stdout).to_string()
+            + &String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains(".sig") && said.contains(".att"), "{said}");
+    }
+
     // A re-run (another CI run) keeps every envelope and sends nothing.
     let report = release("run-2");
     assert_eq!(report["bytes_sent"], 0, "{report}");
