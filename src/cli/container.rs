@@ -392,7 +392,10 @@ async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing
     let registry = global.registry_sink(r)?;
     registry.sign_in(RegistryOperation::Pull).await?;
     let mut listing = Vec::new();
-    for tag in registry.list_tags().await? {
+    // Referrers and signature tags (`sha256-<hex>[.sig]`) belong to their subjects, as on
+    // static registries, whose tags/list leaves them out.
+    let tags = registry.list_tags().await?.into_iter();
+    for tag in tags.filter(|t| !crate::publish::derived::is_attached_tag(t)) {
         let (digest, platforms) = match registry.tag_manifest(&tag).await? {
             Some((bytes, digest)) => (Some(digest), index_platforms(&bytes)),
             None => (None, Vec::new()),

@@ -198,11 +198,17 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
         format!("file:{}?web=http://{nginx_host}", folder.display()),
     ];
     let targets: Vec<String> = targets.iter().map(|t| nix_str(t)).collect();
-    let container = format!("{{ targets = [ {} ]; }}", targets.join(" "));
+    // The description's `sign.keys`, beside `container` (metadata_flake writes the text as it
+    // is): a file name relative to where alba runs, as `--sign-key`.
+    let container = format!(
+        "{{ targets = [ {} ]; }};\n    sign.keys = [ \"alba.pem\" ]",
+        targets.join(" ")
+    );
     let flake = crate::release_metadata::metadata_flake(&work.join("flake"), &[], &container);
     let flake_ref = format!("git+file://{}", flake.display());
     let release = |version: &str, extra: &[&str], stdin: Option<&str>, code: i32| {
         let mut alba = alba();
+        alba.current_dir(work);
         let only = ["--only", "container"];
         alba.envs(garage.envs()).arg("--flake").arg(&flake_ref);
         alba.args(["release", version]).args(only).args(extra);
@@ -213,6 +219,8 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
     };
     let cosign = cosign.to_str().expect("utf-8 path");
     let secret = secret.to_str().expect("utf-8 path");
+    let (_, minisign) = common::minisign_key(work, "minisign");
+    let minisign = minisign.to_str().expect("utf-8 path");
 
     // A wrong password, and a folder without web=: exit 2 before anything is written.
     let stdin = ["--sign-key", cosign, "--sign-password-stdin"];
@@ -234,15 +242,24 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
     let (status, _, _) = registry.get("/v2/albatros/tags/list", "application/json");
     assert_eq!(status, 404, "nothing pushed to the registry");
 
-    // Signed with the cosign key; then again with the same key as openssl wrote it: the
-    // cosign key decrypted to that key, and a re-run writes nothing new.
+    // Signed with the cosign key (--sign-key replaces sign.keys); then again with sign.keys'
+    // alba.pem, the same key as openssl wrote it: the cosign key decrypted to that key, and
+    // a re-run writes nothing new.
     release("1.0", &stdin, Some("correct horse\n"), 0);
-    let again = release("1.0", &["--json", "--sign-key", secret], None, 0);
+    let again = release("1.0", &["--json"], None, 0);
     let report: Value = serde_json::from_slice(&again.stdout).expect("--json report");
     for target in report["targets"].as_array().expect("targets") {
-        let written: Vec<&Value> = target["objects"]
-            .as_array()
-            .expect("objects")
+        let objects = target["objects"].as_array().expect("objects");
+        let signatures = objects
+            .iter()
+            .filter(|o| o["key"].as_str().is_some_and(|k| k.ends_with(".sig")));
+        assert_eq!(
+            signatures.count(),
+            3,
+            "sign.keys signed: {}",
+            target["target"]
+        );
+        let written: Vec<&Value> = objects
             .iter()
             .filter(|o| o["status"] == "new" || o["status"] == "updated")
             .collect();
@@ -252,7 +269,8 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
             target["target"]
         );
     }
-    release("0.9", &[], None, 0);
+    // A minisign key in place of sign.keys signs no image: 0.9 is unsigned.
+    release("0.9", &["--sign-key", minisign], None, 0);
     let Some(_nginx) = Nginx::try_start_on(&folder.join(".alba/nginx.conf"), nginx_port) else {
         return;
     };
@@ -296,7 +314,17 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
         let list: Value = serde_json::from_slice(&list).expect("tags/list");
         assert_eq!(list["tags"], json!(["0.9", "1.0"]));
     }
-    // alba's own read-back accepts the signature tags; gc keeps 1.0 with its signatures.
+    // alba's own read-back accepts the signature tags and lists none of them; gc keeps 1.0
+    // with its signatures.
+    let on_registry = registry.url("albatros");
+    alba()
+        .args(["verify", "-t", "albatros", &on_registry])
+        .run_expect(0);
+    let ls = alba()
+        .args(["container", "ls", "-t", "albatros", &on_registry])
+        .run_expect(0);
+    let ls = said(&ls);
+    assert!(ls.contains("1.0") && !ls.contains(".sig"), "{ls}");
     let folder_target = format!("file:{}", folder.display());
     alba()
         .args(["verify", "-t", "albatros", &folder_target])
