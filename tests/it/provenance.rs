@@ -266,6 +266,32 @@ fn check_static(dist: &Path, public: &Path, flake: &Path) -> Vec<u8> {
     envelope
 }
 
+/// README's provenance check, as written there, run in the tag folder: `Err` with its output
+/// when it fails.
+fn readme_check(tag_dir: &Path, public: &Path) -> Result<String, String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let start = "cat > check-provenance.py <<'EOF'\n";
+    let script = readme
+        .split_once(start)
+        .and_then(|(_, rest)| rest.split_once("\nEOF\n"))
+        .map(|(script, _)| script)
+        .expect("README shows check-provenance.py");
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(public)
+        .arg("provenance.intoto.jsonl")
+        .current_dir(tag_dir)
+        .output()
+        .expect("python3 runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    match out.status.success() {
+        true => Ok(said),
+        false => Err(said),
+    }
+}
+
 /// Reads a published image manifest or blob from the folder's static registry.
 fn folder_get(dist: &Path, rel: &str) -> Vec<u8> {
     std::fs::read(dist.join("v2/albatros").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -357,6 +383,13 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
         dsse_verified(&from_folder, &other).is_err(),
         "another key must not verify"
     );
+    let tag_dir = dist.join("df-dist-v1/albatros/1.0.0");
+    let said = readme_check(&tag_dir, &public).expect("README's check passes");
+    assert!(
+        said.contains("ok linux/amd64/albatros") && said.contains("helper"),
+        "{said}"
+    );
+    readme_check(&tag_dir, &other).expect_err("README's check refuses another key");
 
     // Each platform manifest's referrers list its SBOM and the provenance; the SBOM lists
     // every store path of the layers, the one the store knows with its NAR hash.
