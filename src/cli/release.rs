@@ -351,14 +351,16 @@ async fn sboms(
     Ok(out)
 }
 
+/// Each kind's SBOMs, by platform.
+type KindSboms = BTreeMap<Kind, BTreeMap<Platform, Bytes>>;
+/// Each kind's provenance attester (with an ECDSA key).
+type Attesters = BTreeMap<Kind, std::sync::Arc<crate::provenance::Attester>>;
+
 async fn publish(
     global: &Global,
     set: &artifact::ArtifactSet,
     job: &Job<'_>,
-    (mut sboms, attesters): (
-        BTreeMap<Kind, BTreeMap<Platform, Bytes>>,
-        BTreeMap<Kind, std::sync::Arc<crate::provenance::Attester>>,
-    ),
+    (mut sboms, attesters): (KindSboms, Attesters),
     report: &mut Report,
 ) -> Result<()> {
     let (plan, release, flake, args) = (job.plan, job.release, job.flake, job.args);
