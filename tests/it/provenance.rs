@@ -479,6 +479,22 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
         folder_get(&dist, &format!("manifests/{att_tag}")),
         common::skopeo_inspect_raw(&registry.url(&format!("albatros:{att_tag}")), false),
     );
+
+    // A release without the key: verify with the key finds it unsigned and unattested.
+    nix.alba()
+        .args(["--flake", &flake_ref, "release", "1.0.1"])
+        .run_expect(0);
+    let unsigned = nix
+        .alba()
+        .args(["verify", "-t", "albatros:1.0.1", "--sign-pub"])
+        .arg(&public)
+        .arg(&targets[1])
+        .run_expect(1);
+    let said = String::from_utf8_lossy(&unsigned.stdout).to_string()
+        + &String::from_utf8_lossy(&unsigned.stderr);
+    for expected in ["is not signed", "is not attested", "names no provenance"] {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
 }
 
 crate::nix_tests!(provenance_and_layered_sboms);
