@@ -106,7 +106,7 @@ chroot_nix_version() {
 # Creates the Nix 2.26 chroot at NIX_CHROOT unless it is there. debootstrap works in a temp
 # folder renamed at the end, so a killed run never leaves a half chroot under the final name.
 install_nix_chroot() {
-  [ -x "$NIX_CHROOT/usr/bin/nix" ] && { install_chroot_skopeo; return; }
+  [ -x "$NIX_CHROOT/usr/bin/nix" ] && return
   local tmp="$NIX_CHROOT.tmp" log="$NIX_CHROOT.log" m version=
   say "creating the Nix 2.26 chroot $NIX_CHROOT (once; takes ~2 min)"
   # A killed debootstrap may leave proc/sys (or a bind of /dev) mounted in tmp: unmount those
@@ -144,7 +144,7 @@ install_chroot_skopeo() {
   say "adding skopeo to the Nix 2.26 chroot $NIX_CHROOT"
   as_root unshare --mount --propagation private sh -c \
     'mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" &&
-     chroot "$1" sh -c "apt-get update -q && apt-get -f install -y -q; apt-get install -y -q skopeo"' \
+     chroot "$1" env DEBIAN_FRONTEND=noninteractive sh -c "apt-get update -q && apt-get -f install -y -q; apt-get install -y -q skopeo"' \
     sh "$NIX_CHROOT" >>"$NIX_CHROOT.log" 2>&1 || true
   [ -x "$NIX_CHROOT/usr/bin/skopeo" ] || {
     tail -20 "$NIX_CHROOT.log" >&2
@@ -182,6 +182,7 @@ install_packages
 install_components
 install_garage
 install_nix_chroot
+install_chroot_skopeo
 install_python_packages
 
 if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then

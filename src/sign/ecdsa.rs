@@ -146,6 +146,14 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn reads_sec1_keys_too() {
+        let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let pem = secret.to_sec1_pem(LineEnding::LF).unwrap();
+        let key = EcdsaKey::from_pem(Path::new("ec.pem"), &pem, None).unwrap();
+        assert_eq!(key.public(), *SigningKey::from(&secret).verifying_key());
+    }
+
+    #[test]
     fn refuses_what_is_not_a_p256_key() {
         let e = EcdsaKey::from_pem(Path::new("k"), "-----BEGIN PRIVATE KEY-----\nAAAA\n", None)
             .unwrap_err();

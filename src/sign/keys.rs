@@ -143,5 +143,12 @@ mod tests {
             assert!(e.to_string().contains(needle), "{e}");
         }
         assert!(SigningKeys::load(&[], None).unwrap().is_empty());
+        // cosign allows an empty password: such a key needs no --sign-password-stdin.
+        let empty = write(
+            dir.path(),
+            "empty.key",
+            &super::super::cosign_key::tests::cosign_key(""),
+        );
+        assert!(SigningKeys::load(&[empty], None).unwrap().ecdsa.is_some());
     }
 }

@@ -107,8 +107,11 @@ impl Policy {
             "keyPath": public,
             "signedIdentity": { "type": "matchRepository" },
         }]);
-        let scopes: serde_json::Map<String, Value> =
-            hosts.iter().map(|h| (h.clone(), rule.clone())).collect();
+        // Scoped to the repository, as README's example is.
+        let scopes: serde_json::Map<String, Value> = hosts
+            .iter()
+            .map(|h| (format!("{h}/albatros"), rule.clone()))
+            .collect();
         let policy = json!({
             "default": [{ "type": "reject" }],
             "transports": { "docker": scopes },
@@ -360,6 +363,29 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
         sig_keys(),
         0,
         "rm removes the signatures of what it removed"
+    );
+    // On the registry too: 1.0's three signatures and two SBOM referrers tags go with it;
+    // 0.9's two referrers tags stay.
+    let registry_tags = || {
+        let (_, _, list) = registry.get("/v2/albatros/tags/list", "application/json");
+        let list: Value = serde_json::from_slice(&list).expect("registry tags/list");
+        let tags = list["tags"].as_array().cloned().unwrap_or_default();
+        let attached = |suffix: &str| {
+            let matching = tags.iter().filter_map(Value::as_str);
+            matching
+                .filter(|t| t.starts_with("sha256-") && t.ends_with(suffix))
+                .count()
+        };
+        (attached(".sig"), attached("") - attached(".sig"))
+    };
+    assert_eq!(registry_tags(), (3, 4), "signatures and referrers tags");
+    alba()
+        .args(["container", "rm", "-t", "albatros:1.0", &on_registry])
+        .run_expect(0);
+    assert_eq!(
+        registry_tags(),
+        (0, 2),
+        "what is attached to 1.0 went with it"
     );
 }
 

@@ -77,6 +77,11 @@ impl RegistryRepo {
         Ok(digests)
     }
 
+    /// The bytes a manifest reference resolves to, if any (an index, to find what it lists).
+    pub async fn manifest(&self, reference: &str) -> Result<Option<bytes::Bytes>> {
+        crate::publish::oci::OciSink::manifest(&self.sink, reference).await
+    }
+
     /// `DELETE /v2/<repo>/manifests/<reference>`, retrying transient failures (connection
     /// trouble, 5xx, 429) under the run's transport policy; any other answer is judged by
     /// `RegistryRepo::outcome`.

@@ -6,6 +6,8 @@
 //! instead (OCI distribution 1.1), and stops with a clear message where the registry cannot;
 //! `gc` keeps such aliases of kept tags, and a removed tag sharing a kept tag's manifest is
 //! deleted by tag alone — or stays, with a warning, where the registry deletes only by digest.
+//! What is attached to a removed manifest or the platform manifests it lists (cosign's
+//! `sha256-<hex>.sig`, referrers tags `sha256-<hex>`) is deleted after it, by digest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use async_trait::async_trait;
 
 use super::delete::{Outcome, RegistryRepo};
 use crate::plan::{Address, Note, OnFailure, Phase, Plan, Planner, Sink, Step};
-use crate::publish::derived::is_attached_tag;
+use crate::publish::derived::{attached_subject, is_attached_tag};
 use crate::publish::lifecycle::{self, Decision, GcOptions, Removing, Selection};
 use crate::store::ObjectStore;
 
@@ -148,6 +150,47 @@ impl RegistryRemoval {
     }
 }
 
+impl RegistryRemoval {
+    /// The tags attached to the manifests `plan` deletes by digest and to the platform
+    /// manifests those list — their signatures (`sha256-<hex>.sig`) and referrers indexes —
+    /// deleted after them, by digest: they go with their subject, as on a static registry.
+    async fn attached_steps(
+        &self,
+        plan: &Plan,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<Vec<Step>> {
+        let mut subjects = BTreeSet::new();
+        for step in plan.phases.iter().flat_map(|p| &p.steps) {
+            let Address::Manifest(reference) = &step.address else {
+                continue;
+            };
+            if !reference.starts_with("sha256:") {
+                continue;
+            }
+            subjects.insert(reference.clone());
+            if let Some(bytes) = self.repo.manifest(reference).await? {
+                subjects.extend(listed_manifests(&bytes));
+            }
+        }
+        let attached = digests.iter().filter(|(tag, _)| {
+            attached_subject(tag).is_some_and(|subject| subjects.contains(&subject))
+        });
+        let steps = attached.map(|(tag, digest)| {
+            let reason = format!("tag {tag}: attached to a removed manifest");
+            delete(digest, reason)
+        });
+        Ok(steps.collect())
+    }
+}
+
+/// The manifest digests an index lists (none for a manifest or unreadable bytes).
+fn listed_manifests(bytes: &[u8]) -> Vec<String> {
+    let index = serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let digests = entries.iter().filter_map(|e| e["digest"].as_str());
+    digests.map(str::to_string).collect()
+}
+
 /// The delete of one manifest reference (a digest, or a tag alone).
 fn delete(reference: &str, reason: String) -> Step {
     let digest = reference
@@ -164,10 +207,13 @@ impl Planner for RegistryRemoval {
             return Ok(None);
         }
         let digests = self.repo.tag_digests().await?;
-        Ok(Some(match &self.what {
+        let mut plan = match &self.what {
             Removing::Tag(tag) => self.plan_rm(&tag.clone(), &digests)?,
             Removing::Old(opts) => self.plan_gc(&opts.clone(), &digests),
-        }))
+        };
+        let attached = self.attached_steps(&plan, &digests).await?;
+        plan.phases.push(Phase::new("attached", attached));
+        Ok(Some(plan))
     }
 
     fn refused(&mut self, step: &Step) {
