@@ -495,6 +495,26 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
     for expected in ["is not signed", "is not attested", "names no provenance"] {
         assert!(said.contains(expected), "{expected}: {said}");
     }
+
+    // rm takes the attestations (and their envelope) with the release they attest.
+    nix.alba()
+        .args(["container", "rm", "-t", "albatros:1.0.0"])
+        .arg(&targets[1])
+        .run_expect(0);
+    let manifests = std::fs::read_dir(dist.join("v2/albatros/manifests")).expect("manifests");
+    let left: Vec<String> = manifests
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".att"))
+        .collect();
+    assert!(left.is_empty(), "attestations left after rm: {left:?}");
+    let envelope_digest = common::images::sha256_digest(&from_folder);
+    assert!(
+        !dist
+            .join("v2/albatros/blobs")
+            .join(&envelope_digest)
+            .exists(),
+        "the envelope blob {envelope_digest} is left after rm"
+    );
 }
 
 crate::nix_tests!(provenance_and_layered_sboms);
