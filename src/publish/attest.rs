@@ -110,3 +110,17 @@ async fn published_envelope(sink: &dyn OciSink, tag: &str) -> Result<Option<Byte
     let bytes = sink.small_blob(&digest, size).await?;
     Ok(bytes.filter(|b| crate::digest::oci_digest(b) == digest))
 }
+
+/// The digests a push writes for the provenance of `images` when no published envelope is
+/// kept (signing is deterministic, so these are the ones it writes), for its lease: a gc
+/// running meanwhile keeps them. A kept envelope is referenced by its subject's `.att` already.
+pub fn lease_digests(images: &ImageSet, attester: &Attester) -> Vec<String> {
+    let envelope = attester.envelope(&attestation::statement_subjects(images));
+    let Ok(a) = attestation::attestation(images, envelope) else {
+        return Vec::new();
+    };
+    let blobs = a.blobs.iter().map(|b| b.digest.clone());
+    let referrers = a.referrers.iter().map(|r| r.digest.clone());
+    let tags = a.tags.iter().map(|(_, m)| crate::digest::oci_digest(m));
+    blobs.chain(referrers).chain(tags).collect()
+}

@@ -133,6 +133,12 @@ impl plan::Planner for Push<'_> {
             spec.digests.sort();
             spec.digests.dedup();
         }
+        if let Some(attester) = &self.opts.attester {
+            spec.digests
+                .extend(super::attest::lease_digests(self.images, attester));
+            spec.digests.sort();
+            spec.digests.dedup();
+        }
         Some(spec)
     }
 

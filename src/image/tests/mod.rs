@@ -4,6 +4,7 @@
 //! `dedup` (never compressing a layer twice) and `reading_less` (what is not read at all).
 //! This file holds the helpers they share.
 
+mod attestation;
 mod bad_inputs;
 mod compression;
 mod dedup;
