@@ -1,4 +1,4 @@
-//! `alba verify -t NAME[:TAG] TARGET [--web URL] [--quick] [--sign-pub FILE]`: reads back
+//! `alba verify -t NAME[:TAG] TARGET [--web URL] [--quick] [--sign-pub FILE]...`: reads back
 //! what was published, the way download pages and pull clients do, and checks it.
 
 use std::path::PathBuf;
