@@ -1,8 +1,8 @@
 //! SLSA provenance and image SBOMs, checked with independent tools: PyPI's `securesystemslib`
 //! verifies every DSSE envelope with the ECDSA public key (made by `openssl`); the statements'
 //! subjects are compared with the sha256 of the published binaries and the digests of the
-//! published manifests (read back from the folder and, through `skopeo` and HTTP, from the
-//! registry); `resolvedDependencies` with the flake's `flake.lock`; the image SBOMs of a
+//! published manifests (read back from a folder, from Garage's website endpoint, and, through
+//! `skopeo` and HTTP, from a registry); `resolvedDependencies` with the flake's `flake.lock`; the image SBOMs of a
 //! buildLayeredImage-shaped image (one store path per layer) with the CycloneDX validator.
 //! A second run of the same release, in another CI run, sends nothing.
 
@@ -313,9 +313,14 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
     let Some(registry) = common::Registry::try_start() else {
         return;
     };
+    let Some(garage) = common::Garage::try_start() else {
+        return;
+    };
     if !common::skopeo_available() {
         return;
     }
+    garage.create_bucket("localhost");
+    let garage_host = format!("localhost:{}", garage.web_port);
     let work = tempfile::tempdir().expect("tempdir");
     let dist = work.path().join("dist");
     let folder = format!("file://{}?web=http://localhost:8080", dist.display());
@@ -323,6 +328,7 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
         format!("file://{}", dist.display()),
         folder,
         registry.url("albatros"),
+        format!("{}&web=http://{garage_host}", garage.s3_url("localhost")),
     ];
     let (flake, store_paths) = provenance_flake(nix, work.path(), &targets);
     let (secret, public) = ecdsa_key(work.path(), "release");
@@ -330,6 +336,7 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
     let release = |run: &str| {
         let out = nix
             .alba()
+            .envs(garage.envs())
             .env("ALBA_INVOCATION_ID", run)
             .args([
                 "--json",
@@ -368,6 +375,19 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
         assert_eq!(status, 200, "blob {d}");
         body
     });
+    // And Garage's, through its website endpoint as pull clients read it.
+    let web = |path: &str| {
+        let (status, _, body) = garage.web_get(&garage_host, &format!("/v2/albatros/{path}"));
+        assert_eq!(status, 200, "GET {path} from Garage's website");
+        body
+    };
+    let from_garage = att_envelope(&web(&format!("manifests/{att_tag}")), &|d| {
+        web(&format!("blobs/{d}"))
+    });
+    assert_eq!(
+        from_garage, from_folder,
+        "one statement, one envelope everywhere"
+    );
     for envelope in [&from_folder, &from_registry] {
         let statement = dsse_verified(envelope, &public).expect("the image envelope verifies");
         assert_eq!(subject_digests(&statement), published_hex);
@@ -452,9 +472,10 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
 
     // alba verify with the public key: signatures, provenance (and, with --flake, the lock)
     // hold on the folder and the registry; another key is refused with one line per object.
-    for target in [&targets[1], &targets[2]] {
+    for target in &targets[1..] {
         let verify = |key: &Path, flake: Option<&str>, code: i32| {
             let mut alba = nix.alba();
+            alba.envs(garage.envs());
             if let Some(flake) = flake {
                 alba.args(["--flake", flake]);
             }
@@ -482,10 +503,12 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
 
     // A release without the key: verify with the key finds it unsigned and unattested.
     nix.alba()
+        .envs(garage.envs())
         .args(["--flake", &flake_ref, "release", "1.0.1"])
         .run_expect(0);
     let unsigned = nix
         .alba()
+        .envs(garage.envs())
         .args(["verify", "-t", "albatros:1.0.1", "--sign-pub"])
         .arg(&public)
         .arg(&targets[1])
@@ -498,6 +521,7 @@ fn provenance_and_layered_sboms(nix: NixVersion) {
 
     // rm takes the attestations (and their envelope) with the release they attest.
     nix.alba()
+        .envs(garage.envs())
         .args(["container", "rm", "-t", "albatros:1.0.0"])
         .arg(&targets[1])
         .run_expect(0);
