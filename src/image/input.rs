@@ -385,10 +385,19 @@ impl Input {
                 pos: 0,
             };
             let mut inner = Archive::new(BufReader::with_capacity(4096, window));
-            let entries = inner.entries_with_seek().map_err(|e| self.corrupt(e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| self.corrupt(format!("{name}: {e}")))?;
-                visit(&name, &String::from_utf8_lossy(&entry.path_bytes()));
+            // A layer that is no tar names no store paths; the image is still published
+            // (its digests are checked elsewhere), so this only warns.
+            let entries = inner.entries_with_seek().and_then(|entries| {
+                for entry in entries {
+                    visit(&name, &String::from_utf8_lossy(&entry?.path_bytes()));
+                }
+                Ok(())
+            });
+            if let Err(e) = entries {
+                tracing::warn!(
+                    "cannot list the files of the layer {name} of {}: {e}",
+                    self.path.display()
+                );
             }
         }
         Ok(())
