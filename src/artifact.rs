@@ -25,6 +25,9 @@ pub struct Artifact {
     pub system: Option<String>,
     /// The store path (or staging file/folder).
     pub path: PathBuf,
+    /// The flake attribute and derivation it was built from, when it came from the flake.
+    #[serde(skip)]
+    pub built: Option<crate::nix::BuiltPath>,
 }
 
 /// Everything a release publishes.
@@ -85,15 +88,16 @@ pub async fn build(
 ) -> Result<ArtifactSet> {
     let installables = release.installables(kinds);
     let candidates: Vec<Vec<String>> = installables.iter().map(|i| i.attrs.clone()).collect();
-    let paths = nix.build(flake_url, &candidates).await?;
+    let built = nix.build_all(flake_url, &candidates).await?;
     let artifacts = installables
         .into_iter()
-        .zip(paths)
-        .map(|(i, path)| Artifact {
+        .zip(built)
+        .map(|(i, built)| Artifact {
             kind: i.kind,
             platform: i.platform,
             system: Some(i.system),
-            path,
+            path: built.out.clone(),
+            built: Some(built),
         })
         .collect();
     Ok(ArtifactSet {

@@ -8,6 +8,7 @@
 //!   uncompressed size and diff_id and the compression settings (the image layer cache).
 //! - `archives/v1/<identity hex>.json`: what an input image archive holds (the archive index
 //!   cache), so a warm run need not read the archive at all.
+//! - `store-paths/<diff hex>.json`: the `/nix/store` paths a layer holds, by its diff_id.
 //! - `tmp/run-XXXXXX/`: each run's spooled compressed layers, locked while the run lives and
 //!   swept by a later run once it is gone.
 //!
@@ -43,6 +44,12 @@ pub fn layers_dir(root: &Path, settings: &str) -> PathBuf {
 /// The folder of the archive index cache under `root`.
 pub fn archives_dir(root: &Path) -> PathBuf {
     root.join("archives").join("v1")
+}
+
+/// The folder of the layer store-path cache under `root` (`<diff hex>.json`: the
+/// `/nix/store` paths a layer holds, so an SBOM lists them on runs that read no layer).
+pub fn store_paths_dir(root: &Path) -> PathBuf {
+    root.join("store-paths")
 }
 
 /// The folder below which each run spools its compressed layers, under `root`.

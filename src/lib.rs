@@ -19,6 +19,7 @@ pub mod names;
 pub mod nix;
 pub mod plan;
 pub mod platform;
+pub mod provenance;
 pub mod publish;
 pub mod report;
 pub mod sbom;

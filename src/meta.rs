@@ -145,6 +145,7 @@ mod tests {
             last_modified: Some(1_764_504_000),
             description: None,
             local_git: None,
+            resolved: Vec::new(),
         }
     }
 

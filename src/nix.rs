@@ -32,7 +32,7 @@ pub struct Nix {
 }
 
 /// A locked flake, from `nix flake metadata --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Flake {
     /// The locked URL every later Nix call uses.
     pub url: String,
@@ -50,6 +50,9 @@ pub struct Flake {
     /// The local folder of a `git+file:` flake, for `git status`.
     #[serde(skip)]
     pub local_git: Option<PathBuf>,
+    /// The flake itself and its locked inputs (for provenance).
+    #[serde(skip)]
+    pub resolved: Vec<crate::provenance::Locked>,
 }
 
 /// The fields of `nix flake metadata --json` alba reads. Nix 2.8 and 2.26 both give `url`,
@@ -80,7 +83,10 @@ impl Flake {
             .and_then(|u| u.split('?').next())
             .filter(|_| is_git)
             .map(PathBuf::from);
+        let whole: serde_json::Value =
+            serde_json::from_str(json).context("parsing `nix flake metadata --json`")?;
         Ok(Flake {
+            resolved: crate::provenance::lock::resolved(&whole),
             dirty: meta.dirty_revision.is_some() || (is_git && meta.revision.is_none()),
             url: meta.url,
             revision: meta.revision,
@@ -89,6 +95,17 @@ impl Flake {
             local_git,
         })
     }
+}
+
+/// One built installable: the attribute found, its derivation, its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltPath {
+    /// The attribute path built.
+    pub attr: String,
+    /// Its derivation.
+    pub drv: String,
+    /// Its output store path.
+    pub out: PathBuf,
 }
 
 /// One result of `nix build --json`.
@@ -214,6 +231,16 @@ impl Nix {
     /// Builds every installable in one `nix build --json --no-link` call; returns store paths
     /// in `candidates` order (each installable: its attribute paths to try, first found wins).
     pub async fn build(&self, flake_url: &str, candidates: &[Vec<String>]) -> Result<Vec<PathBuf>> {
+        let built = self.build_all(flake_url, candidates).await?;
+        Ok(built.into_iter().map(|b| b.out).collect())
+    }
+
+    /// [`Nix::build`], also telling each installable's attribute and derivation.
+    pub async fn build_all(
+        &self,
+        flake_url: &str,
+        candidates: &[Vec<String>],
+    ) -> Result<Vec<BuiltPath>> {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -227,7 +254,17 @@ impl Nix {
         let out = self.run("nix build", &args).await?;
         let results: Vec<BuildResult> =
             serde_json::from_str(&out).context("parsing `nix build --json`")?;
-        match_results(&found, results)
+        let outs = match_results(&found, results)?;
+        let built = found.into_iter().zip(outs);
+        Ok(built
+            .map(|((attr, drv), out)| BuiltPath { attr, drv, out })
+            .collect())
+    }
+
+    /// `nix --version`'s line (`nix (Nix) 2.8.0`).
+    pub async fn version(&self) -> Result<String> {
+        let out = self.run("nix --version", &["--version"]).await?;
+        Ok(out.trim().to_string())
     }
 }
 
@@ -351,14 +388,24 @@ pub struct PathInfo {
 impl Nix {
     /// The runtime closures of `paths`: every store path they reach, with hashes and references.
     pub async fn path_infos(&self, paths: &[PathBuf]) -> Result<Vec<PathInfo>> {
+        self.path_info_call(paths, true).await
+    }
+
+    /// What the local store knows of `paths` themselves (no closure), in one call; paths
+    /// that are not on this machine are left out rather than failing the call.
+    pub async fn known_path_infos(&self, paths: &[PathBuf]) -> Result<Vec<PathInfo>> {
+        let present: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+        self.path_info_call(&present, false).await
+    }
+
+    async fn path_info_call(&self, paths: &[PathBuf], recursive: bool) -> Result<Vec<PathInfo>> {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = vec![
-            "path-info".to_string(),
-            "--json".into(),
-            "--recursive".into(),
-        ];
+        let mut args = vec!["path-info".to_string(), "--json".into()];
+        if recursive {
+            args.push("--recursive".into());
+        }
         args.extend(paths.iter().map(|p| p.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.run("nix path-info", &args).await?;

@@ -68,7 +68,7 @@ pub fn cyclonedx(root: &str, infos: &[PathInfo], subject: Subject, meta: &Releas
     if let Some(created) = &meta.created {
         metadata["timestamp"] = json!(created);
     }
-    let mut doc = json!({
+    let doc = json!({
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
         "version": 1,
@@ -77,9 +77,7 @@ pub fn cyclonedx(root: &str, infos: &[PathInfo], subject: Subject, meta: &Releas
         "dependencies": dependencies,
     });
     // Derived from everything else, so the same closure gives the same serial number.
-    let digest = Sha256::digest(doc.to_string().as_bytes());
-    doc["serialNumber"] = json!(uuid_urn(&digest));
-    Bytes::from(doc.to_string())
+    with_serial_number(doc)
 }
 
 /// The SBOM of each artifact of `kind` in `set`, by platform: one `nix path-info` call for all.
@@ -106,6 +104,96 @@ pub async fn for_artifacts(
             (platform, cyclonedx(&root, &infos, subject, meta))
         })
         .collect())
+}
+
+/// The image SBOMs `sboms` (by platform), each completed with the store paths found in its
+/// image's layers (`contents`, by platform): a buildLayeredImage tarball references nothing,
+/// so its closure alone lists nothing a scanner can use. NAR hash and references come from
+/// one `nix path-info` call for the paths the local store knows; the others get name and
+/// version only.
+pub async fn with_image_contents(
+    nix: &Nix,
+    sboms: &BTreeMap<Platform, Bytes>,
+    contents: &BTreeMap<Platform, Vec<String>>,
+) -> anyhow::Result<BTreeMap<Platform, Bytes>> {
+    let all: BTreeSet<&String> = contents.values().flatten().collect();
+    let paths: Vec<PathBuf> = all.iter().map(PathBuf::from).collect();
+    let infos = match nix.known_path_infos(&paths).await {
+        Ok(infos) => infos,
+        Err(e) => {
+            tracing::warn!("the image SBOMs list store paths without NAR hashes: {e:#}");
+            Vec::new()
+        }
+    };
+    let by_path: BTreeMap<&str, &PathInfo> = infos.iter().map(|i| (i.path.as_str(), i)).collect();
+    let mut out = BTreeMap::new();
+    for (platform, sbom) in sboms {
+        let paths = contents
+            .get(platform)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        out.insert(platform.clone(), add_contents(sbom, paths, &by_path)?);
+    }
+    Ok(out)
+}
+
+/// One SBOM with `paths` added as components the root depends on (those it lists already
+/// are kept as they are), components and dependencies sorted, the serial number renewed.
+fn add_contents(
+    sbom: &Bytes,
+    paths: &[String],
+    infos: &BTreeMap<&str, &PathInfo>,
+) -> anyhow::Result<Bytes> {
+    let mut doc: Value = serde_json::from_slice(sbom)?;
+    let root = doc["metadata"]["component"]["bom-ref"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut components: BTreeMap<String, Value> = take_array(&mut doc, "components", "bom-ref");
+    let mut dependencies: BTreeMap<String, Value> = take_array(&mut doc, "dependencies", "ref");
+    for path in paths.iter().filter(|p| **p != root) {
+        let info = infos.get(path.as_str()).copied();
+        components
+            .entry(path.clone())
+            .or_insert_with(|| component(path, info, "library"));
+        let refs = info.map(|i| i.references.clone()).unwrap_or_default();
+        dependencies
+            .entry(path.clone())
+            .or_insert_with(|| json!({ "ref": path, "dependsOn": refs }));
+    }
+    let root_deps = dependencies
+        .entry(root.clone())
+        .or_insert_with(|| json!({ "ref": root, "dependsOn": [] }));
+    let mut on: BTreeSet<String> =
+        serde_json::from_value(root_deps["dependsOn"].take()).unwrap_or_default();
+    on.extend(paths.iter().filter(|p| **p != root).cloned());
+    root_deps["dependsOn"] = json!(on);
+    doc["components"] = Value::Array(components.into_values().collect());
+    doc["dependencies"] = Value::Array(dependencies.into_values().collect());
+    Ok(with_serial_number(doc))
+}
+
+/// The entries of the array `key` of `doc`, by their `id` field.
+fn take_array(doc: &mut Value, key: &str, id: &str) -> BTreeMap<String, Value> {
+    let items = match doc[key].take() {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .filter_map(|v| Some((v[id].as_str()?.to_string(), v)))
+        .collect()
+}
+
+/// The document's bytes with a serial number derived from everything else, so the same
+/// content gives the same serial number.
+fn with_serial_number(mut doc: Value) -> Bytes {
+    if let Some(map) = doc.as_object_mut() {
+        map.remove("serialNumber");
+    }
+    let digest = Sha256::digest(doc.to_string().as_bytes());
+    doc["serialNumber"] = json!(uuid_urn(&digest));
+    Bytes::from(doc.to_string())
 }
 
 /// Every store path `root` reaches through references, itself included, sorted.

@@ -34,7 +34,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client chromium shellcheck busybox)
+PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client chromium shellcheck busybox openssl)
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT="$HOME/.cache/garage-$GARAGE_VERSION"
 NIX_CHROOT="${ALBA_NIX_CHROOT:-$HOME/.cache/alba-nix-trixie}"
@@ -164,6 +164,11 @@ install_python_packages() {
   if ! python3 -c 'import nacl.secret' 2>/dev/null; then
     say "installing PyNaCl (pip)"
     python3 -m pip install --quiet --disable-pip-version-check pynacl >&2
+  fi
+  # securesystemslib verifies the DSSE envelopes of alba's SLSA provenance (tests/it/provenance.rs).
+  if ! python3 -c 'import securesystemslib.dsse, cryptography' 2>/dev/null; then
+    say "installing securesystemslib (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check 'securesystemslib[crypto]' >&2
   fi
 }
 

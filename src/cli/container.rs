@@ -1,9 +1,11 @@
 //! `alba container push|ls`: multi-arch OCI images.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
+use bytes::Bytes;
 use clap::Subcommand;
 use oci_client::RegistryOperation;
 
@@ -13,7 +15,7 @@ use super::targets;
 use crate::artifact::ArtifactSet;
 use crate::config::Kind;
 use crate::execute;
-use crate::image::{self, LoadOptions};
+use crate::image::{self, ImageSet, LoadOptions};
 use crate::names;
 use crate::plan::{Planner, Sink};
 use crate::platform::Platform;
@@ -62,6 +64,24 @@ async fn push(global: &Global, args: PushArgs) -> Result<()> {
     .await
 }
 
+/// The publication's image SBOMs completed with the store paths found in the layers (none
+/// without SBOMs: a `DIR` push has no flake to describe).
+async fn image_sboms(
+    global: &Global,
+    publication: &Publication,
+    set: &ImageSet,
+) -> Result<BTreeMap<Platform, Bytes>> {
+    if publication.sboms.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let contents = set
+        .images
+        .iter()
+        .map(|i| (i.platform.clone(), i.store_paths.clone()))
+        .collect();
+    crate::sbom::with_image_contents(&global.nix()?, &publication.sboms, &contents).await
+}
+
 /// Loads the images once, then pushes them under every tag to every target.
 pub async fn publish_all(
     global: &Global,
@@ -93,7 +113,8 @@ pub async fn publish_all(
     let signings = signings(publication, targets, &repository)?;
     let (mut set, mut uploaded, mut unreachable) =
         load_and_upload(global, ui, publication, images, targets, &sinks).await?;
-    set.attach_sboms(&publication.sboms)?;
+    let sboms = image_sboms(global, publication, &set).await?;
+    set.attach_sboms(&sboms)?;
     ui.section("merge system images");
     for image in &set.images {
         let size: u64 = image.layers.iter().map(|l| l.size).sum();
@@ -140,6 +161,7 @@ pub async fn publish_all(
             let opts = PushOptions {
                 aliases: publication.aliases.clone(),
                 uploaded: done,
+                attester: publication.attester.clone(),
                 signing: signings[n].clone(),
             };
             // A target whose check failed before loading fails the same way now, without

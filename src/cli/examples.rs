@@ -156,6 +156,8 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             ),
             "# Images in a registry, every blob downloaded and hashed",
             "alba verify -t albatros docker://docker.io/dxflrs/albatros",
+            "# Cosign signatures and SLSA provenance, with the release's ECDSA public key",
+            "alba verify -t albatros:0.9 --sign-pub cosign.pub docker://docker.io/dxflrs/albatros",
         ],
     ),
     (

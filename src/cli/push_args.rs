@@ -36,6 +36,8 @@ pub struct Publication {
     pub sboms: std::collections::BTreeMap<crate::platform::Platform, bytes::Bytes>,
     /// What the download pages show beyond the files (static), and whether to write them.
     pub extras: crate::publish::pages::Extras,
+    /// Signs this kind's SLSA provenance (a release with an ECDSA key).
+    pub attester: Option<std::sync::Arc<crate::provenance::Attester>>,
 }
 
 impl Publication {
@@ -56,6 +58,7 @@ impl Publication {
             image_signer: None,
             sboms,
             extras: Default::default(),
+            attester: None,
         }
     }
 }

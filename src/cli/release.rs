@@ -120,7 +120,11 @@ async fn build_and_publish(global: &Global, job: &Job<'_>, report: &mut Report) 
     let flake = &job.flake.url;
     let set = artifact::build(job.nix, flake, release, &kinds).await?;
     let sboms = sboms(job.nix, &set, release, job.plan, job.flake, args).await?;
-    publish(global, &set, job, sboms, report).await
+    let key = job.plan.keys.ecdsa.clone();
+    let attesters =
+        crate::provenance::gather::attesters(job.nix, job.flake, &set, &kinds, &args.version, key)
+            .await?;
+    publish(global, &set, job, (sboms, attesters), report).await
 }
 
 /// The last progress line, so that a long CI log ends with the outcome (on failure the
@@ -347,11 +351,16 @@ async fn sboms(
     Ok(out)
 }
 
+/// Each kind's SBOMs, by platform.
+type KindSboms = BTreeMap<Kind, BTreeMap<Platform, Bytes>>;
+/// Each kind's provenance attester (with an ECDSA key).
+type Attesters = BTreeMap<Kind, std::sync::Arc<crate::provenance::Attester>>;
+
 async fn publish(
     global: &Global,
     set: &artifact::ArtifactSet,
     job: &Job<'_>,
-    mut sboms: BTreeMap<Kind, BTreeMap<Platform, Bytes>>,
+    (mut sboms, attesters): (KindSboms, Attesters),
     report: &mut Report,
 ) -> Result<()> {
     let (plan, release, flake, args) = (job.plan, job.release, job.flake, job.args);
@@ -400,6 +409,7 @@ async fn publish(
                 Kind::Static => super::release_pages::extras(release, flake, &images),
                 Kind::Container => Default::default(),
             },
+            attester: attesters.get(kind).cloned(),
         };
         let result = match kind {
             Kind::Static => {

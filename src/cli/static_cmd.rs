@@ -102,6 +102,7 @@ pub async fn publish_all(
                 sboms: &publication.sboms,
                 extras: &publication.extras,
                 web: t.web(),
+                attester: publication.attester.as_deref(),
             };
             let result = async {
                 let store = store::open(t).await?;

@@ -1,4 +1,4 @@
-//! `alba verify -t NAME[:TAG] TARGET [--web URL] [--quick] [--sign-pub FILE]`: reads back
+//! `alba verify -t NAME[:TAG] TARGET [--web URL] [--quick] [--sign-pub FILE]...`: reads back
 //! what was published, the way download pages and pull clients do, and checks it.
 
 use std::path::PathBuf;
@@ -30,9 +30,11 @@ pub struct VerifyArgs {
     /// HEAD and size only: no whole downloads, no digests of binaries and layers.
     #[arg(long)]
     pub quick: bool,
-    /// The minisign public key SHA256SUMS.minisig must verify with.
+    /// A public key (repeatable; its kind read from the file): a minisign key checks
+    /// SHA256SUMS.minisig, an ECDSA P-256 PEM key (`-----BEGIN PUBLIC KEY-----`) checks the
+    /// images' cosign signatures and the SLSA provenance of images and binaries.
     #[arg(long, value_name = "FILE")]
-    pub sign_pub: Option<PathBuf>,
+    pub sign_pub: Vec<PathBuf>,
 }
 
 /// Runs `alba verify`: exit 0 when everything holds, 1 with one line per problem.
@@ -46,10 +48,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<()> {
         crate::names::check_static_tag(tag)?;
     }
     let t = target::parse(&args.target)?;
-    let sign_pub = match &args.sign_pub {
-        Some(file) => Some((crate::sign::load_public(file)?, file.display().to_string())),
-        None => None,
-    };
+    let (sign_pub, ecdsa) = public_keys(global, &args.sign_pub, &t, &name).await?;
     let web = args.web.as_deref().map(WebSource::new).transpose()?;
     let bucket = match &t {
         Target::S3(s3) => Some(s3.bucket.clone()),
@@ -58,6 +57,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<()> {
     let opts = Options {
         quick: args.quick,
         sign_pub,
+        ecdsa,
         target_text: shell_word(&args.target),
         bucket,
     };
@@ -85,6 +85,56 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<()> {
         tag.as_deref(),
         &findings,
     )
+}
+
+/// The `--sign-pub` keys by kind: a PEM public key is ECDSA (with the repository signatures
+/// must name on this target, and, when `--flake` is given, that flake's lock), anything else
+/// minisign. Two keys of one kind are refused.
+async fn public_keys(
+    global: &Global,
+    files: &[PathBuf],
+    t: &Target,
+    name: &str,
+) -> Result<(
+    Option<(minisign::PublicKey, String)>,
+    Option<crate::verify::attestations::EcdsaCheck>,
+)> {
+    let (mut minisign, mut ecdsa) = (None, None);
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let shown = file.display().to_string();
+        if text.contains("-----BEGIN PUBLIC KEY-----") {
+            if ecdsa.is_some() {
+                bail_input!("--sign-pub {shown}: a second ECDSA public key; give one");
+            }
+            ecdsa = Some(crate::verify::attestations::EcdsaCheck {
+                key: crate::sign::ecdsa::load_public_ecdsa(file)?,
+                file: shown,
+                reference: crate::publish::signatures::docker_reference(
+                    t,
+                    &name.to_ascii_lowercase(),
+                )
+                .ok(),
+                lock: None,
+            });
+        } else {
+            if minisign.is_some() {
+                bail_input!("--sign-pub {shown}: a second minisign public key; give one");
+            }
+            minisign = Some((crate::sign::load_public(file)?, shown));
+        }
+    }
+    if let Some(check) = ecdsa.as_mut().filter(|_| flake_given()) {
+        let nix = global.nix()?;
+        check.lock = Some(nix.lock(&global.flake).await?.resolved);
+    }
+    Ok((minisign, ecdsa))
+}
+
+/// True when `--flake` is on the command line (its default `.` is not a request to compare
+/// provenance with the current folder's flake).
+fn flake_given() -> bool {
+    std::env::args().any(|a| a == "--flake" || a.starts_with("--flake="))
 }
 
 /// The registry client for a docker:// target, with the run's credentials.

@@ -343,3 +343,97 @@ fn stderr_tail(mut stderr: impl Read) -> String {
         n => lines[n.saturating_sub(8)..].join("\n"),
     }
 }
+
+impl Input {
+    /// For an uncompressed archive: the names of the entries inside each layer tar in
+    /// `wanted` (outer entry names), reading tar headers only and seeking over file data,
+    /// as `visit(layer, inner name)`. `None` for other formats (they cannot seek).
+    pub(crate) fn inner_names(
+        &self,
+        wanted: &std::collections::HashSet<&str>,
+        visit: &mut dyn FnMut(&str, &str),
+    ) -> Option<Result<()>> {
+        (self.format == Format::Tar).then(|| self.inner_names_seeking(wanted, visit))
+    }
+
+    fn inner_names_seeking(
+        &self,
+        wanted: &std::collections::HashSet<&str>,
+        visit: &mut dyn FnMut(&str, &str),
+    ) -> Result<()> {
+        let open = || {
+            let file = File::open(&self.path).map_err(|e| self.corrupt(e))?;
+            Ok::<_, anyhow::Error>(CountedFile::new(file, &self.path))
+        };
+        let mut layers = Vec::new();
+        let mut archive = Archive::new(BufReader::new(open()?));
+        for entry in archive.entries_with_seek().map_err(|e| self.corrupt(e))? {
+            let entry = entry.map_err(|e| self.corrupt(e))?;
+            let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
+            if entry.header().entry_type().is_file() && wanted.contains(name.as_str()) {
+                layers.push((name, entry.raw_file_position(), entry.size()));
+            }
+        }
+        for (name, start, len) in layers {
+            let mut file = open()?;
+            file.seek(io::SeekFrom::Start(start))
+                .map_err(|e| self.corrupt(e))?;
+            let window = Window {
+                file,
+                start,
+                len,
+                pos: 0,
+            };
+            let mut inner = Archive::new(BufReader::with_capacity(4096, window));
+            // A layer that is no tar names no store paths; the image is still published
+            // (its digests are checked elsewhere), so this only warns.
+            let entries = inner.entries_with_seek().and_then(|entries| {
+                for entry in entries {
+                    visit(&name, &String::from_utf8_lossy(&entry?.path_bytes()));
+                }
+                Ok(())
+            });
+            if let Err(e) = entries {
+                tracing::warn!(
+                    "cannot list the files of the layer {name} of {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A byte range of an archive file (one layer entry), readable and seekable on its own.
+struct Window {
+    file: CountedFile,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for Window {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.len - self.pos).unwrap_or(usize::MAX);
+        let n = buf.len().min(left);
+        let n = self.file.read(&mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Window {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let target = match pos {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        let target = target
+            .filter(|&t| t <= self.len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of the layer"))?;
+        self.file.seek(io::SeekFrom::Start(self.start + target))?;
+        self.pos = target;
+        Ok(target)
+    }
+}

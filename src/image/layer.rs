@@ -13,6 +13,7 @@ use crate::digest::{Hasher, sha256_hex};
 use super::gzip::{self, ParGzEncoder};
 use super::pool::Pool;
 use super::spool_dir::{SpoolDir, SpoolFile};
+use super::store_paths::StorePaths;
 
 /// The zstd level, fixed: changing it changes every zstd digest (and the cache key).
 /// Single-threaded libzstd, as bundled by zstd-sys (pinned by Cargo.lock), so the output
@@ -141,6 +142,8 @@ pub(crate) struct Spooled {
     pub size: u64,
     /// The compressed file.
     pub path: Arc<SpoolFile>,
+    /// The `/nix/store` paths the layer holds, read from its tar headers on the way.
+    pub store_paths: Vec<String>,
 }
 
 /// Where a layer read from an archive failed: reading (the input's fault) or writing (ours).
@@ -210,6 +213,7 @@ struct LayerWriter {
     uncompressed: Hasher,
     raw_size: u64,
     encoder: Encoder,
+    store_paths: StorePaths,
 }
 
 enum Encoder {
@@ -236,12 +240,14 @@ impl LayerWriter {
             uncompressed: Hasher::new(),
             raw_size: 0,
             encoder,
+            store_paths: StorePaths::default(),
         })
     }
 
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.uncompressed.update(data);
         self.raw_size += data.len() as u64;
+        self.store_paths.feed(data);
         match &mut self.encoder {
             Encoder::Gzip(w) => w.write_all(data),
             Encoder::Zstd(w) => w.write_all(data),
@@ -279,6 +285,7 @@ impl LayerWriter {
             digest,
             size,
             path: Arc::new(path),
+            store_paths: self.store_paths.into_paths(),
         })
     }
 }

@@ -11,6 +11,7 @@
 //! layers stream through a parallel compressor into temp files. [`scan_dir`] reads the Go
 //! tool's `DIR` form.
 
+pub mod attestation;
 mod cache;
 mod docker;
 /// Synthetic docker archives, for alba's unit tests and its integration tests and benches
@@ -28,6 +29,7 @@ mod pool;
 mod read;
 mod referrer;
 mod spool_dir;
+mod store_paths;
 
 #[cfg(test)]
 mod tests;
@@ -51,7 +53,7 @@ pub use known::{
 };
 pub use layer::Compression;
 pub use oci::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
-pub use referrer::{Referrer, referrers_index};
+pub use referrer::{Referrer, referrer_of, referrers_index};
 
 /// A blob of an image: its config or one of its layers, described by media type, digest and
 /// size, its bytes produced on demand by [`Blob::materialize`]. Cloning is cheap.
@@ -154,6 +156,8 @@ pub struct PlatformImage {
     pub manifest: Bytes,
     /// `sha256:<hex>` of [`PlatformImage::manifest`].
     pub manifest_digest: String,
+    /// The `/nix/store/<hash>-<name>` paths found in the layers, sorted (for the SBOM).
+    pub store_paths: Vec<String>,
 }
 
 /// Every platform's image plus the OCI image index that ties them together.
@@ -232,6 +236,7 @@ pub async fn load(inputs: Vec<(Platform, PathBuf)>, opts: &LoadOptions) -> Resul
         pool: Arc::new(pool::Pool::new(jobs)?),
         spool_dir: Arc::new(spool_dir::SpoolDir::new(opts.cache_dir.as_deref())?),
         annotations: annotations.clone(),
+        store_paths: read::LayerPaths::new(opts.cache_dir.as_deref()),
     });
     let read = read_all(&shared, inputs, jobs).await;
     // Whatever happened, no layer leaves after the load, and the receiver sees the end.

@@ -66,14 +66,49 @@ fn artifact(
     sbom: &Bytes,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Referrer> {
-    let empty = memory_blob(EMPTY_MEDIA_TYPE, Bytes::from_static(EMPTY));
     let layer = memory_blob(CYCLONEDX, sbom.clone());
+    artifact_of(subject, (CYCLONEDX, layer, json!({})), annotations)
+}
+
+/// The referrer whose subject is the manifest `subject` (`digest`, `size`, `media_type`) and
+/// whose one layer is `layer` (annotated with `layer_annotations`), of `artifact_type`: how
+/// attestations are also found through the referrers API.
+pub fn referrer_of(
+    (digest, size, media_type): (&str, u64, &str),
+    artifact_type: &str,
+    layer: &Blob,
+    layer_annotations: &BTreeMap<String, String>,
+) -> Result<Referrer> {
+    let subject = oci::Descriptor {
+        media_type,
+        digest,
+        size,
+        platform: None,
+    };
+    let annotations = json!(layer_annotations);
+    artifact_of(
+        subject,
+        (artifact_type, layer.clone(), annotations),
+        &BTreeMap::new(),
+    )
+}
+
+fn artifact_of(
+    subject: oci::Descriptor<'_>,
+    (artifact_type, layer, layer_annotations): (&str, Blob, Value),
+    annotations: &BTreeMap<String, String>,
+) -> Result<Referrer> {
+    let empty = memory_blob(EMPTY_MEDIA_TYPE, Bytes::from_static(EMPTY));
+    let mut layer_doc = descriptor(&layer);
+    if layer_annotations.as_object().is_some_and(|m| !m.is_empty()) {
+        layer_doc["annotations"] = layer_annotations;
+    }
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
-        "artifactType": CYCLONEDX,
+        "artifactType": artifact_type,
         "config": descriptor(&empty),
-        "layers": [descriptor(&layer)],
+        "layers": [layer_doc],
         "subject": subject,
     });
     if !annotations.is_empty() {
@@ -112,16 +147,15 @@ pub fn referrers_index(existing: Option<&[u8]>, ours: &[&Referrer]) -> Result<By
         if entries.iter().any(|e| e["digest"] == r.digest.as_str()) {
             continue;
         }
+        let manifest = serde_json::from_slice::<Value>(&r.manifest).unwrap_or_default();
+        let artifact_type = manifest["artifactType"].as_str().unwrap_or(CYCLONEDX);
         let mut entry = json!({
             "mediaType": MANIFEST_MEDIA_TYPE,
             "digest": r.digest,
             "size": r.manifest.len(),
-            "artifactType": CYCLONEDX,
+            "artifactType": artifact_type,
         });
-        if let Some(annotations) = serde_json::from_slice::<Value>(&r.manifest)
-            .ok()
-            .and_then(|m| m.get("annotations").cloned())
-        {
+        if let Some(annotations) = manifest.get("annotations").cloned() {
             entry["annotations"] = annotations;
         }
         entries.push(entry);

@@ -57,6 +57,9 @@ pub struct TagDocument {
     /// Images published with the release, for the pages' pull lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<super::page::ImageRef>,
+    /// The binaries' SLSA provenance (a DSSE envelope), when an ECDSA key signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 /// The files of one platform.
@@ -126,6 +129,8 @@ pub struct StaticRelease<'a> {
     pub extras: &'a Extras,
     /// The target's public address (`web=`), for the pages' links.
     pub web: Option<&'a str>,
+    /// Signs the binaries' provenance when given.
+    pub attester: Option<&'a crate::provenance::Attester>,
 }
 
 /// The checksum file of a tag, beside its `<os>/` folders.
@@ -153,6 +158,17 @@ struct Prepared<'a> {
     key: String,
     size: u64,
     sha256: &'a str,
+}
+
+impl Prepared<'_> {
+    /// The binary's path below the tag folder (`linux/amd64/albatros`).
+    fn tag_path(&self) -> String {
+        format!(
+            "{}{}",
+            DfDistLayout::flavor_dir(&self.file.platform),
+            self.path
+        )
+    }
 }
 
 /// A static release's push to one store, as a planner: its lease names the tag and every
@@ -227,8 +243,12 @@ pub async fn plan(store: &dyn ObjectStore, release: &StaticRelease<'_>) -> Resul
     let mut documents = sbom_steps(store, &layout, release, &sboms).await?;
     let (checksums, signed) = checksum_steps(store, &layout, release, &prepared).await?;
     documents.extend(checksums);
+    let subjects: Vec<(String, &str)> = prepared.iter().map(|p| (p.tag_path(), p.sha256)).collect();
+    let provenance = super::attest::static_step(store, &layout, release, &subjects).await?;
+    let attested = provenance.is_some();
+    documents.extend(provenance);
     let tag_key = layout.tag_key(release.tag);
-    let tag_doc = tag_document(&prepared, &sboms, signed, release)?;
+    let tag_doc = tag_document(&prepared, &sboms, (signed, attested), release)?;
     let with_pages = !release.extras.no_pages;
     if with_pages {
         let page = pages::tag_page_step(store, &layout, release.web, release.tag, &tag_doc);
@@ -338,13 +358,7 @@ async fn checksum_steps(
     release: &StaticRelease<'_>,
     prepared: &[Prepared<'_>],
 ) -> Result<(Vec<Step>, bool)> {
-    let paths: Vec<(String, &str)> = prepared
-        .iter()
-        .map(|p| {
-            let dir = DfDistLayout::flavor_dir(&p.file.platform);
-            (format!("{dir}{}", p.path), p.sha256)
-        })
-        .collect();
+    let paths: Vec<(String, &str)> = prepared.iter().map(|p| (p.tag_path(), p.sha256)).collect();
     let sums = Bytes::from(checksums(&paths));
     let sums_key = layout.tag_file(release.tag, CHECKSUMS);
     let mut steps = vec![document_step(store, &sums_key, sums.clone(), TEXT).await?];
@@ -403,7 +417,7 @@ async fn sbom_steps(
 fn tag_document(
     prepared: &[Prepared<'_>],
     sboms: &BTreeMap<Platform, String>,
-    signed: bool,
+    (signed, attested): (bool, bool),
     release: &StaticRelease<'_>,
 ) -> Result<Bytes> {
     let mut by_platform: BTreeMap<&Platform, Vec<Resource>> = BTreeMap::new();
@@ -436,6 +450,7 @@ fn tag_document(
         description: release.extras.description.clone(),
         minisign_public_key: release.signer.map(Signer::public_key_base64),
         images: release.extras.images.clone(),
+        provenance: attested.then(|| super::attest::PROVENANCE.to_string()),
     };
     Ok(Bytes::from(serde_json::to_vec(&doc)?))
 }
@@ -488,6 +503,7 @@ mod tests {
             sboms: &BTreeMap::new(),
             extras: &Extras::default(),
             web: None,
+            attester: None,
         };
         let mut report = TargetReport::new("t", "static", "albatros", &[], false);
         let ui = crate::ui::Ui::silent();

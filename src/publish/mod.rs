@@ -1,6 +1,7 @@
 //! Publishers: static binaries (df-dist-v1) and images (static registry, OCI registry).
 
 pub mod aliases;
+pub mod attest;
 pub mod credentials;
 pub mod derived;
 pub mod df_dist;

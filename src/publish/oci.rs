@@ -82,6 +82,8 @@ pub struct PushOptions {
     pub aliases: Option<semver::Version>,
     /// Blobs this run uploaded already while compressing the others (`new`, no HEAD again).
     pub uploaded: std::collections::BTreeSet<String>,
+    /// Attests the images' SLSA provenance (`.att` and referrers) with this attester.
+    pub attester: Option<Arc<crate::provenance::Attester>>,
     /// Sign the index and every platform manifest (cosign's format) with this key.
     pub signing: Option<super::signatures::Signing>,
 }
@@ -131,6 +133,12 @@ impl plan::Planner for Push<'_> {
             spec.digests.sort();
             spec.digests.dedup();
         }
+        if let Some(attester) = &self.opts.attester {
+            spec.digests
+                .extend(super::attest::lease_digests(self.images, attester));
+            spec.digests.sort();
+            spec.digests.dedup();
+        }
         Some(spec)
     }
 
@@ -168,6 +176,8 @@ pub async fn plan(
         plan.tags = Some(tags.clone());
     }
     let mut blobs = blob_steps(sink, images, opts).await?;
+    let attested = super::attest::image_steps(sink, images, opts.attester.as_deref()).await?;
+    blobs.extend(attested.blobs);
     let signatures = match &opts.signing {
         Some(signing) => signature_steps(sink, images, signing, &mut blobs).await?,
         None => Vec::new(),
@@ -178,7 +188,7 @@ pub async fn plan(
         let (digest, bytes) = (&image.manifest_digest, &image.manifest);
         manifests.push(manifest_step(sink, digest, bytes, MANIFEST_MEDIA_TYPE, label).await?);
     }
-    let (sboms, referrers) = referrer_steps(sink, images).await?;
+    let (sboms, referrers) = referrer_steps(sink, images, &attested.referrers).await?;
     let label = format!("index {}", images.index_digest);
     let index = &images.index;
     let index_step = manifest_step(sink, &images.index_digest, index, INDEX_MEDIA_TYPE, label);
@@ -192,6 +202,7 @@ pub async fn plan(
         Phase::new("blobs", blobs).parallel(),
         Phase::new("manifests", manifests),
         Phase::new("sboms", sboms),
+        Phase::new("attestations", attested.manifests),
         Phase::new("referrers", referrers),
         Phase::new("index", vec![index_step.await?]).committing(),
         Phase::new("signatures", signatures),
@@ -309,6 +320,7 @@ pub fn blob_step(blob: &Blob) -> Step {
     let what = match blob.media_type.as_str() {
         t if t.contains("cyclonedx") => "sbom",
         t if t.contains("simplesigning") => "signature",
+        t if t.contains("dsse") => "provenance",
         t if t.contains("config") => "config",
         t if t.contains("empty") => "artifact config",
         _ => "layer",
@@ -321,22 +333,32 @@ pub fn blob_step(blob: &Blob) -> Step {
         .sized(blob.size, Some(blob.digest.clone()))
 }
 
-/// The SBOM artifact manifests (after their subjects), then each subject's referrers index,
-/// merged with what the target lists there already.
-async fn referrer_steps(sink: &dyn OciSink, images: &ImageSet) -> Result<(Vec<Step>, Vec<Step>)> {
+/// The SBOM artifact manifests (after their subjects), then each subject's referrers index
+/// (listing its SBOM and the `attested` referrers), merged with what the target lists there
+/// already.
+async fn referrer_steps(
+    sink: &dyn OciSink,
+    images: &ImageSet,
+    attested: &[crate::image::Referrer],
+) -> Result<(Vec<Step>, Vec<Step>)> {
     let (mut sboms, mut referrers) = (Vec::new(), Vec::new());
     for r in &images.referrers {
         let label = format!("sbom {} (of {})", r.digest, r.subject);
         sboms.push(manifest_step(sink, &r.digest, &r.manifest, MANIFEST_MEDIA_TYPE, label).await?);
     }
-    for r in &images.referrers {
-        let tag = r.tag();
+    let mut by_subject: std::collections::BTreeMap<&str, Vec<&crate::image::Referrer>> =
+        Default::default();
+    for r in images.referrers.iter().chain(attested) {
+        by_subject.entry(r.subject.as_str()).or_default().push(r);
+    }
+    for (subject, ours) in by_subject {
+        let tag = subject.replacen(':', "-", 1);
         let existing = sink.manifest(&tag).await?;
-        let index = crate::image::referrers_index(existing.as_deref(), &[r])?;
+        let index = crate::image::referrers_index(existing.as_deref(), &ours)?;
         let digest = oci_digest(&index);
         let status = status_against(existing.map(|old| oci_digest(&old)), &digest);
         let key = format!("manifests/{tag}");
-        let address = Address::Referrers(r.subject.clone());
+        let address = Address::Referrers(subject.to_string());
         let step = Step::bytes(address, key, index, INDEX_MEDIA_TYPE);
         referrers.push(
             step.labelled(format!("referrers {tag}"))
@@ -356,7 +378,7 @@ fn status_against(current: Option<String>, digest: &str) -> Status {
 }
 
 /// A manifest's write under a digest or tag, `exists` where it resolves to these bytes.
-async fn manifest_step(
+pub(crate) async fn manifest_step(
     sink: &dyn OciSink,
     reference: &str,
     bytes: &Bytes,

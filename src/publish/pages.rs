@@ -215,6 +215,7 @@ mod tests {
             sboms: &Default::default(),
             extras,
             web: Some("https://dl.example.org"),
+            attester: None,
         };
         let out = dir.path().join("out");
         let store: std::sync::Arc<dyn ObjectStore> =

@@ -6,6 +6,7 @@
 //! and collects every problem it meets as a [`Problem`] naming the object and the fix, rather
 //! than stopping at the first: one run tells everything that is wrong.
 
+pub mod attestations;
 pub mod oci_check;
 pub mod oci_source;
 pub mod source;
@@ -78,6 +79,8 @@ pub struct Options {
     pub quick: bool,
     /// The public key `SHA256SUMS.minisig` must verify with.
     pub sign_pub: Option<(minisign::PublicKey, String)>,
+    /// The ECDSA public key image signatures and provenance must verify with.
+    pub ecdsa: Option<attestations::EcdsaCheck>,
     /// What to publish again with, in fixes (`alba static push -t NAME:TAG … TARGET`).
     pub target_text: String,
     /// The Garage bucket behind the target, for Garage fixes (`garage bucket website …`).

@@ -183,6 +183,16 @@ impl Checker<'_> {
                 for entry in json["manifests"].as_array().into_iter().flatten() {
                     self.check_entry(&object, entry).await;
                 }
+                if let Some(check) = &self.opts.ecdsa {
+                    super::attestations::check_image(
+                        self.images,
+                        check,
+                        &digest,
+                        &json,
+                        self.findings,
+                    )
+                    .await;
+                }
             }
             _ => {
                 self.check_manifest_body(&object, &json).await;

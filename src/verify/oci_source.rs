@@ -43,6 +43,8 @@ pub trait Images: Send + Sync {
     /// The referrers of `digest` from the referrers API or, on a static registry, the file
     /// `v2/NAME/referrers/DIGEST`; `None` where there is none.
     async fn referrers(&self, digest: &str) -> Result<Option<Object>>;
+    /// The bytes of a small blob (a signature payload, an envelope); the caller checks them.
+    async fn small_blob(&self, digest: &str) -> Result<Option<bytes::Bytes>>;
 }
 
 /// A static registry (the v2 layout) read through a [`Source`].
@@ -139,6 +141,11 @@ impl Images for StaticImages<'_> {
     async fn referrers(&self, digest: &str) -> Result<Option<Object>> {
         let key = self.layout.referrers_key(digest);
         self.source.get(&key).await
+    }
+
+    async fn small_blob(&self, digest: &str) -> Result<Option<bytes::Bytes>> {
+        let object = self.source.get(&self.blob_name(digest)).await?;
+        Ok(object.map(|o| o.bytes))
     }
 }
 
@@ -263,6 +270,13 @@ impl Images for RegistryImages {
         {
             Ok(Some(response)) => Ok(Some(object_of(response).await?)),
             Ok(None) | Err(_) => Ok(None),
+        }
+    }
+
+    async fn small_blob(&self, digest: &str) -> Result<Option<bytes::Bytes>> {
+        match self.get(&format!("blobs/{digest}"), "*/*").await? {
+            Some(response) => Ok(Some(response.bytes().await?)),
+            None => Ok(None),
         }
     }
 }

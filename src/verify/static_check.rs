@@ -174,6 +174,41 @@ impl TagCheck<'_> {
             None => None,
         };
         self.check_signature(&doc, sums.as_deref()).await;
+        self.check_provenance(&doc, &files).await;
+    }
+
+    /// With an ECDSA `--sign-pub`: the provenance must exist, verify, and name the binaries.
+    async fn check_provenance(
+        &mut self,
+        doc: &TagDocument,
+        files: &BTreeMap<String, Option<String>>,
+    ) {
+        let Some(check) = &self.opts.ecdsa else {
+            return;
+        };
+        let Some(file) = &doc.provenance else {
+            let key = DfDistLayout::new(self.name).tag_key(self.tag);
+            let fix = format!(
+                "release again with the secret key of {}: `alba release {} --sign-key KEY`",
+                check.file, self.tag
+            );
+            return self
+                .findings
+                .problem(key, "names no provenance: the tag is not attested", fix);
+        };
+        let key = self.key(file);
+        let envelope = match self.source.get(&key).await {
+            Ok(Some(object)) => object.bytes,
+            Ok(None) => {
+                let fix = self.republish();
+                return self
+                    .findings
+                    .problem(&key, "is missing: the tag document names it", fix);
+            }
+            Err(e) => return self.findings.unreadable(&key, &e),
+        };
+        let subjects = files.values().flatten().cloned().collect();
+        super::attestations::check_envelope(&key, &envelope, check, &subjects, self.findings);
     }
 
     async fn tag_document(&mut self) -> Option<TagDocument> {

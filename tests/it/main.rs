@@ -22,6 +22,7 @@ mod harness_selftest;
 mod help;
 mod lifecycle;
 mod nix_lib;
+mod provenance;
 mod pull_clients;
 mod readme;
 mod registry_push;

@@ -80,7 +80,7 @@ fn minisign_verify(dir: &Path, public: &Path) -> bool {
 }
 
 /// Validates CycloneDX JSON with cyclonedx-python-lib (strict schema, offline).
-fn cyclonedx_valid(path: &Path) -> Result<(), String> {
+pub(crate) fn cyclonedx_valid(path: &Path) -> Result<(), String> {
     let script = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\n\
                   e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
                   print(e if e else 'valid')\nsys.exit(1 if e else 0)\n";

@@ -376,15 +376,22 @@ fn signed_images_verify_with_skopeo_from_registry_garage_and_folder() {
                 .filter(|t| t.starts_with("sha256-") && t.ends_with(suffix))
                 .count()
         };
-        (attached(".sig"), attached("") - attached(".sig"))
+        let (sig, att) = (attached(".sig"), attached(".att"));
+        // The provenance (`.att`, tests/it/provenance.rs) is attached too, and is a referrer
+        // of the index and of each platform manifest.
+        (sig, att, attached("") - sig - att)
     };
-    assert_eq!(registry_tags(), (3, 4), "signatures and referrers tags");
+    assert_eq!(
+        registry_tags(),
+        (3, 3, 5),
+        "signatures, attestations and referrers tags"
+    );
     alba()
         .args(["container", "rm", "-t", "albatros:1.0", &on_registry])
         .run_expect(0);
     assert_eq!(
         registry_tags(),
-        (0, 2),
+        (0, 0, 2),
         "what is attached to 1.0 went with it"
     );
 }

@@ -32,6 +32,7 @@
 //! compresses cached layers when a sink first asks for their bytes.
 
 mod lazy;
+mod paths;
 mod plan;
 mod scan;
 
@@ -56,6 +57,7 @@ use crate::digest::oci_digest;
 use crate::platform::Platform;
 
 pub(crate) use lazy::Lazy;
+pub(crate) use paths::LayerPaths;
 use plan::Plan;
 use scan::{Scan, scan};
 
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     pub spool_dir: Arc<SpoolDir>,
     /// Annotations of every platform manifest.
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// The store paths of the layers, by diff_id.
+    pub store_paths: LayerPaths,
 }
 
 /// An input opened and, where that is cheap, validated before any layer is compressed.
@@ -188,7 +192,8 @@ fn build(
     let mut compressed = spooled.len();
     let plan = Plan::new(input, shared, &spec, &sizes, spooled)?;
     let blobs = plan.complete(input, shared, identity, &mut compressed)?;
-    let image = assemble(platform, &spec, &blobs, &shared.annotations)?;
+    let mut image = assemble(platform, &spec, &blobs, &shared.annotations)?;
+    image.store_paths = paths::of_image(input, shared, &spec)?;
     tracing::debug!(
         "{}: {} layers, {compressed} compressed",
         input.path.display(),
@@ -366,6 +371,7 @@ fn assemble(
         layers,
         manifest,
         manifest_digest,
+        store_paths: Vec::new(),
     })
 }
 

@@ -32,8 +32,14 @@ pub(super) fn scan(
         sizes,
         compressing,
         owners,
+        sniffed,
         ..
     } = scan;
+    for (name, diff_id) in spec.manifest.layers.iter().zip(&spec.diff_ids) {
+        if let Some(paths) = sniffed.get(name) {
+            shared.store_paths.note(diff_id, paths);
+        }
+    }
     Ok((spec, sizes, finish_all(input, shared, compressing, owners)?))
 }
 
@@ -52,6 +58,8 @@ pub(super) struct Scan<'a> {
     owners: HashMap<String, Owner>,
     /// False for a pass that only learns the spec and the entry sizes.
     compress: bool,
+    /// The store paths of the layer entries read without compressing them, by name.
+    sniffed: HashMap<String, Vec<String>>,
 }
 
 impl<'a> Scan<'a> {
@@ -72,6 +80,7 @@ impl<'a> Scan<'a> {
             compressing: HashMap::new(),
             owners: HashMap::new(),
             compress,
+            sniffed: HashMap::new(),
         }
     }
 
@@ -94,18 +103,26 @@ impl<'a> Scan<'a> {
                 match self.shared.flights.claim(&diff_id) {
                     Claim::Mine(owner) => Some(owner),
                     // Another image compresses it: this one takes its result later.
-                    Claim::Theirs(_) => return Ok(()),
+                    Claim::Theirs(_) => return self.sniff(name, data),
                 }
             }
-            Some(_) => return Ok(()),
+            Some(_) => return self.sniff(name, data),
             None if self.spec.is_none() && self.surely_uncached(name, size) => None,
-            None => return Ok(()),
+            None => return self.sniff(name, data),
         };
         let compressing = compress_entry(self.input, self.shared, name, (size, false), data)?;
         self.compressing.insert(name.to_string(), compressing);
         if let Some(owner) = owner {
             self.owners.insert(name.to_string(), owner);
         }
+        Ok(())
+    }
+
+    /// A layer this pass does not compress still streams by (the input is compressed or a
+    /// script): its store paths are read from it now rather than in another pass.
+    fn sniff(&mut self, name: &str, data: &mut dyn Read) -> Result<()> {
+        let paths = super::paths::sniff(self.input, name, data)?;
+        self.sniffed.insert(name.to_string(), paths);
         Ok(())
     }
 
@@ -300,6 +317,7 @@ pub(super) fn finish_one(
         done.diff_id,
         done.digest
     );
+    shared.store_paths.note(&done.diff_id, &done.store_paths);
     if let Some(owner) = owner {
         owner.finish(&done);
     }

@@ -4,11 +4,13 @@
 //! `dedup` (never compressing a layer twice) and `reading_less` (what is not read at all).
 //! This file holds the helpers they share.
 
+mod attestation;
 mod bad_inputs;
 mod compression;
 mod dedup;
 mod loading;
 mod reading_less;
+mod store_paths;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
