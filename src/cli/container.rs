@@ -294,7 +294,7 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
     let t = target::parse(&args.target)?;
     let listing = match &t {
         Target::Registry(r) => registry_listing(global, r).await?,
-        _ => static_listing(&t, &args.name).await?,
+        _ => static_listing(&t, &args.name, global.read_jobs()).await?,
     };
     if global.json {
         let tags: Vec<_> = listing
@@ -321,16 +321,21 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
     Ok(())
 }
 
-/// The tags of a static registry on an object store, from its `tags/list`.
-async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
+/// The tags of a static registry on an object store, from its `tags/list`; the tag objects
+/// are read `reads` at once.
+async fn static_listing(t: &Target, name: &str, reads: usize) -> Result<Listing> {
     let store = store::open(t).await?;
     store.check().await?;
     let registry = StaticRegistry::new(store.clone(), &name.to_ascii_lowercase());
     let mut listing = Vec::new();
     let tags = registry.tag_list().stored(&*store).await?.tags;
-    for tag in tags {
-        let index = store.get(&registry.layout().manifest_key(&tag)).await?;
-        let (digest, platforms) = match index {
+    let keys: Vec<String> = tags
+        .iter()
+        .map(|tag| registry.layout().manifest_key(tag))
+        .collect();
+    let indexes = store::many::get_all(&*store, &keys, reads).await;
+    for (tag, index) in tags.into_iter().zip(indexes) {
+        let (digest, platforms) = match index? {
             Some(bytes) => (
                 Some(crate::digest::oci_digest(&bytes)),
                 index_platforms(&bytes),
@@ -348,8 +353,13 @@ async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing
     let registry = global.registry_sink(r)?;
     registry.sign_in(RegistryOperation::Pull).await?;
     let mut listing = Vec::new();
-    for tag in registry.list_tags().await? {
-        let (digest, platforms) = match registry.tag_manifest(&tag).await? {
+    let tags = registry.list_tags().await?;
+    let registry = &registry;
+    let manifests = store::many::in_order(&tags, global.read_jobs(), |tag| async move {
+        registry.tag_manifest(tag).await
+    });
+    for (tag, manifest) in tags.iter().cloned().zip(manifests.await) {
+        let (digest, platforms) = match manifest? {
             Some((bytes, digest)) => (Some(digest), index_platforms(&bytes)),
             None => (None, Vec::new()),
         };

@@ -172,7 +172,8 @@ pub async fn static_rm(global: &Global, args: RmArgs) -> Result<()> {
     job.run(global, async |t| {
         let store = store::open(t).await?;
         Ok(Removal::Df(
-            df_dist_gc::Removal::new(store.clone(), &nt.name, Removing::Tag(nt.tag.clone())),
+            df_dist_gc::Removal::new(store.clone(), &nt.name, Removing::Tag(nt.tag.clone()))
+                .reading(global.read_jobs()),
             store,
         ))
     })
@@ -195,7 +196,8 @@ pub async fn static_gc(global: &Global, args: GcArgs) -> Result<()> {
     job.run(global, async |t| {
         let store = store::open(t).await?;
         Ok(Removal::Df(
-            df_dist_gc::Removal::new(store.clone(), &args.name, Removing::Old(opts)),
+            df_dist_gc::Removal::new(store.clone(), &args.name, Removing::Old(opts))
+                .reading(global.read_jobs()),
             store,
         ))
     })
@@ -236,7 +238,8 @@ pub async fn container_rm(global: &Global, args: RmArgs) -> Result<()> {
         _ => {
             let store = store::open(t).await?;
             Ok(Removal::Oci(
-                oci_gc::Removal::new(store.clone(), &name, Removing::Tag(tag.clone())),
+                oci_gc::Removal::new(store.clone(), &name, Removing::Tag(tag.clone()))
+                    .reading(global.read_jobs()),
                 store,
             ))
         }
@@ -279,7 +282,8 @@ pub async fn container_gc(global: &Global, args: GcArgs) -> Result<()> {
         _ => {
             let store = store::open(t).await?;
             Ok(Removal::Oci(
-                oci_gc::Removal::new(store.clone(), &name, Removing::Old(opts)),
+                oci_gc::Removal::new(store.clone(), &name, Removing::Old(opts))
+                    .reading(global.read_jobs()),
                 store,
             ))
         }

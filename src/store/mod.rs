@@ -5,6 +5,7 @@
 //! a folder. Keys are `/`-separated, without a leading `/`, relative to the target's prefix.
 
 pub mod fs;
+pub mod many;
 pub mod nginx;
 pub mod s3;
 
