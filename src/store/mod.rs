@@ -111,6 +111,16 @@ pub trait ObjectStore: Send + Sync {
         Ok(None)
     }
 
+    /// The content of a small object with the `Content-Type` a reader gets
+    /// ([`ObjectStore::content_type`]), `None` when it does not exist. Buckets answer both with
+    /// one GET; the default asks twice.
+    async fn get_typed(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
+        let Some(bytes) = self.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(Some((bytes, self.content_type(key).await?)))
+    }
+
     /// Size and hex sha256 of an object's actual bytes (never its metadata), read as a
     /// stream so a large object is not held in memory; `None` when it does not exist.
     /// `alba verify` uses it to prove what readers download.

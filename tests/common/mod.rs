@@ -23,6 +23,7 @@ pub mod docker;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod garage;
+pub mod history;
 pub mod images;
 pub mod nginx;
 pub mod nix;

@@ -25,6 +25,7 @@ mod pull_clients;
 mod readme;
 mod registry_push;
 mod release_metadata;
+mod scale;
 mod speed;
 mod static_release;
 mod try_sh;
