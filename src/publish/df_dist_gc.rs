@@ -294,7 +294,7 @@ impl Removal {
             sizes = file_sizes(&self.layout, tag, bytes);
             let reason = format!("tag document of {tag}: {}", decision.reason);
             let step = Step::delete(Address::Key(key.clone()), &key, reason);
-            doc = Some(step.sized(bytes.len() as u64, Some(oci_digest(&bytes))));
+            doc = Some(step.sized(bytes.len() as u64, Some(oci_digest(bytes))));
         }
         let files = state.files.get(tag).into_iter().flatten().map(|key| {
             let (size, digest) = sizes.get(key).cloned().unwrap_or_default();
