@@ -329,5 +329,5 @@ fn registry_tag(r: &RegistryTarget, tag: &str) -> Result<String> {
 
 fn registry_repo(global: &Global, r: &RegistryTarget) -> Result<RegistryRepo> {
     let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
-    RegistryRepo::new(r, credentials)
+    Ok(RegistryRepo::new(r, credentials)?.reading(global.read_jobs()))
 }
