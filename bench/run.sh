@@ -4,7 +4,9 @@
 #   bench/run.sh                          every measurement, 3 rounds each
 #   BENCH_ROUNDS=5 bench/run.sh           more rounds (the table shows medians)
 #   BENCH_ONLY=static,memory bench/run.sh only some: static, folder, registry, memory,
-#                                         layered, shared
+#                                         layered, shared, scale
+#   BENCH_ONLY=scale BENCH_SCALE_BEFORE=/tmp/alba-main bench/run.sh  the scale measurement, this
+#                                         build beside another one (BENCH_SCALE_TAGS=20,200)
 #   BENCH_ALBA=/tmp/alba-variant bench/run.sh  measure another alba build (A/B a speed change)
 #
 # Measurements (inputs are real machine code from /usr/bin, /usr/lib/x86_64-linux-gnu and the
@@ -26,6 +28,9 @@
 #                registry, both tools with empty caches (alba must write 2 blobs: that layer
 #                and the config); (a) again with --compression zstd (time and bytes vs gzip).
 #   6. shared    (c) 4 platforms × 64 MiB sharing one 32 MiB base layer, cold, to the registry.
+#   7. scale     `ls`, `gc --keep 10 --dry-run`, `verify --quick` and a push of one more tag over
+#                histories of 20, 200 and 1,000 tags (static, images) on Garage, through a
+#                counting proxy: requests and seconds on loopback and behind 30 ms per request.
 # Cold runs start from empty caches: alba's, and skopeo's blob-info cache (removed first).
 # Every run is wrapped in /usr/bin/time -v (wall, CPU, peak RSS are printed per run), then a
 # summary table of medians, ratios and the design's targets. It fails only if alba misbehaves

@@ -21,8 +21,9 @@
 #   use another garage 2.x binary instead.
 # - A current Nix (Debian trixie's nix-bin, 2.26) is put once into a debootstrap chroot at
 #   ~/.cache/alba-nix-trixie (~1-2 min, ~400 MB; root or sudo); set ALBA_NIX_CHROOT to use
-#   another, ALBA_DEBIAN_MIRROR for another mirror. It also holds trixie's skopeo 1.18, which
-#   verifies cosign signatures (added to an older chroot that lacks it).
+#   another. debootstrap picks the Debian mirror itself (its default); ALBA_DEBIAN_MIRROR
+#   overrides it. It also holds trixie's skopeo 1.18, which verifies cosign signatures
+#   (added to an older chroot that lacks it).
 #   Tests run alba with both Nix versions; see tests/common/nix_chroot.rs.
 # - Nix: the tests pass their settings in NIX_CONFIG (Nix 2.8 honours it), so no
 #   /etc/nix/nix.conf change is needed; see tests/common/nix.rs.
@@ -118,8 +119,12 @@ install_nix_chroot() {
   # It ends with exit 1: libdbd-sqlite3-perl cannot be configured in trixie (perl-dbdabi-94
   # missing), leaving nix-bin "unconfigured"; the nix binary works regardless (only its perl
   # bindings need that package), so success is judged by running it below.
+  # The mirror is debootstrap's default unless ALBA_DEBIAN_MIRROR names one: the project
+  # names no package host of its own.
+  local mirror=()
+  [ -n "${ALBA_DEBIAN_MIRROR:-}" ] && mirror=("$ALBA_DEBIAN_MIRROR")
   as_root debootstrap --variant=minbase --include=nix-bin,git,ca-certificates,skopeo \
-    trixie "$tmp" "${ALBA_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$log" 2>&1 || true
+    trixie "$tmp" "${mirror[@]}" >"$log" 2>&1 || true
   for m in $(mounts_below "$tmp"); do as_root umount -l "$m"; done
   if [ -x "$tmp/usr/bin/nix" ]; then
     # Tests reach services as localhost; a minbase chroot has no /etc/hosts.

@@ -338,7 +338,7 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
     let t = target::parse(&args.target)?;
     let listing = match &t {
         Target::Registry(r) => registry_listing(global, r).await?,
-        _ => static_listing(&t, &args.name).await?,
+        _ => static_listing(&t, &args.name, global.read_jobs()).await?,
     };
     if global.json {
         let tags: Vec<_> = listing
@@ -365,16 +365,21 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
     Ok(())
 }
 
-/// The tags of a static registry on an object store, from its `tags/list`.
-async fn static_listing(t: &Target, name: &str) -> Result<Listing> {
+/// The tags of a static registry on an object store, from its `tags/list`; the tag objects
+/// are read `reads` at once.
+async fn static_listing(t: &Target, name: &str, reads: usize) -> Result<Listing> {
     let store = store::open(t).await?;
     store.check().await?;
     let registry = StaticRegistry::new(store.clone(), &name.to_ascii_lowercase());
     let mut listing = Vec::new();
     let tags = registry.tag_list().stored(&*store).await?.tags;
-    for tag in tags {
-        let index = store.get(&registry.layout().manifest_key(&tag)).await?;
-        let (digest, platforms) = match index {
+    let keys: Vec<String> = tags
+        .iter()
+        .map(|tag| registry.layout().manifest_key(tag))
+        .collect();
+    let indexes = store::many::get_all(&*store, &keys, reads).await;
+    for (tag, index) in tags.into_iter().zip(indexes) {
+        let (digest, platforms) = match index? {
             Some(bytes) => (
                 Some(crate::digest::oci_digest(&bytes)),
                 index_platforms(&bytes),
@@ -394,9 +399,18 @@ async fn registry_listing(global: &Global, r: &RegistryTarget) -> Result<Listing
     let mut listing = Vec::new();
     // Referrers and signature tags (`sha256-<hex>[.sig]`) belong to their subjects, as on
     // static registries, whose tags/list leaves them out.
-    let tags = registry.list_tags().await?.into_iter();
-    for tag in tags.filter(|t| !crate::publish::derived::is_attached_tag(t)) {
-        let (digest, platforms) = match registry.tag_manifest(&tag).await? {
+    let tags: Vec<String> = registry
+        .list_tags()
+        .await?
+        .into_iter()
+        .filter(|t| !crate::publish::derived::is_attached_tag(t))
+        .collect();
+    let registry = &registry;
+    let manifests = store::many::in_order(&tags, global.read_jobs(), |tag| async move {
+        registry.tag_manifest(tag).await
+    });
+    for (tag, manifest) in tags.iter().cloned().zip(manifests.await) {
+        let (digest, platforms) = match manifest? {
             Some((bytes, digest)) => (Some(digest), index_platforms(&bytes)),
             None => (None, Vec::new()),
         };

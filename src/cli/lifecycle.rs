@@ -173,7 +173,8 @@ pub async fn static_rm(global: &Global, args: RmArgs) -> Result<()> {
         let store = store::open(t).await?;
         Ok(Removal::Df(
             df_dist_gc::Removal::new(store.clone(), &nt.name, Removing::Tag(nt.tag.clone()))
-                .with_web(t.web()),
+                .with_web(t.web())
+                .reading(global.read_jobs()),
             store,
         ))
     })
@@ -197,7 +198,8 @@ pub async fn static_gc(global: &Global, args: GcArgs) -> Result<()> {
         let store = store::open(t).await?;
         Ok(Removal::Df(
             df_dist_gc::Removal::new(store.clone(), &args.name, Removing::Old(opts))
-                .with_web(t.web()),
+                .with_web(t.web())
+                .reading(global.read_jobs()),
             store,
         ))
     })
@@ -238,7 +240,8 @@ pub async fn container_rm(global: &Global, args: RmArgs) -> Result<()> {
         _ => {
             let store = store::open(t).await?;
             Ok(Removal::Oci(
-                oci_gc::Removal::new(store.clone(), &name, Removing::Tag(tag.clone())),
+                oci_gc::Removal::new(store.clone(), &name, Removing::Tag(tag.clone()))
+                    .reading(global.read_jobs()),
                 store,
             ))
         }
@@ -281,7 +284,8 @@ pub async fn container_gc(global: &Global, args: GcArgs) -> Result<()> {
         _ => {
             let store = store::open(t).await?;
             Ok(Removal::Oci(
-                oci_gc::Removal::new(store.clone(), &name, Removing::Old(opts)),
+                oci_gc::Removal::new(store.clone(), &name, Removing::Old(opts))
+                    .reading(global.read_jobs()),
                 store,
             ))
         }
@@ -327,5 +331,5 @@ fn registry_tag(r: &RegistryTarget, tag: &str) -> Result<String> {
 
 fn registry_repo(global: &Global, r: &RegistryTarget) -> Result<RegistryRepo> {
     let credentials = credentials::resolve(&r.host, &global.registry_credentials())?;
-    RegistryRepo::new(r, credentials)
+    Ok(RegistryRepo::new(r, credentials)?.reading(global.read_jobs()))
 }

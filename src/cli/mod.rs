@@ -56,7 +56,7 @@ pub struct Global {
     /// Less output.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub quiet: u8,
-    /// Uploads at once (default 8).
+    /// Uploads at once (default 8); ls, gc and verify read 4 small documents per job at once.
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: Option<u16>,
     /// The nix binary to run (default: `nix` on PATH).
@@ -170,6 +170,11 @@ impl Global {
     /// Uploads at once.
     pub fn jobs(&self) -> usize {
         self.jobs.map(usize::from).unwrap_or(8)
+    }
+
+    /// Small documents read at once by ls, gc and verify ([`crate::store::many::reads`]).
+    pub fn read_jobs(&self) -> usize {
+        crate::store::many::reads(self.jobs())
     }
 
     /// Finds Nix with the pass-through options.

@@ -131,9 +131,11 @@ async fn ls(global: &Global, args: LsArgs) -> Result<()> {
         ));
     }
     let tags = stored.tags;
+    let keys: Vec<String> = tags.iter().map(|tag| layout.tag_key(tag)).collect();
+    let documents = store::many::get_all(&*store, &keys, global.read_jobs()).await;
     let mut listing = Vec::new();
-    for tag in &tags {
-        let doc = match store.get(&layout.tag_key(tag)).await? {
+    for (tag, document) in tags.iter().zip(documents) {
+        let doc = match document? {
             Some(bytes) => serde_json::from_slice::<df_dist::TagDocument>(&bytes).ok(),
             None => None,
         };

@@ -60,6 +60,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<()> {
         ecdsa,
         target_text: shell_word(&args.target),
         bucket,
+        reads: global.read_jobs(),
     };
     let mut findings = Findings::default();
     let read_through = match &t {

@@ -218,6 +218,18 @@ impl DerivedList {
         report_unchanged: bool,
     ) -> Result<Step> {
         let round = self.read(store, &add, &remove).await?;
+        self.step_from(round, add, remove, report_unchanged)
+    }
+
+    /// [`DerivedList::step`] from a reading made already (`round`, of the same `add` and
+    /// `remove`): a planner that has read the list and the tag objects need not read them again.
+    pub fn step_from(
+        self,
+        round: Round,
+        add: Vec<String>,
+        remove: BTreeSet<String>,
+        report_unchanged: bool,
+    ) -> Result<Step> {
         let status = round.status();
         let label = format!("document {}", self.key());
         let digest = Some(crate::digest::oci_digest(&round.bytes));

@@ -18,17 +18,19 @@ use std::time::SystemTime;
 use anyhow::{Result, bail};
 use async_trait::async_trait;
 
-use super::derived::DerivedList;
+use super::derived::{DerivedList, Stored};
 use super::df_dist::TagDocument;
 use super::layout::{DfDistKey, DfDistLayout};
 use super::lifecycle::{self, Decision, GcOptions, Removing, Selection};
 use crate::digest::oci_digest;
 use crate::execute::lease::{self, Protected};
 use crate::plan::{Address, Note, Phase, Plan, Planner, Step};
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, many};
 
 /// What the store holds for one name.
 struct State {
+    /// The name document as read (its rewrite is planned from this reading).
+    read: Stored,
     /// The name document's tags, as stored.
     stored: Vec<String>,
     /// Why the name document could not be read, when it could not (it is rebuilt).
@@ -65,8 +67,11 @@ impl State {
         }
         let present = super::derived::tag_documents(store, layout, &direct, &read.tags).await?;
         let (stored, unreadable) = (read.tags.clone(), read.unreadable.clone());
-        let tags = list.round(read, &present, &[], &BTreeSet::new())?.tags;
+        let tags = list
+            .round(read.clone(), &present, &[], &BTreeSet::new())?
+            .tags;
         Ok(State {
+            read,
             stored,
             unreadable,
             present,
@@ -107,6 +112,8 @@ pub struct Removal {
     store: Arc<dyn ObjectStore>,
     layout: DfDistLayout,
     what: Removing,
+    /// Tag documents read at once.
+    reads: usize,
     /// What gc selected (rm: the one tag), once planned.
     pub selection: Selection,
     /// Plans made so far: the removal, then the heal.
@@ -125,6 +132,7 @@ impl Removal {
             store,
             layout: DfDistLayout::new(name),
             what,
+            reads: many::DEFAULT_READS,
             selection: Selection::default(),
             planned: 0,
             read: None,
@@ -150,6 +158,12 @@ impl Removal {
         // rm and gc say only what they change.
         steps.retain(Step::changes);
         Ok(steps)
+    }
+
+    /// Reads up to `at_once` tag documents at once (default [`many::DEFAULT_READS`]).
+    pub fn reading(mut self, at_once: usize) -> Removal {
+        self.reads = at_once;
+        self
     }
 
     /// rm's check, before the gc marker: the tag must be there.
@@ -241,15 +255,31 @@ impl Removal {
         let store = &*self.store;
         let removed: BTreeSet<String> = removal.iter().map(|d| d.tag.clone()).collect();
         let list = DerivedList::Names(self.layout.clone());
-        let rewrite = list.clone().step(store, Vec::new(), removed.clone(), false);
+        let round = list.round(state.read.clone(), &state.present, &[], &removed)?;
+        let rewrite = list.step_from(round, Vec::new(), removed.clone(), false)?;
+        // The tag documents of the removed tags, read at once (their sizes for the report).
+        let described: Vec<&Decision> = removal
+            .iter()
+            .filter(|d| state.present.contains(&d.tag))
+            .collect();
+        let keys: Vec<String> = described
+            .iter()
+            .map(|d| self.layout.tag_key(&d.tag))
+            .collect();
+        let mut read = BTreeMap::new();
+        for (d, bytes) in described
+            .iter()
+            .zip(many::get_all(store, &keys, self.reads).await)
+        {
+            read.insert(d.tag.clone(), bytes?.unwrap_or_default());
+        }
         let mut documents = Vec::new();
         let mut binaries = Vec::new();
         for decision in removal {
-            let (doc, files) = self.tag_deletions(state, decision).await?;
+            let (doc, files) = self.tag_deletions(state, decision, read.get(&decision.tag));
             documents.extend(doc);
             binaries.extend(files);
         }
-        let rewrite = rewrite.await?;
         let pages = self.page_steps(&rewrite).await?;
         plan.phases = vec![
             Phase::new("name document", vec![rewrite]),
@@ -276,30 +306,30 @@ impl Removal {
         })
     }
 
-    /// The tag document and binaries of one removed tag, with their sizes where the tag
-    /// document gives them.
-    async fn tag_deletions(
+    /// The tag document and binaries of one removed tag, with their sizes where its tag
+    /// document (`document`, as read) gives them.
+    fn tag_deletions(
         &self,
         state: &State,
         decision: &Decision,
-    ) -> Result<(Option<Step>, Vec<Step>)> {
+        document: Option<&bytes::Bytes>,
+    ) -> (Option<Step>, Vec<Step>) {
         let tag = &decision.tag;
         let mut sizes = BTreeMap::new();
         let mut doc = None;
-        if state.present.contains(tag) {
+        if let Some(bytes) = document {
             let key = self.layout.tag_key(tag);
-            let bytes = self.store.get(&key).await?.unwrap_or_default();
-            sizes = file_sizes(&self.layout, tag, &bytes);
+            sizes = file_sizes(&self.layout, tag, bytes);
             let reason = format!("tag document of {tag}: {}", decision.reason);
             let step = Step::delete(Address::Key(key.clone()), &key, reason);
-            doc = Some(step.sized(bytes.len() as u64, Some(oci_digest(&bytes))));
+            doc = Some(step.sized(bytes.len() as u64, Some(oci_digest(bytes))));
         }
         let files = state.files.get(tag).into_iter().flatten().map(|key| {
             let (size, digest) = sizes.get(key).cloned().unwrap_or_default();
             let reason = format!("file of {tag}: {}", decision.reason);
             Step::delete(Address::Key(key.clone()), key, reason).sized(size, digest)
         });
-        Ok((doc, files.collect()))
+        (doc, files.collect())
     }
 }
 

@@ -29,7 +29,7 @@ use super::lifecycle::{self, Decision, Removing, Selection};
 use crate::digest::oci_digest;
 use crate::execute::lease::{self, Protected};
 use crate::plan::{Address, Note, Phase, Plan, Planner, Step};
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, many};
 
 /// How deep indexes may nest before a walk stops (alba writes depth 1).
 const MAX_DEPTH: usize = 8;
@@ -70,46 +70,49 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads tags, manifests and blob keys; manifests already in `previous` are not read again
-    /// (content-addressed: they cannot have changed).
+    /// Reads tags, manifests and blob keys, `reads` documents at once; manifests already in
+    /// `previous` are not read again (content-addressed: they cannot have changed), and
+    /// neither is an index a tag object holds a copy of.
     async fn read(
         store: &dyn ObjectStore,
         layout: &V2Layout,
         previous: Option<&Snapshot>,
+        reads: usize,
     ) -> Result<Snapshot> {
         let list = DerivedList::Tags(layout.clone());
         let mut snap = Snapshot {
             listed: list.stored(store).await?.tags,
             ..Snapshot::default()
         };
+        let (mut tags, mut by_digest) = (Vec::new(), Vec::new());
         for listed in store.list_detailed(&layout.manifest_key("")).await? {
             let key = listed.key;
             let reference = match layout.parse(&key) {
-                Some(V2Key::ManifestDigest(r) | V2Key::Tag(r)) => r,
+                Some(V2Key::ManifestDigest(r) | V2Key::Tag(r)) => r.to_string(),
                 _ => continue,
             };
-            if reference.starts_with("sha256:") {
-                snap.manifest_keys.insert(reference.to_string());
-                if let Some(time) = listed.modified {
-                    snap.modified.insert(reference.to_string(), time);
-                }
-                if let Some(node) = previous.and_then(|p| p.graph.get(reference)) {
-                    snap.graph.insert(reference.to_string(), node.clone());
-                    continue;
-                }
-            }
-            // A manifest deleted since it was listed is simply not there any more.
-            let Some(bytes) = store.get(&key).await? else {
-                continue;
-            };
-            let digest = oci_digest(&bytes);
             if !reference.starts_with("sha256:") {
-                snap.tags.insert(reference.to_string(), digest.clone());
+                tags.push((reference, key));
+                continue;
             }
-            let (node, blobs) = parse(&bytes);
-            snap.blob_info.extend(blobs);
-            snap.graph.entry(digest).or_insert(node);
+            snap.manifest_keys.insert(reference.clone());
+            if let Some(time) = listed.modified {
+                snap.modified.insert(reference.clone(), time);
+            }
+            match previous.and_then(|p| p.graph.get(&reference)) {
+                Some(node) => {
+                    snap.graph.insert(reference, node.clone());
+                }
+                None => by_digest.push((reference, key)),
+            }
         }
+        // Tag objects first: each is a copy of the index it names, which then is not read
+        // again by its digest.
+        for (tag, bytes) in snap.read_manifests(store, &tags, reads).await? {
+            snap.tags.insert(tag, oci_digest(&bytes));
+        }
+        by_digest.retain(|(digest, _)| !snap.graph.contains_key(digest));
+        snap.read_manifests(store, &by_digest, reads).await?;
         if let Some(p) = previous {
             for (digest, info) in &p.blob_info {
                 snap.blob_info.entry(digest.clone()).or_insert(*info);
@@ -125,6 +128,31 @@ impl Snapshot {
             }
         }
         Ok(snap)
+    }
+
+    /// Reads the manifests at `(reference, key)`, `reads` at once, into the graph; returns the
+    /// bytes of those still there (a manifest deleted since it was listed simply is not).
+    async fn read_manifests(
+        &mut self,
+        store: &dyn ObjectStore,
+        keys: &[(String, String)],
+        reads: usize,
+    ) -> Result<Vec<(String, bytes::Bytes)>> {
+        let just_keys: Vec<String> = keys.iter().map(|(_, key)| key.clone()).collect();
+        let mut found = Vec::new();
+        for ((reference, _), bytes) in keys
+            .iter()
+            .zip(many::get_all(store, &just_keys, reads).await)
+        {
+            let Some(bytes) = bytes? else {
+                continue;
+            };
+            let (node, blobs) = parse(&bytes);
+            self.blob_info.extend(blobs);
+            self.graph.entry(oci_digest(&bytes)).or_insert(node);
+            found.push((reference.clone(), bytes));
+        }
+        Ok(found)
     }
 }
 
@@ -224,6 +252,8 @@ pub struct Removal {
     store: Arc<dyn ObjectStore>,
     layout: V2Layout,
     what: Removing,
+    /// Manifests read at once.
+    reads: usize,
     stage: Stage,
     /// What gc selected (rm: the one tag), once planned.
     pub selection: Selection,
@@ -239,10 +269,17 @@ impl Removal {
             store,
             layout: V2Layout::new(name),
             what,
+            reads: many::DEFAULT_READS,
             stage: Stage::Untag,
             selection: Selection::default(),
             read: None,
         }
+    }
+
+    /// Reads up to `at_once` manifests at once (default [`many::DEFAULT_READS`]).
+    pub fn reading(mut self, at_once: usize) -> Removal {
+        self.reads = at_once;
+        self
     }
 
     /// The tags to remove, with the lines that explain the choice.
@@ -276,7 +313,7 @@ impl Removal {
 
     /// rm's check, before the gc marker: the tag must be there.
     async fn check_tag(&mut self, tag: &str) -> Result<()> {
-        let snap = Snapshot::read(&*self.store, &self.layout, None).await?;
+        let snap = Snapshot::read(&*self.store, &self.layout, None, self.reads).await?;
         if !snap.tags.contains_key(tag) && !snap.listed.iter().any(|t| t == tag) {
             bail!(
                 "{}:{tag} does not exist on {} (tags there: {}); nothing was deleted",
@@ -295,7 +332,7 @@ impl Removal {
         let protected = Protected::read(&*self.store).await?;
         let snap = match self.read.take() {
             Some(snap) => snap,
-            None => Snapshot::read(&*self.store, &self.layout, None).await?,
+            None => Snapshot::read(&*self.store, &self.layout, None, self.reads).await?,
         };
         let (removal, mut plan) = self.select(&snap, &protected).await?;
         let removal = with_orphan_referrers(&snap, &removal, &protected);
@@ -354,7 +391,7 @@ impl Removal {
             let kept = snap.tags.keys().filter(|t| !removed.contains(*t));
             (&snap, kept.cloned().collect::<Vec<_>>())
         } else {
-            fresh = Snapshot::read(&*self.store, &self.layout, Some(&snap)).await?;
+            fresh = Snapshot::read(&*self.store, &self.layout, Some(&snap), self.reads).await?;
             (&fresh, fresh.tags.keys().cloned().collect())
         };
         // Leases written since the first read count too.

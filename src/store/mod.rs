@@ -5,6 +5,7 @@
 //! a folder. Keys are `/`-separated, without a leading `/`, relative to the target's prefix.
 
 pub mod fs;
+pub mod many;
 pub mod nginx;
 pub mod s3;
 
@@ -108,6 +109,16 @@ pub trait ObjectStore: Send + Sync {
     /// metadata, a folder's nginx fragment (manifests only); `None` where it does not know.
     async fn content_type(&self, _key: &str) -> Result<Option<String>> {
         Ok(None)
+    }
+
+    /// The content of a small object with the `Content-Type` a reader gets
+    /// ([`ObjectStore::content_type`]), `None` when it does not exist. Buckets answer both with
+    /// one GET; the default asks twice.
+    async fn get_typed(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
+        let Some(bytes) = self.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(Some((bytes, self.content_type(key).await?)))
     }
 
     /// Size and hex sha256 of an object's actual bytes (never its metadata), read as a

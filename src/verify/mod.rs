@@ -55,6 +55,12 @@ impl Findings {
         });
     }
 
+    /// Takes over what another run found (one tag's check), after what this one holds.
+    pub fn absorb(&mut self, other: Findings) {
+        self.problems.extend(other.problems);
+        self.checked.extend(other.checked);
+    }
+
     /// Records that `object` was read and checked.
     pub fn checked(&mut self, object: impl Into<String>) {
         self.checked.insert(object.into());
@@ -85,6 +91,8 @@ pub struct Options {
     pub target_text: String,
     /// The Garage bucket behind the target, for Garage fixes (`garage bucket website …`).
     pub bucket: Option<String>,
+    /// Tags checked at once ([`crate::store::many::reads`] of `--jobs`).
+    pub reads: usize,
 }
 
 impl Options {

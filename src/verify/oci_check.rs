@@ -4,6 +4,7 @@
 //! `sha256-<hex>` tag schema, the referrers file or API) where present.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
 
 use anyhow::Result;
 use serde_json::Value;
@@ -12,6 +13,7 @@ use super::oci_source::Images;
 use super::{Findings, Object, Options};
 use crate::digest::oci_digest;
 use crate::image::INDEX_MEDIA_TYPE;
+use crate::store::many;
 
 /// The annotation holding the release version (the tag an index was published for).
 const VERSION: &str = "org.opencontainers.image.version";
@@ -47,8 +49,9 @@ struct Checker<'a> {
     opts: &'a Options,
     name: &'a str,
     findings: &'a mut Findings,
-    /// Digests checked already (shared layers, one index under several tags).
-    seen: HashSet<String>,
+    /// Digests checked already (shared layers, one index under several tags), shared by the
+    /// tags checked at once.
+    seen: &'a Mutex<HashSet<String>>,
     /// The tag being checked, for fixes.
     tag: String,
 }
@@ -65,12 +68,13 @@ pub async fn check(
     if let Err(e) = images.ping(findings, &fix_index).await {
         findings.unreadable("/v2/", &e);
     }
+    let seen = Mutex::new(HashSet::new());
     let mut checker = Checker {
         images,
         opts,
         name,
-        findings,
-        seen: HashSet::new(),
+        findings: &mut *findings,
+        seen: &seen,
         tag: tag.unwrap_or("TAG").to_string(),
     };
     let Some(tags) = checker.tag_list().await else {
@@ -93,13 +97,39 @@ pub async fn check(
             .cloned()
             .collect(),
     };
+    // Tags are checked `opts.reads` at once, each into findings of its own, taken in the
+    // order of the tags; what one tag checked (a shared layer) the others skip.
+    let checked = many::in_order(&wanted, opts.reads, |t| {
+        let seen = &seen;
+        async move {
+            let mut found = Findings::default();
+            let mut checker = Checker {
+                images,
+                opts,
+                name,
+                findings: &mut found,
+                seen,
+                tag: t.clone(),
+            };
+            let pointed = checker.check_tag(t).await;
+            (pointed, found)
+        }
+    });
     let mut pointed = BTreeMap::new();
-    for t in &wanted {
-        checker.tag = t.clone();
-        if let Some(p) = checker.check_tag(t).await {
+    for (t, (p, found)) in wanted.iter().zip(checked.await) {
+        findings.absorb(found);
+        if let Some(p) = p {
             pointed.insert(t.clone(), p);
         }
     }
+    let mut checker = Checker {
+        images,
+        opts,
+        name,
+        findings,
+        seen: &seen,
+        tag: tag.unwrap_or("TAG").to_string(),
+    };
     checker.check_aliases(&tags, &pointed).await;
     Ok(())
 }
@@ -118,6 +148,12 @@ fn bare(content_type: &str) -> &str {
 impl Checker<'_> {
     fn republish(&self) -> String {
         self.opts.republish("container", self.name, &self.tag)
+    }
+
+    /// True the first time any tag's check meets `digest` (it checks it; the others skip it).
+    fn first(&self, digest: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(digest.to_string())
     }
 
     fn replace(&self, object: &str) -> String {
@@ -173,7 +209,7 @@ impl Checker<'_> {
         let json = self.parse_manifest(&object, &found, None)?;
         self.findings.checked(&object);
         let version = json["annotations"][VERSION].as_str().map(str::to_string);
-        if !self.seen.insert(digest.clone()) {
+        if !self.first(&digest) {
             return Some(Pointed { digest, version });
         }
         self.check_by_digest(&digest, &found).await;
@@ -281,7 +317,7 @@ impl Checker<'_> {
                 .problem(index, "has an entry without digest or size", fix);
             return;
         };
-        if !self.seen.insert(desc.digest.clone()) {
+        if !self.first(&desc.digest) {
             return;
         }
         if let Some(json) = self.check_described(&desc).await {
@@ -337,7 +373,7 @@ impl Checker<'_> {
 
     /// Checks a blob's size and (unless `--quick`) its digest.
     async fn check_blob(&mut self, desc: &Descriptor) {
-        if !self.seen.insert(desc.digest.clone()) {
+        if !self.first(&desc.digest) {
             return;
         }
         let object = self.images.blob_name(&desc.digest);
@@ -394,7 +430,7 @@ impl Checker<'_> {
                 continue;
             };
             listed.insert(desc.digest.clone());
-            if !self.seen.insert(desc.digest.clone()) {
+            if !self.first(&desc.digest) {
                 continue;
             }
             let Some(artifact) = self.check_described(&desc).await else {

@@ -58,10 +58,9 @@ impl Source for StoreSource {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Object>> {
-        let Some(bytes) = self.store.get(key).await? else {
+        let Some((bytes, content_type)) = self.store.get_typed(key).await? else {
             return Ok(None);
         };
-        let content_type = self.store.content_type(key).await?;
         Ok(Some(Object {
             bytes,
             content_type,

@@ -10,6 +10,7 @@ use super::{Findings, Options, Source};
 use crate::publish::derived::NameDocument;
 use crate::publish::df_dist::TagDocument;
 use crate::publish::layout::DfDistLayout;
+use crate::store::many;
 
 /// One tag being checked.
 struct TagCheck<'a> {
@@ -47,16 +48,23 @@ pub async fn check(
         }
         None => listed.iter().map(String::as_str).collect(),
     };
-    for tag in tags {
+    // Tags are checked `opts.reads` at once, each into findings of its own, which are then
+    // taken in the order of the tags: the report does not depend on which answer came first.
+    let checked = many::in_order(tags, opts.reads, |tag| async move {
+        let mut found = Findings::default();
         let mut check = TagCheck {
             source,
             opts,
             name,
             tag,
-            findings: &mut *findings,
+            findings: &mut found,
             bad_files: BTreeMap::new(),
         };
         check.run().await;
+        found
+    });
+    for found in checked.await {
+        findings.absorb(found);
     }
     Ok(())
 }

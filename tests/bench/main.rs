@@ -23,6 +23,9 @@
 //!    (alba must compress and write only that layer and the config); (a) again with
 //!    `--compression zstd`, time and bytes against gzip.
 //! 6. shared: (c) 4 platforms × 64 MiB sharing one 32 MiB base layer, cold, to a registry.
+//! 7. scale: `ls`, `gc --keep 10 --dry-run`, `verify --quick` and a push over histories of 20,
+//!    200 and 1,000 tags, static and images, in requests and seconds, on loopback and behind
+//!    30 ms per request (`BENCH_SCALE_BEFORE=/path/to/alba` adds another build, side by side).
 //!
 //! Each cold measurement runs `BENCH_ROUNDS` times (default 3) on fresh targets and caches
 //! (skopeo's blob-info cache cleared), alternating which tool goes first; the table shows medians.
@@ -41,6 +44,7 @@ mod layered;
 mod memory;
 mod outputs;
 mod registry;
+mod scale;
 mod shared;
 mod static_push;
 mod summary;
@@ -51,6 +55,7 @@ use inputs::{elf_files, image_dir};
 use layered::bench_layered;
 use memory::bench_memory;
 use registry::bench_registry;
+use scale::bench_scale;
 use shared::bench_shared;
 use static_push::bench_static;
 use summary::{Summary, mib};
@@ -96,7 +101,7 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Every measurement in one run; `BENCH_ONLY=static,folder,registry,memory,layered,shared`
+/// Every measurement in one run; `BENCH_ONLY=static,folder,registry,memory,layered,shared,scale`
 /// picks some.
 #[test]
 #[ignore = "a benchmark: run bench/run.sh"]
@@ -144,6 +149,9 @@ fn bench() {
     }
     if wanted("shared") {
         bench_shared(work.path(), &elf, &mut summary);
+    }
+    if wanted("scale") {
+        bench_scale(work.path(), &mut summary);
     }
 
     println!(

@@ -3,7 +3,8 @@
 //! Each request is either forwarded to the upstream port or, at the configured rate, answered
 //! with a fault: 503 `SlowDown` (S3's XML), 500 with an HTML body (what a reverse proxy in front
 //! of the store sends), 429 with `Retry-After: 1`, or a connection dropped without an answer.
-//! Writes (PUT, POST, DELETE) can be delayed to widen race windows. The faults come from a
+//! Writes (PUT, POST, DELETE) can be delayed to widen race windows, and every request by a
+//! fixed latency (a store across a network, for the scale tests and benchmarks). The faults come from a
 //! seeded generator, so a failing run can be repeated (up to thread scheduling).
 //!
 //! It listens on loopback only, serves one request per connection (it answers with
@@ -26,6 +27,8 @@ struct Settings {
     rate_ppm: AtomicU64,
     /// Delay of each forwarded write, in milliseconds.
     write_latency_ms: AtomicU64,
+    /// Delay of every request (reads too), in milliseconds.
+    latency_ms: AtomicU64,
     rng: Mutex<u64>,
     /// Faults only for writes (PUT, POST, DELETE), reads always pass.
     writes_only: AtomicBool,
@@ -35,6 +38,9 @@ struct Settings {
     faults: [AtomicU64; 4],
     /// Writes (PUT, POST, DELETE) seen, faulted or not.
     writes: AtomicU64,
+    /// Requests being served now, and the most at once since the counter was reset.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 /// A running fault proxy; stopped on drop.
@@ -57,12 +63,15 @@ impl FaultProxy {
         let settings = Arc::new(Settings {
             rate_ppm: AtomicU64::new((rate * 1e6) as u64),
             write_latency_ms: AtomicU64::new(0),
+            latency_ms: AtomicU64::new(0),
             rng: Mutex::new(seed ^ 0x9E37_79B9_7F4A_7C15),
             writes_only: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             faults: Default::default(),
             writes: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
         });
         let shared = settings.clone();
         let thread = std::thread::spawn(move || accept_loop(listener, upstream, shared));
@@ -90,6 +99,27 @@ impl FaultProxy {
         self.settings
             .write_latency_ms
             .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Delays every request (reads and writes) by `latency` before it is answered, as a
+    /// store across a network would: each request waits a round trip.
+    pub fn set_latency(&self, latency: Duration) {
+        self.settings
+            .latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Sets the request counter and [`FaultProxy::max_in_flight`] back to zero (faults are
+    /// still counted since the start).
+    pub fn reset_requests(&self) {
+        self.settings.requests.store(0, Ordering::Relaxed);
+        self.settings.max_in_flight.store(0, Ordering::Relaxed);
+    }
+
+    /// The most requests served at once since the start or [`FaultProxy::reset_requests`]:
+    /// how many a client sent concurrently.
+    pub fn max_in_flight(&self) -> u64 {
+        self.settings.max_in_flight.load(Ordering::Relaxed)
     }
 
     /// Injects faults only into writes (PUT, POST, DELETE); reads always pass.
@@ -256,6 +286,21 @@ fn serve(client: TcpStream, upstream: u16, settings: &Settings) -> std::io::Resu
         return Ok(());
     };
     settings.requests.fetch_add(1, Ordering::Relaxed);
+    let now = settings.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    settings.max_in_flight.fetch_max(now, Ordering::Relaxed);
+    let answered = answer(&head, &mut reader, client, upstream, settings);
+    settings.in_flight.fetch_sub(1, Ordering::Relaxed);
+    answered
+}
+
+/// Answers one request: a fault when one is due, else (after the latency) the upstream's answer.
+fn answer(
+    head: &Head,
+    reader: &mut BufReader<TcpStream>,
+    client: TcpStream,
+    upstream: u16,
+    settings: &Settings,
+) -> std::io::Result<()> {
     let mut client = client;
     let write = matches!(head.method.as_str(), "PUT" | "POST" | "DELETE");
     if write {
@@ -264,13 +309,14 @@ fn serve(client: TcpStream, upstream: u16, settings: &Settings) -> std::io::Resu
     let eligible = write || !settings.writes_only.load(Ordering::Relaxed);
     if let Some(kind) = settings.draw().filter(|_| eligible) {
         settings.faults[kind].fetch_add(1, Ordering::Relaxed);
-        return fault(kind, &head, &mut reader, &mut client);
+        return fault(kind, head, reader, &mut client);
     }
+    let mut ms = settings.latency_ms.load(Ordering::Relaxed);
     if write {
-        let ms = settings.write_latency_ms.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(ms));
+        ms += settings.write_latency_ms.load(Ordering::Relaxed);
     }
-    forward(&head, &mut reader, client, upstream)
+    std::thread::sleep(Duration::from_millis(ms));
+    forward(head, reader, client, upstream)
 }
 
 /// Answers a request with fault `kind` (its body read first, so the client sees the answer).

@@ -24,6 +24,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod garage;
 pub mod garage_cluster;
+pub mod history;
 pub mod images;
 pub mod nginx;
 pub mod nix;

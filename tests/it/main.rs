@@ -28,6 +28,7 @@ mod readme;
 mod registry_push;
 mod release_metadata;
 mod remote_builder;
+mod scale;
 mod signatures;
 mod site;
 mod speed;

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
+use futures::StreamExt;
 use oci_client::RegistryOperation;
 use reqwest::Response;
 
@@ -30,6 +31,8 @@ use crate::transport::{Kind, by_status};
 /// A repository on a registry, for deleting.
 pub struct RegistryRepo {
     sink: RegistrySink,
+    /// Tags whose digest is asked at once.
+    reads: usize,
 }
 
 /// What the registry answered to a DELETE.
@@ -46,7 +49,14 @@ impl RegistryRepo {
     pub fn new(target: &RegistryTarget, credentials: Credentials) -> Result<RegistryRepo> {
         Ok(RegistryRepo {
             sink: RegistrySink::new(target, credentials)?,
+            reads: crate::store::many::DEFAULT_READS,
         })
+    }
+
+    /// Asks up to `at_once` tags' digests at once (default [`crate::store::many::DEFAULT_READS`]).
+    pub fn reading(mut self, at_once: usize) -> RegistryRepo {
+        self.reads = at_once;
+        self
     }
 
     /// The registry host, for messages.
@@ -68,10 +78,16 @@ impl RegistryRepo {
     pub async fn tag_digests(&self) -> Result<BTreeMap<String, String>> {
         self.sink.sign_in(RegistryOperation::Pull).await?;
         let mut digests = BTreeMap::new();
-        for tag in self.sink.list_tags().await? {
+        let tags = self.sink.list_tags().await?;
+        let asked: Vec<_> = tags
+            .iter()
+            .map(|tag| self.sink.manifest_digest(tag))
+            .collect();
+        let answers = futures::stream::iter(asked).buffered(self.reads.max(1));
+        for (tag, digest) in tags.iter().zip(answers.collect::<Vec<_>>().await) {
             // A tag deleted since it was listed is simply not there any more.
-            if let Some(digest) = self.sink.manifest_digest(&tag).await? {
-                digests.insert(tag, digest);
+            if let Some(digest) = digest? {
+                digests.insert(tag.clone(), digest);
             }
         }
         Ok(digests)

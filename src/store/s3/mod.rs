@@ -195,14 +195,19 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get_typed(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    async fn get_typed(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
         let full = self.full_key(key);
         self.call(&format!("reading {key}"), || async {
             let Some(out) = self.get_object(&full).await? else {
                 return Ok(None);
             };
+            let content_type = out.content_type().unwrap_or_default().to_string();
             // A connection dropped in the middle of the body is worth another attempt too.
             let body = out.body.collect().await.map_err(|e| cut_short(&e))?;
-            Ok(Some(body.into_bytes()))
+            Ok(Some((body.into_bytes(), Some(content_type))))
         })
         .await
     }
