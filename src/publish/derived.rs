@@ -177,7 +177,11 @@ impl DerivedList {
         remove: &BTreeSet<String>,
     ) -> Result<Round> {
         let stored = self.stored(store).await?;
-        let present = self.present_among(store, &stored.tags).await?;
+        // Tags being removed are dropped whatever their keys hold: trusting them as known
+        // saves a GET each (an rm or gc reads its list back while their keys still exist).
+        let mut known = stored.tags.clone();
+        known.extend(remove.iter().cloned());
+        let present = self.present_among(store, &known).await?;
         self.round(stored, &present, add, remove)
     }
 
