@@ -148,12 +148,17 @@ else
   say "the signature was not checked (minisign is not installed, or no public key is published)"
 fi
 
-# Download and check every file first; install only when all are right.
+# Download and check every file first; install only when all are right. One path a line:
+# a file name may hold spaces, and no name is globbed.
+nl='
+'
+IFS=$nl
+set -f
 mkdir -p "$tmp/files" || die "cannot write $tmp"
 for path in $paths; do
   file=${path##*/}
   fetch "$url/$path" "$tmp/files/$file" || die "cannot download $url/$path"
-  want=$(while read -r sum p; do [ "$p" = "$path" ] && printf '%s' "$sum"; done <"$tmp/SHA256SUMS")
+  want=$(while IFS=' ' read -r sum p; do [ "$p" = "$path" ] && printf '%s' "$sum"; done <"$tmp/SHA256SUMS")
   [ -n "$want" ] || die "$path is not in SHA256SUMS"
   got=$(sha256 "$tmp/files/$file") || die "cannot hash $file"
   [ "$got" = "$want" ] || die "checksum mismatch for $path: SHA256SUMS says $want, the download is $got"
@@ -169,13 +174,15 @@ for path in $paths; do
     for s in $staged; do rm -f "$s"; done
     die "cannot write $part (no space left, or no permission?): nothing installed"
   fi
-  staged="$staged $part"
+  staged="$staged$nl$part"
 done
 for path in $paths; do
   file=${path##*/}
   mv -f "$to/.$file.install-$$" "$to/$file" || die "cannot move $file into $to"
   say "installed $NAME $version ($platform) to $to/$file"
 done
+unset IFS
+set +f
 case ":${PATH:-}:" in
   *":$to:"*) ;;
   *) say "$to is not on your PATH; add it, e.g. export PATH=\"$to:\$PATH\"" ;;
