@@ -71,7 +71,11 @@ impl StorePaths {
             self.ended = true;
             return;
         };
-        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        // A crafted size near u64::MAX must end the scan, not overflow.
+        let Some(padded) = size.checked_next_multiple_of(BLOCK as u64) else {
+            self.ended = true;
+            return;
+        };
         let kind = h[156];
         if matches!(kind, b'L' | b'x') && size <= RECORD_LIMIT {
             self.record = Some((kind, Vec::with_capacity(size as usize)));
