@@ -12,7 +12,9 @@
 #
 # - Debian packages: nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time
 #   docker.io podman debootstrap minisign groff-base git openssh-server openssh-client
-#   (sshd is the Nix remote builder of tests/common/remote_builder.rs; its service is kept off)
+#   chromium shellcheck busybox openssl curl wget
+#   (sshd is the Nix remote builder of tests/common/remote_builder.rs; its service is kept off;
+#   chromium, the shells, curl and wget check the download site and install.sh)
 #   (`apt-get update` runs only if an install fails without it).
 # - PyPI: cyclonedx-python-lib[json-validation] (the CycloneDX schema validator the SBOM
 #   tests use) and PyNaCl (the signature tests make a cosign.key with it), installed with pip
@@ -35,7 +37,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client chromium shellcheck busybox openssl)
+PACKAGES=(nix-bin skopeo containerd docker-registry nginx apache2-utils rclone time docker.io podman debootstrap minisign groff-base git openssh-server openssh-client chromium shellcheck busybox openssl curl wget)
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT="$HOME/.cache/garage-$GARAGE_VERSION"
 NIX_CHROOT="${ALBA_NIX_CHROOT:-$HOME/.cache/alba-nix-trixie}"
