@@ -41,10 +41,7 @@ fn latest_files(doc: &PageTag) -> String {
     let mut lines = Vec::new();
     for flavor in &doc.flavors {
         let p = &flavor.platform;
-        let platform = match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        };
+        let platform = p.label();
         let dir = DfDistLayout::flavor_dir_of(&p.os, &p.architecture);
         for r in &flavor.resources {
             lines.push(format!("{platform} {dir}{}", r.path));

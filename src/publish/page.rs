@@ -339,10 +339,7 @@ fn release_section(body: &mut String, site: &Site, tag: &str, doc: &PageTag, own
 
 fn flavor_rows(body: &mut String, prefix: &str, flavor: &Flavor, provenance: Option<&str>) {
     let p = &flavor.platform;
-    let platform = match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    };
+    let platform = p.label();
     let dir = DfDistLayout::flavor_dir_of(&p.os, &p.architecture);
     for r in &flavor.resources {
         let file = r.path.rsplit('/').next().unwrap_or(&r.path);
