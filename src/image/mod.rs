@@ -15,7 +15,9 @@ pub mod attestation;
 mod cache;
 mod docker;
 /// Synthetic docker archives, for alba's unit tests and its integration tests and benches
-/// (`tests/common/images.rs`); not part of alba's interface.
+/// (`tests/common/images.rs`, through the `fixtures` feature that the dev-dependency on alba
+/// itself turns on); not part of alba's interface, and not in the shipped binary.
+#[cfg(any(test, feature = "fixtures"))]
 #[doc(hidden)]
 pub mod fixtures;
 mod flight;
