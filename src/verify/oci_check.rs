@@ -13,6 +13,7 @@ use super::oci_source::Images;
 use super::{Findings, Object, Options};
 use crate::digest::oci_digest;
 use crate::image::INDEX_MEDIA_TYPE;
+use crate::publish::derived::is_attached_tag;
 use crate::store::many;
 
 /// The annotation holding the release version (the tag an index was published for).
@@ -93,7 +94,8 @@ pub async fn check(
         }
         None => tags
             .iter()
-            .filter(|t| !is_referrers_tag(t))
+            // Referrers, signature and attestation tags are checked with their subjects.
+            .filter(|t| !is_attached_tag(t))
             .cloned()
             .collect(),
     };
@@ -132,12 +134,6 @@ pub async fn check(
     };
     checker.check_aliases(&tags, &pointed).await;
     Ok(())
-}
-
-/// True for a referrers tag schema tag (`sha256-<hex>`) or another tag attached to a
-/// manifest (cosign's `sha256-<hex>.sig`): checked with its subject.
-fn is_referrers_tag(tag: &str) -> bool {
-    crate::publish::derived::is_attached_tag(tag)
 }
 
 /// The media type of a `Content-Type` value, without parameters.
@@ -567,8 +563,8 @@ mod tests {
 
     #[test]
     fn referrers_tags_and_content_types() {
-        assert!(is_referrers_tag(&format!("sha256-{}", "0".repeat(64))));
-        assert!(!is_referrers_tag("sha256-12"));
+        assert!(is_attached_tag(&format!("sha256-{}", "0".repeat(64))));
+        assert!(!is_attached_tag("sha256-12"));
         assert_eq!(bare("application/json; charset=utf-8"), "application/json");
     }
 }
