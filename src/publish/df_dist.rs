@@ -38,7 +38,7 @@ const JSON: &str = "application/json";
 const BINARY: &str = "application/octet-stream";
 
 /// The tag document: one flavor per platform.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TagDocument {
     /// One entry per platform.
     pub flavors: Vec<Flavor>,

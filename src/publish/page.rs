@@ -32,31 +32,8 @@ pub struct ImageRef {
     pub platforms: Vec<String>,
 }
 
-/// What a page reads from a tag document: alba's fields and the additions pages use.
-#[derive(Debug, Default, Deserialize)]
-pub struct PageTag {
-    /// One entry per platform.
-    #[serde(default)]
-    pub flavors: Vec<Flavor>,
-    /// `SHA256SUMS`, relative to the tag folder.
-    #[serde(default)]
-    pub checksums: Option<String>,
-    /// `SHA256SUMS.minisig`.
-    #[serde(default)]
-    pub signature: Option<String>,
-    /// A DSSE provenance file, relative to the tag folder.
-    #[serde(default)]
-    pub provenance: Option<String>,
-    /// The release's description.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// The minisign public key (base64) that signed `SHA256SUMS`.
-    #[serde(default)]
-    pub minisign_public_key: Option<String>,
-    /// Images published with the release.
-    #[serde(default)]
-    pub images: Vec<ImageRef>,
-}
+/// What a page reads: the tag document alba writes, its additions for pages included.
+pub type PageTag = super::df_dist::TagDocument;
 
 impl PageTag {
     /// Reads a tag document; `None` when it is not one.
