@@ -15,15 +15,22 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::oci::CONFIG_MEDIA_TYPE;
-use super::{Blob, INDEX_MEDIA_TYPE, ImageSet, MANIFEST_MEDIA_TYPE, Referrer, Source, referrer_of};
-use crate::digest::oci_digest;
+use super::{Blob, INDEX_MEDIA_TYPE, ImageSet, MANIFEST_MEDIA_TYPE, Referrer, referrer_of};
 use crate::provenance::{PREDICATE_TYPE, Subject, dsse};
 
 /// The suffix of cosign's attestation tags.
-pub const ATT_SUFFIX: &str = "att";
+pub const ATT_SUFFIX: &str = ".att";
 /// The annotation naming a layer's predicate type.
 pub const PREDICATE_ANNOTATION: &str = "predicateType";
-const COSIGN_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+/// The annotation of a cosign layer that holds its base64 DER signature (empty on an
+/// attestation's layer, whose envelope carries the signature).
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+/// The tag cosign attaches to manifest `digest` with `suffix` (`.sig`, `.att`):
+/// `sha256-<hex><suffix>`.
+pub fn attachment_tag(digest: &str, suffix: &str) -> String {
+    format!("{}{suffix}", digest.replacen(':', "-", 1))
+}
 
 /// What one push writes for an image set's provenance.
 #[derive(Debug, Clone)]
@@ -69,9 +76,9 @@ pub fn statement_subjects(set: &ImageSet) -> Vec<Subject> {
 
 /// The attestation of `set` holding `envelope`.
 pub fn attestation(set: &ImageSet, envelope: Bytes) -> Result<Attestation> {
-    let layer = memory(dsse::MEDIA_TYPE, envelope);
+    let layer = Blob::in_memory(dsse::MEDIA_TYPE, envelope);
     let annotations = BTreeMap::from([
-        (COSIGN_SIGNATURE.to_string(), String::new()),
+        (SIGNATURE_ANNOTATION.to_string(), String::new()),
         (PREDICATE_ANNOTATION.to_string(), PREDICATE_TYPE.to_string()),
     ]);
     // The config `cosign attest` writes (go-containerregistry's empty image plus the layer).
@@ -80,7 +87,7 @@ pub fn attestation(set: &ImageSet, envelope: Bytes) -> Result<Attestation> {
         "history": [ { "created": "0001-01-01T00:00:00Z" } ], "os": "",
         "rootfs": { "diff_ids": [ layer.digest ], "type": "layers" },
     });
-    let config = memory(CONFIG_MEDIA_TYPE, Bytes::from(serde_json::to_vec(&config)?));
+    let config = Blob::in_memory(CONFIG_MEDIA_TYPE, Bytes::from(serde_json::to_vec(&config)?));
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
@@ -94,7 +101,7 @@ pub fn attestation(set: &ImageSet, envelope: Bytes) -> Result<Attestation> {
     let mut tags = Vec::new();
     let mut referrers = Vec::new();
     for (_, digest, size, media_type) in subjects(set) {
-        let tag = format!("{}.{ATT_SUFFIX}", digest.replacen(':', "-", 1));
+        let tag = attachment_tag(&digest, ATT_SUFFIX);
         tags.push((tag, manifest.clone()));
         let only_type =
             BTreeMap::from([(PREDICATE_ANNOTATION.to_string(), PREDICATE_TYPE.to_string())]);
@@ -117,13 +124,4 @@ pub fn envelope_layer(manifest: &[u8]) -> Option<(String, u64)> {
             && l["annotations"][PREDICATE_ANNOTATION] == PREDICATE_TYPE;
         ours.then(|| Some((l["digest"].as_str()?.to_string(), l["size"].as_u64()?)))?
     })
-}
-
-fn memory(media_type: &str, bytes: Bytes) -> Blob {
-    Blob::new(
-        media_type,
-        oci_digest(&bytes),
-        bytes.len() as u64,
-        Source::Memory(bytes),
-    )
 }

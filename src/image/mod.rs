@@ -54,7 +54,7 @@ pub use known::{
     KnownLayer, LAYERS_COMPRESSION, Published, known_layers, manifest_digests, published,
 };
 pub use layer::Compression;
-pub use oci::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+pub use oci::{CONFIG_MEDIA_TYPE, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 pub use referrer::{Referrer, referrer_of, referrers_index};
 
 /// A blob of an image: its config or one of its layers, described by media type, digest and

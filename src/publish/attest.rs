@@ -69,11 +69,7 @@ pub async fn image_steps(
         return Ok(ImageSteps::default());
     };
     let subjects = attestation::statement_subjects(images);
-    let index_tag = format!(
-        "{}.{}",
-        images.index_digest.replacen(':', "-", 1),
-        attestation::ATT_SUFFIX
-    );
+    let index_tag = attestation::attachment_tag(&images.index_digest, attestation::ATT_SUFFIX);
     let published = published_envelope(sink, &index_tag).await?;
     let envelope = attester.envelope_keeping(published, &subjects);
     let a = attestation::attestation(images, envelope)?;

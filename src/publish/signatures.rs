@@ -19,16 +19,13 @@ use serde_json::{Value, json};
 
 use crate::bail_input;
 use crate::digest::oci_digest;
-use crate::image::{Blob, MANIFEST_MEDIA_TYPE};
+use crate::image::{Blob, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::sign::EcdsaKey;
 use crate::target::Target;
 
 /// The media type of a signature payload layer.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-/// The annotation of a payload layer that holds the base64 DER signature.
-pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-/// The media type of a signature manifest's config.
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+pub use crate::image::attestation::{SIGNATURE_ANNOTATION, attachment_tag};
 /// The tag suffix of cosign's signatures.
 pub const SIG_SUFFIX: &str = ".sig";
 
@@ -66,11 +63,6 @@ pub fn payload(reference: &str, digest: &str) -> Bytes {
         "optional": null,
     });
     Bytes::from(payload.to_string())
-}
-
-/// The attachment tag of a manifest digest with `suffix` (`.sig`, `.att`): `sha256-<hex><suffix>`.
-pub fn attachment_tag(digest: &str, suffix: &str) -> String {
-    format!("{}{suffix}", digest.replacen(':', "-", 1))
 }
 
 /// The signature manifest of `subject`: the layers of `existing` (the manifest stored at its

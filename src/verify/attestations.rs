@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::Findings;
 use super::oci_source::Images;
-use crate::image::attestation::{ATT_SUFFIX, envelope_layer};
+use crate::image::attestation::{ATT_SUFFIX, attachment_tag, envelope_layer};
 use crate::provenance::{Locked, PREDICATE_TYPE, dsse};
 use crate::publish::signatures::{SIG_SUFFIX, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
 
@@ -121,7 +121,7 @@ async fn check_signature(
     digest: &str,
     findings: &mut Findings,
 ) {
-    let tag = format!("{}{SIG_SUFFIX}", digest.replacen(':', "-", 1));
+    let tag = attachment_tag(digest, SIG_SUFFIX);
     let object = images.manifest_name(&tag);
     let Some(manifest) = read_manifest(images, &tag, findings).await else {
         let problem = format!("is missing: {digest} is not signed");
@@ -172,7 +172,7 @@ async fn check_attestation(
     subjects: &BTreeSet<String>,
     findings: &mut Findings,
 ) {
-    let tag = format!("{}.{ATT_SUFFIX}", index.replacen(':', "-", 1));
+    let tag = attachment_tag(index, ATT_SUFFIX);
     let object = images.manifest_name(&tag);
     let found = match images.manifest(&tag).await {
         Ok(found) => found,
