@@ -54,15 +54,14 @@ pub fn images(
         let Some(target) = targets.iter().find(|t| t.to_string() == report.target) else {
             continue;
         };
-        let (pull, tag) = match target {
-            Target::Registry(r) => (
-                format!("{}/{}", r.host, r.repository),
-                r.tag.clone().unwrap_or_else(|| version.to_string()),
-            ),
-            _ => match target.web().and_then(web_host) {
-                Some(host) => (format!("{host}/{repository}"), version.to_string()),
-                None => continue,
-            },
+        // The repository people pull from, as the images' signatures name it: none for a
+        // bucket or folder without a root `web=` address.
+        let Ok(pull) = crate::publish::signatures::docker_reference(target, &repository) else {
+            continue;
+        };
+        let tag = match target {
+            Target::Registry(r) => r.tag.clone().unwrap_or_else(|| version.to_string()),
+            _ => version.to_string(),
         };
         out.push(ImageRef {
             repository: pull,
@@ -74,12 +73,6 @@ pub fn images(
     out
 }
 
-/// `host[:port]` of a `web=` address that has no path (pull clients reach `/v2/` at a root).
-fn web_host(web: &str) -> Option<String> {
-    let rest = web.split_once("://")?.1;
-    (!rest.contains('/') && !rest.is_empty()).then(|| rest.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,20 +80,18 @@ mod tests {
     #[test]
     fn images_come_first() {
         assert_eq!(publish_order(&[Kind::Static, Kind::Container]), [1, 0]);
-        assert_eq!(
-            web_host("https://dl.example.org"),
-            Some("dl.example.org".into())
-        );
-        assert_eq!(web_host("http://h:8080/sub"), None);
     }
 
-    /// A registry and a static registry with `web=` give pull references; one without does not.
+    /// A registry and a static registry with a root `web=` give pull references; one without
+    /// `web=`, or with a path in it, does not.
     #[test]
     fn pull_references_of_the_published_images() {
         let targets: Vec<Target> = [
             "docker://registry.example.org/team/albatros",
             "s3://dl?endpoint=http://127.0.0.1:3900&web=https://dl.example.org",
             "file:dist",
+            "file:sub?web=http://h:8080/sub",
+            "file:port?web=http://h:8080",
         ]
         .iter()
         .map(|t| crate::target::parse(t).unwrap())
@@ -123,7 +114,8 @@ mod tests {
             pulls,
             [
                 "registry.example.org/team/albatros:1.0@sha256:ab",
-                "dl.example.org/albatros:1.0@sha256:ab"
+                "dl.example.org/albatros:1.0@sha256:ab",
+                "h:8080/albatros:1.0@sha256:ab"
             ]
         );
     }
