@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use super::df_dist::Flavor;
 use super::layout::DfDistLayout;
-use crate::ui::human_size;
 
 /// An image published with a release, for its `docker pull` lines.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -320,7 +319,11 @@ fn flavor_rows(body: &mut String, prefix: &str, flavor: &Flavor, provenance: Opt
     let dir = DfDistLayout::flavor_dir_of(&p.os, &p.architecture);
     for r in &flavor.resources {
         let file = r.path.rsplit('/').next().unwrap_or(&r.path);
-        let size = r.size.map(human_size).unwrap_or_default();
+        // indicatif's form, as the progress bars show sizes (planners do not reach the ui module).
+        let size = r
+            .size
+            .map(|s| indicatif::HumanBytes(s).to_string())
+            .unwrap_or_default();
         let sha = r.sha256.as_deref().unwrap_or_default();
         let mut also = Vec::new();
         if let Some(sbom) = &flavor.sbom {
